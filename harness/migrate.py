@@ -1,0 +1,983 @@
+#!/usr/bin/env python3
+"""mecom end-to-end live-migration harness.
+
+Boots a source and a destination QEMU on this machine (guest RAM in
+/dev/shm files), live-migrates the running test guest with multifd and a
+chosen compression method, then compares the entire guest RAM of both sides
+byte for byte.  Standard library only.  See docs/harness.md.
+"""
+
+import argparse
+import atexit
+import ctypes
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PAGE = 4096
+MARKER = "MECOM-WORKLOAD-READY"
+HEARTBEAT = "MECOM-HEARTBEAT"
+GUEST_ERRORS = ("MECOM-WORKLOAD-ERROR", "MECOM-WORKLOAD-EXITED", "Kernel panic")
+FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios", "/usr/lib/ipxe/qemu")
+
+# query-migrate members that are not method-specific statistics.
+GENERIC_QM_KEYS = {
+    "status", "total-time", "downtime", "setup-time", "expected-downtime",
+    "ram", "error-desc", "socket-address", "blocked-reasons",
+    "cpu-throttle-percentage", "dirty-limit-throttle-time-per-round",
+    "dirty-limit-ring-full-time", "postcopy-blocktime",
+    "postcopy-vcpu-blocktime", "postcopy-latency", "postcopy-vcpu-latency",
+    "postcopy-non-vcpu-latency", "postcopy-latency-dist",
+}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class HarnessError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# QMP client
+# --------------------------------------------------------------------------
+class QMPError(Exception):
+    def __init__(self, cmd, err):
+        self.cmd = cmd
+        self.err_class = err.get("class", "?")
+        self.desc = err.get("desc", "?")
+        super().__init__(f"{cmd}: {self.err_class}: {self.desc}")
+
+
+class QMP:
+    """Minimal synchronous QMP client over a unix socket."""
+
+    def __init__(self, path, connect_timeout=30.0, proc=None):
+        self.path = path
+        self.events = []
+        self._buf = b""
+        self._id = 0
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise HarnessError(f"QEMU exited (rc={proc.returncode}) before QMP was up")
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(path)
+                break
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"cannot connect to QMP socket {path}")
+                time.sleep(0.05)
+        self.sock = s
+        greeting = self._read(timeout=connect_timeout)
+        if "QMP" not in greeting:
+            raise HarnessError(f"unexpected QMP greeting: {greeting}")
+        self.version = greeting["QMP"].get("version", {})
+        self.execute("qmp_capabilities")
+
+    def _read(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HarnessError(f"QMP read timeout on {self.path}")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                raise HarnessError(f"QMP connection closed ({self.path})")
+            self._buf += data
+        line, self._buf = self._buf.split(b"\n", 1)
+        line = line.strip()
+        if not line:
+            return self._read(max(0.01, deadline - time.monotonic()))
+        return json.loads(line)
+
+    def execute(self, cmd, args=None, timeout=30.0):
+        self._id += 1
+        req = {"execute": cmd, "id": self._id}
+        if args:
+            req["arguments"] = args
+        self.sock.sendall(json.dumps(req).encode() + b"\n")
+        while True:
+            msg = self._read(timeout)
+            if "event" in msg:
+                self.events.append(msg)
+                continue
+            if msg.get("id") != self._id:
+                continue
+            if "error" in msg:
+                raise QMPError(cmd, msg["error"])
+            return msg.get("return")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# process / resource bookkeeping (cleanup on any exit)
+# --------------------------------------------------------------------------
+_LIVE_QEMUS = []
+_SHM_FILES = set()
+_KEEP_RAM = False
+
+
+def _set_pdeathsig():
+    """Child side of fork: die with the harness even if it is SIGKILLed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def cleanup_all():
+    for q in list(_LIVE_QEMUS):
+        q.stop()
+    if not _KEEP_RAM:
+        for f in list(_SHM_FILES):
+            try:
+                os.unlink(f)
+            except FileNotFoundError:
+                pass
+            _SHM_FILES.discard(f)
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def cpu_ticks_by_thread(pid):
+    """{tid: (comm, utime+stime ticks)} for every thread of pid."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        # comm is in parentheses and may contain spaces
+        lp, rp = st.index("("), st.rindex(")")
+        comm = st[lp + 1:rp]
+        fields = st[rp + 2:].split()
+        out[int(tid)] = (comm, int(fields[11]) + int(fields[12]))
+    return out
+
+
+def proc_cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return None
+    fields = st[st.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class ThreadCpuTracker:
+    """Tracks CPU time of migration threads (mig/..., multifd...), which exit
+    when the migration ends, by sampling /proc and keeping each thread's max."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.base = {tid: t for tid, (c, t) in cpu_ticks_by_thread(pid).items()}
+        self.last = {}
+        self.proc0 = proc_cpu_ticks(pid)
+        self.proc1 = self.proc0
+
+    def sample(self):
+        for tid, (comm, t) in cpu_ticks_by_thread(self.pid).items():
+            if comm.startswith("mig/") or comm.startswith("multifd") or comm == "live_migration":
+                self.last[tid] = (comm, t - self.base.get(tid, 0))
+        p = proc_cpu_ticks(self.pid)
+        if p is not None:
+            self.proc1 = p
+
+    def summary(self):
+        groups = {}
+        for comm, t in self.last.values():
+            key = re.sub(r"_?\d+$", "", comm)
+            groups[key] = groups.get(key, 0.0) + t / CLK_TCK
+        proc = None
+        if self.proc0 is not None and self.proc1 is not None:
+            proc = (self.proc1 - self.proc0) / CLK_TCK
+        return {"threads_s": {k: round(v, 2) for k, v in sorted(groups.items())},
+                "process_s": None if proc is None else round(proc, 2)}
+
+
+class Qemu:
+    def __init__(self, role, run_id, opts, guest, workdir, incoming=False):
+        self.role = role
+        self.opts = opts
+        self.run_id = run_id
+        self.workdir = workdir
+        self.shm = f"/dev/shm/mecom-{run_id}-{role}"
+        self.qmp_path = os.path.join(workdir, f"{role}.qmp")
+        if len(self.qmp_path) > 100:  # sun_path limit is 108 bytes
+            self.qmp_path = f"/tmp/mecom-{run_id}-{role}.qmp"
+        self.serial_log = os.path.join(workdir, f"{role}.serial.log")
+        self.stderr_log = os.path.join(workdir, f"{role}.stderr.log")
+        self.proc = None
+        self.qmp = None
+        mem = opts.mem
+        accel = ["-accel", "kvm", "-cpu", opts.cpu or "host"] if opts.kvm else \
+                ["-accel", "tcg"] + (["-cpu", opts.cpu] if opts.cpu else [])
+        args = [opts.qemu, "-name", f"mecom-{role},debug-threads=on", "-no-user-config", "-nodefaults",
+                "-display", "none", "-monitor", "none", "-no-reboot"]
+        args += accel
+        args += ["-smp", "1", "-m", f"{mem}M",
+                 "-object", f"memory-backend-file,id=ram0,size={mem}M,mem-path={self.shm},share=on",
+                 "-machine", "q35,memory-backend=ram0",
+                 "-serial", f"file:{self.serial_log}",
+                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+                 "-kernel", guest["kernel"], "-initrd", guest["initrd"],
+                 "-append", guest["append"]]
+        if not opts.no_firmware_dirs:
+            for d in FIRMWARE_DIRS:
+                if os.path.isdir(d):
+                    args += ["-L", d]
+        if incoming:
+            args += ["-incoming", "defer", "-S"]
+        for extra in opts.qemu_arg:
+            args += shlex.split(extra)
+        self.args = args
+
+    def start(self):
+        for p in (self.qmp_path, self.serial_log):
+            if os.path.exists(p):
+                os.unlink(p)
+        _SHM_FILES.add(self.shm)
+        with open(os.path.join(self.workdir, f"{self.role}.cmdline"), "w") as f:
+            f.write(shlex.join(self.args) + "\n")
+        self._stderr = open(self.stderr_log, "w")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=self._stderr, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_set_pdeathsig)
+        _LIVE_QEMUS.append(self)
+        try:
+            self.qmp = QMP(self.qmp_path, proc=self.proc)
+        except HarnessError as e:
+            raise HarnessError(f"{self.role}: {e}; stderr: {self.stderr_tail()}")
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr_tail(self, n=5):
+        try:
+            with open(self.stderr_log) as f:
+                lines = f.read().strip().splitlines()
+            return " | ".join(lines[-n:])
+        except OSError:
+            return ""
+
+    def serial(self):
+        try:
+            with open(self.serial_log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def status(self):
+        return self.qmp.execute("query-status")
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None and self.qmp is not None:
+            try:
+                self.qmp.execute("quit", timeout=3)
+            except Exception:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.qmp is not None:
+            self.qmp.close()
+        try:
+            self._stderr.close()
+        except Exception:
+            pass
+        if self in _LIVE_QEMUS:
+            _LIVE_QEMUS.remove(self)
+        try:
+            os.unlink(self.qmp_path)
+        except OSError:
+            pass
+        if not _KEEP_RAM:
+            try:
+                os.unlink(self.shm)
+            except FileNotFoundError:
+                pass
+            _SHM_FILES.discard(self.shm)
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+def parse_value(v):
+    lv = v.lower()
+    if lv in ("true", "on", "yes"):
+        return True
+    if lv in ("false", "off", "no"):
+        return False
+    if re.fullmatch(r"-?\d+", v):
+        return int(v)
+    return v
+
+
+def parse_kv_list(items):
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise SystemExit(f"expected key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = parse_value(v.strip())
+    return out
+
+
+def parse_bandwidth(s):
+    """bytes/s.  Plain number = bytes/s; k/m/g/t (lower or upper case, no 'B')
+    = bits/s (decimal: 1g = 1e9 bit/s = 125e6 B/s); KB/MB/GB = decimal bytes/s;
+    KiB/MiB/GiB = binary bytes/s; 0/unlimited = no limit (0)."""
+    s = s.strip()
+    if s.lower() in ("0", "unlimited", "none", "inf"):
+        return 0
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-zA-Z/]*)", s)
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad bandwidth {s!r}")
+    num, unit = float(m.group(1)), m.group(2)
+    unit = re.sub(r"(?i)(/s|ps|bit/s|bps|bit)$", "", unit)
+    dec = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+    bin_ = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    if unit in ("", "B", "b"):
+        return int(num)
+    u = unit.lower()
+    if len(unit) == 1:
+        return int(num * dec[u] / 8)  # bits per second
+    if re.fullmatch(r"(?i)[kmgt]ib", unit):
+        return int(num * bin_[u[0]])
+    if re.fullmatch(r"(?i)[kmgt]b", unit):
+        if unit[1] == "B":
+            return int(num * dec[u[0]])
+        return int(num * dec[u[0]] / 8)  # "Gb" = gigabit
+    raise argparse.ArgumentTypeError(f"bad bandwidth unit {unit!r}")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def compare_ram(a, b, chunk=16 << 20, max_list=16):
+    """Compare two files page by page.  Returns dict with identical, pages
+    compared, differing page count, first differing offset, a short list."""
+    sa, sb = os.path.getsize(a), os.path.getsize(b)
+    res = {"size_src": sa, "size_dst": sb, "diff_pages": 0,
+           "first_diff_offset": None, "diff_offsets": []}
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        off = 0
+        while True:
+            ca, cb = fa.read(chunk), fb.read(chunk)
+            if not ca and not cb:
+                break
+            if ca != cb:
+                n = max(len(ca), len(cb))
+                for i in range(0, n, PAGE):
+                    if ca[i:i + PAGE] != cb[i:i + PAGE]:
+                        res["diff_pages"] += 1
+                        if res["first_diff_offset"] is None:
+                            res["first_diff_offset"] = off + i
+                        if len(res["diff_offsets"]) < max_list:
+                            res["diff_offsets"].append(hex(off + i))
+            off += max(len(ca), len(cb))
+    res["pages"] = (max(sa, sb) + PAGE - 1) // PAGE
+    res["identical"] = sa == sb and res["diff_pages"] == 0
+    return res
+
+
+def wait_serial(vm, needle, timeout, since=0, what=None):
+    """Wait until `needle` appears in vm's serial log after offset `since`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = vm.serial()
+        if needle in text[since:]:
+            return text
+        for bad in GUEST_ERRORS:
+            if bad in text[since:]:
+                line = next((ln for ln in text.splitlines() if bad in ln), bad)
+                raise HarnessError(f"{vm.role} guest error: {line.strip()}")
+        if not vm.alive():
+            raise HarnessError(f"{vm.role} QEMU exited (rc={vm.proc.returncode}): {vm.stderr_tail()}")
+        if time.monotonic() > deadline:
+            raise HarnessError(f"timeout ({timeout}s) waiting for {what or needle!r} on {vm.role} serial")
+        time.sleep(0.2)
+
+
+def guest_files(opts):
+    if opts.kernel and opts.initrd:
+        return opts.kernel, opts.initrd, None
+    gdir = opts.guest
+    if not gdir:
+        script = os.path.join(HERE, "build-guest.sh")
+        log("building/locating guest with harness/build-guest.sh")
+        r = subprocess.run([script], stdout=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            raise SystemExit("build-guest.sh failed")
+        gdir = r.stdout.strip().splitlines()[-1]
+    kernel = opts.kernel or os.path.join(gdir, "vmlinuz")
+    initrd = opts.initrd or os.path.join(gdir, "initrd.img")
+    for f in (kernel, initrd):
+        if not os.path.isfile(f):
+            raise SystemExit(f"guest file missing: {f}")
+    return kernel, initrd, gdir
+
+
+def kernel_append(opts, workload):
+    parts = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1",
+             f"mecom.workload={workload}"]
+    if opts.wss is not None:
+        parts.append(f"mecom.wss={opts.wss}")
+    if opts.rate is not None:
+        parts.append(f"mecom.rate={opts.rate}")
+    if opts.data is not None:
+        parts.append(f"mecom.data={opts.data}")
+    if opts.append:
+        parts.append(opts.append)
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------
+# one migration experiment
+# --------------------------------------------------------------------------
+def method_params(opts, method, channels, side):
+    p = {"multifd-channels": channels, "multifd-compression": method}
+    if opts.zlib_level is not None:
+        p["multifd-zlib-level"] = opts.zlib_level
+    if opts.zstd_level is not None:
+        p["multifd-zstd-level"] = opts.zstd_level
+    p.update(opts.params)
+    p.update(opts.src_params if side == "src" else opts.dst_params)
+    return p
+
+
+def configure(vm, opts, method, channels, side):
+    caps = [{"capability": "multifd", "state": True}]
+    for k, v in opts.caps.items():
+        caps.append({"capability": k, "state": bool(v)})
+    vm.qmp.execute("migrate-set-capabilities", {"capabilities": caps})
+    params = method_params(opts, method, channels, side)
+    if side == "src":
+        params["max-bandwidth"] = opts.max_bandwidth
+        params["downtime-limit"] = opts.downtime_limit
+    vm.qmp.execute("migrate-set-parameters", params)
+    return params
+
+
+def start_incoming(dst, port):
+    uri = f"tcp:127.0.0.1:{port}"
+    try:
+        # exit-on-error=false keeps a failed destination alive so its error
+        # can be queried (QEMU >= 9.1).
+        dst.qmp.execute("migrate-incoming", {"uri": uri, "exit-on-error": False})
+    except QMPError as e:
+        if "exit-on-error" not in e.desc:
+            raise
+        dst.qmp.execute("migrate-incoming", {"uri": uri})
+    return uri
+
+
+def migrate_and_wait(src, dst, uri, opts, result):
+    """Issue `migrate` and poll until completed/failed/timeout.  Fills result."""
+    src_cpu = ThreadCpuTracker(src.proc.pid)
+    dst_cpu = ThreadCpuTracker(dst.proc.pid)
+    # A previous failed migration may still be cleaning up on the source.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            src.qmp.execute("migrate", {"uri": uri})
+            break
+        except QMPError as e:
+            if "in progress" in e.desc and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            raise
+    t0 = time.monotonic()
+    last = {}
+    max_seen = {}
+    status = None
+    while True:
+        src_cpu.sample()
+        dst_cpu.sample()
+        try:
+            info = src.qmp.execute("query-migrate")
+        except HarnessError:
+            if not src.alive():
+                raise HarnessError(f"source QEMU died during migration: {src.stderr_tail()}")
+            raise
+        status = info.get("status")
+        last = info
+        ram = info.get("ram") or {}
+        for k in ("mbps", "dirty-pages-rate", "pages-per-second"):
+            if k in ram:
+                max_seen[k] = max(max_seen.get(k, 0), ram[k])
+        if status in ("completed", "failed", "cancelled"):
+            break
+        if time.monotonic() - t0 > opts.timeout:
+            log(f"migration did not converge within {opts.timeout}s; migrate_cancel")
+            try:
+                src.qmp.execute("migrate_cancel")
+            except QMPError:
+                pass
+            for _ in range(100):
+                st = src.qmp.execute("query-migrate").get("status")
+                if st in ("cancelled", "failed", "completed"):
+                    break
+                time.sleep(0.1)
+            last = src.qmp.execute("query-migrate")
+            status = "did-not-converge"
+            break
+        time.sleep(opts.poll)
+    wall = time.monotonic() - t0
+
+    # Destination side: wait until it has finished loading (or failed).
+    dst_info = {}
+    dst_deadline = time.monotonic() + (opts.dst_timeout if status == "completed" else 10)
+    while dst.alive():
+        dst_cpu.sample()
+        try:
+            dst_info = dst.qmp.execute("query-migrate")
+        except Exception:
+            break
+        if dst_info.get("status") in ("completed", "failed", "cancelled"):
+            break
+        if time.monotonic() > dst_deadline:
+            break
+        time.sleep(opts.poll)
+
+    result["status"] = status
+    result["migrate_wall_s"] = round(wall, 2)
+    result["total_time_ms"] = last.get("total-time")
+    result["downtime_ms"] = last.get("downtime")
+    result["setup_time_ms"] = last.get("setup-time")
+    result["ram"] = last.get("ram", {})
+    result["peak"] = max_seen
+    result["method_stats"] = {k: v for k, v in last.items()
+                              if k not in GENERIC_QM_KEYS and isinstance(v, (dict, list))}
+    result["other"] = {k: v for k, v in last.items()
+                       if k not in GENERIC_QM_KEYS and not isinstance(v, (dict, list))}
+    if "error-desc" in last:
+        result["src_error"] = last["error-desc"]
+    result["dst_migrate_status"] = dst_info.get("status") if dst.alive() else "exited"
+    if "error-desc" in dst_info:
+        result["dst_error"] = dst_info["error-desc"]
+    if not dst.alive():
+        result["dst_error"] = (result.get("dst_error", "") +
+                               f" dst exited rc={dst.proc.returncode}: {dst.stderr_tail()}").strip()
+    result["cpu"] = {"src": src_cpu.summary(), "dst": dst_cpu.summary()}
+    return status
+
+
+def verify_after_success(src, dst, opts, result):
+    ok = True
+    src_st = src.status()
+    result["src_status_after"] = src_st.get("status")
+    if result.get("dst_migrate_status") != "completed":
+        result["error"] = f"destination did not complete loading (status {result.get('dst_migrate_status')})"
+        return False
+    dst_st = dst.status()
+    result["dst_status_after"] = dst_st.get("status")
+    if dst_st.get("running"):
+        # Should not happen: destination was started with -S.
+        result["error"] = "destination is running before RAM comparison"
+        ok = False
+    if src_st.get("running"):
+        result["error"] = "source still running after completed migration"
+        ok = False
+    t = time.monotonic()
+    cmp = compare_ram(src.shm, dst.shm)
+    result["compare_s"] = round(time.monotonic() - t, 2)
+    result["ram_identical"] = cmp["identical"]
+    result["ram_compare"] = cmp
+    if not cmp["identical"]:
+        ok = False
+        result["error"] = (f"RAM differs: {cmp['diff_pages']} of {cmp['pages']} pages, "
+                           f"first at {hex(cmp['first_diff_offset'] or 0)}")
+    if opts.cont_check and ok:
+        before = dst.serial().count(HEARTBEAT)
+        dst.qmp.execute("cont")
+        deadline = time.monotonic() + opts.cont_timeout
+        alive = False
+        while time.monotonic() < deadline and dst.alive():
+            if dst.serial().count(HEARTBEAT) > before:
+                alive = True
+                break
+            time.sleep(0.2)
+        result["dst_heartbeat_after_cont"] = alive
+        if not alive:
+            ok = False
+            result["error"] = f"destination printed no heartbeat within {opts.cont_timeout}s of cont"
+    return ok
+
+
+def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, workdir_base):
+    run_id = f"{os.getpid()}-{run_seq}"
+    workdir = os.path.join(workdir_base, f"{run_seq:03d}-{workload}-{method}-{channels}ch-r{rep}")
+    os.makedirs(workdir, exist_ok=True)
+    append = kernel_append(opts, workload)
+    g = {"kernel": guest[0], "initrd": guest[1], "append": append}
+    results = []
+    base = {"workload": workload, "method": method, "dst_method": dst_method,
+            "channels": channels, "repeat": rep, "mem_mib": opts.mem,
+            "workdir": workdir, "expect_fail": opts.expect_fail}
+    src = dst = None
+    res = dict(base, phase="main", ok=False)
+    results.append(res)
+    try:
+        t_boot = time.monotonic()
+        src = Qemu("src", run_id, opts, g, workdir).start()
+        dst = Qemu("dst", run_id, opts, g, workdir, incoming=True).start()
+        res["qemu_version"] = src.qmp.version.get("qemu")
+        res["src_params"] = configure(src, opts, method, channels, "src")
+        res["dst_params"] = configure(dst, opts, dst_method, channels, "dst")
+        uri = start_incoming(dst, free_port())
+        text = wait_serial(src, MARKER, opts.boot_timeout, what="workload marker")
+        res["boot_s"] = round(time.monotonic() - t_boot, 1)
+        res["marker"] = next((ln.strip() for ln in text.splitlines() if MARKER in ln), "")
+        log(f"  guest ready after {res['boot_s']}s: {res['marker']}")
+        time.sleep(opts.settle)
+        log(f"  migrate {method}->{dst_method} channels={channels} to {uri}")
+        status = migrate_and_wait(src, dst, uri, opts, res)
+
+        if opts.expect_fail:
+            src_st = src.status()
+            res["src_status_after"] = src_st.get("status")
+            res["src_running_after"] = src_st.get("running")
+            if status == "failed" and src_st.get("running"):
+                res["ok"] = True
+                log(f"  failed as expected; source still {src_st.get('status')}"
+                    f" (src error: {res.get('src_error')}; dst error: {res.get('dst_error')})")
+            elif status == "failed":
+                res["error"] = f"failed as expected, but source is {src_st.get('status')}, not running"
+            else:
+                res["error"] = f"expected failure, got {status}"
+            dst.stop()
+            if opts.retry and status in ("failed", "cancelled"):
+                # Retry with matching settings to a fresh destination.
+                rres = dict(base, phase="retry", dst_method=method, ok=False, expect_fail=False)
+                results.append(rres)
+                dst = Qemu("dst2", run_id, opts, g, workdir, incoming=True).start()
+                saved = opts.dst_params
+                opts.dst_params = opts.src_params
+                try:
+                    rres["dst_params"] = configure(dst, opts, method, channels, "dst")
+                finally:
+                    opts.dst_params = saved
+                uri = start_incoming(dst, free_port())
+                time.sleep(opts.settle)
+                log(f"  retry {method}->{method} channels={channels} to {uri}")
+                status = migrate_and_wait(src, dst, uri, opts, rres)
+                if status == "completed":
+                    rres["ok"] = verify_after_success(src, dst, opts, rres)
+                else:
+                    rres["error"] = f"retry migration {status}: {rres.get('src_error', '')}"
+        else:
+            if status == "completed":
+                res["ok"] = verify_after_success(src, dst, opts, res)
+            elif status == "did-not-converge":
+                res["error"] = f"did not converge within {opts.timeout}s (cancelled)"
+            else:
+                res["error"] = (f"migration {status}: src: {res.get('src_error', '')} "
+                                f"dst: {res.get('dst_error', '')}").strip()
+    except HarnessError as e:
+        results[-1]["error"] = str(e)
+        results[-1]["status"] = results[-1].get("status", "harness-error")
+    except QMPError as e:
+        results[-1]["error"] = f"QMP {e}"
+        results[-1]["status"] = results[-1].get("status", "qmp-error")
+    finally:
+        for vm in (dst, src):
+            if vm is not None:
+                vm.stop()
+    for r in results:
+        tag = "OK " if r["ok"] else "FAIL"
+        extra = f" ({r['error']})" if r.get("error") else ""
+        log(f"  {tag} {r['phase']}: status={r.get('status')} total={r.get('total_time_ms')}ms "
+            f"downtime={r.get('downtime_ms')}ms identical={r.get('ram_identical')}{extra}")
+    return results
+
+
+# --------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------
+def fmt(v, nd=0):
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def print_table(results, out=sys.stdout):
+    cols = [("workload", "workload"), ("method", "method"), ("ch", "ch"), ("rep", "rep"),
+            ("phase", "phase"), ("result", "result"), ("total_ms", "total ms"),
+            ("down_ms", "down ms"), ("setup_ms", "setup ms"), ("mb", "MB xfer"),
+            ("mfd_mb", "multifd MB"), ("ratio", "ratio"), ("syncs", "syncs"),
+            ("normal", "normal pg"), ("dup", "dup pg"), ("scpu", "src mig cpu s"),
+            ("dcpu", "dst cpu s"), ("ident", "RAM identical")]
+    rows = []
+    for r in results:
+        ram = r.get("ram") or {}
+        m = r["method"] if r.get("dst_method") in (None, r["method"]) else f"{r['method']}->{r['dst_method']}"
+        mb = ram.get("transferred")
+        normal_bytes = ram.get("normal-bytes")
+        ratio = None
+        if mb and normal_bytes:
+            ratio = normal_bytes / mb
+        scpu = (r.get("cpu") or {}).get("src", {}).get("threads_s") or {}
+        dcpu = (r.get("cpu") or {}).get("dst", {}).get("process_s")
+        if r.get("expect_fail") and r.get("phase") == "main":
+            result = "failed-as-expected" if r["ok"] else f"UNEXPECTED:{r.get('status')}"
+        else:
+            result = r.get("status") or "error"
+            if not r["ok"]:
+                result = f"FAIL:{result}"
+        rows.append({
+            "workload": r["workload"], "method": m, "ch": r["channels"], "rep": r["repeat"],
+            "phase": r["phase"], "result": result,
+            "total_ms": fmt(r.get("total_time_ms")), "down_ms": fmt(r.get("downtime_ms")),
+            "setup_ms": fmt(r.get("setup_time_ms")),
+            "mb": fmt(None if mb is None else mb / 1e6, 1),
+            "mfd_mb": fmt(None if ram.get("multifd-bytes") is None else ram["multifd-bytes"] / 1e6, 1),
+            "ratio": fmt(ratio, 2),
+            "syncs": fmt(ram.get("dirty-sync-count")), "normal": fmt(ram.get("normal")),
+            "dup": fmt(ram.get("duplicate")),
+            "scpu": fmt(sum(scpu.values()) if scpu else None, 2), "dcpu": fmt(dcpu, 2),
+            "ident": "-" if r.get("ram_identical") is None else fmt(r["ram_identical"]),
+        })
+    widths = {k: max(len(h), *(len(str(row[k])) for row in rows)) if rows else len(h) for k, h in cols}
+    line = "  ".join(h.rjust(widths[k]) if k not in ("workload", "method", "phase", "result") else h.ljust(widths[k]) for k, h in cols)
+    print(line, file=out)
+    print("-" * len(line), file=out)
+    for row in rows:
+        print("  ".join(str(row[k]).rjust(widths[k]) if k not in ("workload", "method", "phase", "result")
+                        else str(row[k]).ljust(widths[k]) for k, _ in cols), file=out)
+    extra = [(r, dict(r.get("other") or {}, **r["method_stats"]))
+             for r in results if r.get("method_stats") or r.get("other")]
+    if extra:
+        print("\nmethod-specific query-migrate members:", file=out)
+        for r, ms in extra:
+            print(f"  {r['workload']} {r['method']} ch={r['channels']} rep={r['repeat']} {r['phase']}: "
+                  f"{json.dumps(ms, sort_keys=True)}", file=out)
+    failures = [r for r in results if not r["ok"]]
+    if failures:
+        print("\nfailures:", file=out)
+        for r in failures:
+            print(f"  {r['workload']} {r['method']}->{r.get('dst_method')} ch={r['channels']} "
+                  f"rep={r['repeat']} {r['phase']}: {r.get('error')}  [logs: {r['workdir']}]", file=out)
+
+
+# --------------------------------------------------------------------------
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="mecom live-migration harness: migrate a test guest between two local "
+                    "QEMUs with multifd compression and verify guest RAM byte for byte.",
+        epilog="See docs/harness.md for details and output fields.")
+    g = p.add_argument_group("what to run")
+    g.add_argument("--methods", "--method", dest="methods", default="none,zlib,zstd",
+                   help="comma list of multifd-compression methods, e.g. none,zlib,zstd,cbc "
+                        "(default %(default)s)")
+    g.add_argument("--channels", default="2", help="comma list of multifd-channels values (default %(default)s)")
+    g.add_argument("--workload", "--workloads", dest="workloads", default="memwrite",
+                   help="comma list of guest workloads: idle,memwrite,compile,sort "
+                        "(default %(default)s)")
+    g.add_argument("--repeat", type=int, default=1, help="repetitions of each combination (default 1)")
+    g.add_argument("--dst-method", default=None,
+                   help="destination's multifd-compression (default: same as source)")
+    g.add_argument("--expect-fail", action="store_true",
+                   help="the migration is expected to fail; then check the source is still "
+                        "running and retry with matching settings to a fresh destination")
+    g.add_argument("--no-retry", dest="retry", action="store_false",
+                   help="with --expect-fail: skip the retry")
+    g.add_argument("--mismatch", action="store_true",
+                   help="shortcut: --expect-fail with --dst-method none (zlib if source is none)")
+
+    g = p.add_argument_group("migration parameters")
+    g.add_argument("--zlib-level", type=int, default=None, help="multifd-zlib-level (both sides)")
+    g.add_argument("--zstd-level", type=int, default=None, help="multifd-zstd-level (both sides)")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra migrate-set-parameters member for both sides, e.g. "
+                        "multifd-cbc-mode=fixed (ints/bools converted); repeatable")
+    g.add_argument("--src-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="like --param, source only (overrides --param)")
+    g.add_argument("--dst-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="like --param, destination only (overrides --param)")
+    g.add_argument("--capability", action="append", default=[], metavar="NAME=on|off",
+                   help="extra migration capability for both sides; repeatable")
+    g.add_argument("--max-bandwidth", type=parse_bandwidth, default="unlimited",
+                   help="source max-bandwidth: bytes/s, or 1g/10g/500m = Gbit/s / Mbit/s, "
+                        "100MB/1GiB = bytes/s, unlimited/0 = no limit (default unlimited)")
+    g.add_argument("--downtime-limit", type=int, default=300, help="source downtime-limit in ms (default 300)")
+    g.add_argument("--timeout", type=float, default=300,
+                   help="seconds before an active migration is cancelled as 'did not converge' "
+                        "(default 300)")
+
+    g = p.add_argument_group("guest / QEMU")
+    g.add_argument("--qemu", default=shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+                   help="qemu-system-x86_64 binary, installed or build tree (default %(default)s)")
+    g.add_argument("--no-firmware-dirs", action="store_true",
+                   help=f"do not pass -L for existing {', '.join(FIRMWARE_DIRS)}")
+    g.add_argument("--qemu-arg", action="append", default=[],
+                   help="extra QEMU arguments for both sides (shell-split); repeatable")
+    g.add_argument("--mem", type=int, default=512, help="guest RAM in MiB (default 512)")
+    g.add_argument("--kvm", action="store_true", help="use -accel kvm (default TCG)")
+    g.add_argument("--cpu", default=None, help="-cpu model (default: QEMU's for TCG, host for KVM)")
+    g.add_argument("--guest", default=None,
+                   help="guest dir with vmlinuz/initrd.img (default: run harness/build-guest.sh)")
+    g.add_argument("--kernel", default=None, help="kernel image (overrides --guest)")
+    g.add_argument("--initrd", default=None, help="initramfs (overrides --guest)")
+    g.add_argument("--wss", type=int, default=None,
+                   help="guest working set MiB (mecom.wss; guest default 50%% of its RAM)")
+    g.add_argument("--rate", default=None,
+                   help="mecom.rate: memwrite MiB/s or Np pages/s, compile MiB/s, 0=unlimited")
+    g.add_argument("--data", default=None,
+                   help="mecom.data for memwrite: mixed|random|text|ints|ptrs|sparse|zero|k:w,...")
+    g.add_argument("--append", default="", help="extra kernel command line (e.g. mecom.hb=1)")
+
+    g = p.add_argument_group("harness")
+    g.add_argument("--boot-timeout", type=float, default=300,
+                   help="seconds to wait for the workload marker (default 300)")
+    g.add_argument("--settle", type=float, default=3, help="seconds the workload runs before migrate (default 3)")
+    g.add_argument("--dst-timeout", type=float, default=60,
+                   help="seconds to wait for the destination to finish loading (default 60)")
+    g.add_argument("--poll", type=float, default=0.1, help="query-migrate poll interval in s (default 0.1)")
+    g.add_argument("--no-cont-check", dest="cont_check", action="store_false",
+                   help="skip 'cont' on the destination + heartbeat check after comparing RAM")
+    g.add_argument("--cont-timeout", type=float, default=15,
+                   help="seconds to wait for a guest heartbeat after 'cont' (default 15)")
+    g.add_argument("--workdir", default=None,
+                   help="directory for QMP sockets, serial and stderr logs "
+                        "(default /tmp/mecom-harness/<time>-<pid>)")
+    g.add_argument("--keep-ram", action="store_true",
+                   help="keep the /dev/shm RAM files (debugging; they are large)")
+    g.add_argument("--json", default=None, metavar="FILE", help="write all results as JSON")
+    return p
+
+
+def main(argv=None):
+    global _KEEP_RAM
+    p = build_parser()
+    opts = p.parse_args(argv)
+    if isinstance(opts.max_bandwidth, str):
+        opts.max_bandwidth = parse_bandwidth(opts.max_bandwidth)
+    opts.params = parse_kv_list(opts.param)
+    opts.src_params = parse_kv_list(opts.src_param)
+    opts.dst_params = parse_kv_list(opts.dst_param)
+    opts.caps = parse_kv_list(opts.capability)
+    methods = [m.strip() for m in opts.methods.split(",") if m.strip()]
+    channels = [int(c) for c in opts.channels.split(",") if c.strip()]
+    workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
+    if opts.mismatch:
+        opts.expect_fail = True
+    _KEEP_RAM = opts.keep_ram
+    if not os.path.exists(opts.qemu) and not shutil.which(opts.qemu):
+        raise SystemExit(f"QEMU binary not found: {opts.qemu}")
+    opts.qemu = os.path.abspath(opts.qemu) if os.path.exists(opts.qemu) else shutil.which(opts.qemu)
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(cleanup_all)
+
+    kernel, initrd, gdir = guest_files(opts)
+    workdir_base = opts.workdir or os.path.join(
+        "/tmp/mecom-harness", time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}")
+    os.makedirs(workdir_base, exist_ok=True)
+    qv = subprocess.run([opts.qemu, "--version"], stdout=subprocess.PIPE, text=True).stdout.splitlines()
+    log(f"qemu: {opts.qemu} ({qv[0] if qv else '?'})")
+    log(f"guest: {kernel} {initrd}; logs under {workdir_base}")
+
+    all_results = []
+    seq = 0
+    t_start = time.monotonic()
+    interrupted = False
+    try:
+        for workload in workloads:
+            for ch in channels:
+                for method in methods:
+                    dst_method = opts.dst_method or method
+                    if opts.mismatch and not opts.dst_method:
+                        dst_method = "zlib" if method == "none" else "none"
+                    for rep in range(1, opts.repeat + 1):
+                        seq += 1
+                        log(f"run {seq}: workload={workload} method={method}"
+                            f"{'->' + dst_method if dst_method != method else ''} "
+                            f"channels={ch} rep={rep}")
+                        all_results += run_one(opts, (kernel, initrd), workload, method,
+                                               dst_method, ch, rep, seq, workdir_base)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted; cleaning up")
+    finally:
+        cleanup_all()
+
+    elapsed = time.monotonic() - t_start
+    if opts.json:
+        doc = {"qemu": opts.qemu, "qemu_version": qv[0] if qv else None,
+               "guest_dir": gdir, "kernel": kernel, "initrd": initrd,
+               "argv": sys.argv[1:] if argv is None else argv,
+               "elapsed_s": round(elapsed, 1), "interrupted": interrupted,
+               "results": all_results}
+        if gdir and os.path.exists(os.path.join(gdir, "manifest")):
+            with open(os.path.join(gdir, "manifest")) as f:
+                doc["guest_manifest"] = dict(ln.strip().split("=", 1) for ln in f if "=" in ln)
+        with open(opts.json, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+        log(f"results written to {opts.json}")
+    print()
+    print_table(all_results)
+    n_ok = sum(1 for r in all_results if r["ok"])
+    n_fail = len(all_results) - n_ok
+    print(f"\n{n_ok} passed, {n_fail} failed ({elapsed:.0f}s, logs under {workdir_base})")
+    if interrupted:
+        return 130
+    return 0 if n_fail == 0 and all_results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

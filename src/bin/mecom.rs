@@ -1,0 +1,2 @@
+//! Placeholder; the real tool lands next.
+fn main() {}

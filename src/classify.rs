@@ -1,0 +1,206 @@
+//! Page characteristics (MECOM Fig. 2): one cheap look at a page that tells
+//! which codec is worth trying.
+//!
+//! What is measured, and why each measure is cheap enough to run on every page:
+//! - zero bytes over the whole page, eight bytes at a time (SWAR), because the
+//!   sparse decision needs the exact share;
+//! - whether the page is one repeated 32-bit word, with an early exit at the
+//!   first difference, so ordinary pages pay a few compares;
+//! - word similarity against a 16-entry direct-mapped dictionary of recent
+//!   words (similar = zero, exact, or same upper 22 bits: exactly what WKdm
+//!   can encode in under 32 bits) over a sample of four runs of 64 words, so
+//!   the cost is a quarter of a full WKdm pass on 4 KiB pages;
+//! - how many distinct byte values a 256-byte strided sample holds: random
+//!   data shows ~160, text and program data far fewer, so a high count marks
+//!   a page no LZ codec will shrink.
+
+#![forbid(unsafe_code)]
+
+use crate::codec::wkdm::dict_index;
+
+/// Words per similarity sample run.
+const RUN_WORDS: usize = 64;
+/// Sample runs per page.
+const RUNS: usize = 4;
+/// Bytes in the distinct-byte sample.
+const BYTE_SAMPLES: usize = 256;
+
+/// What one page looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// Zero bytes in the page.
+    pub zero_bytes: u32,
+    /// `Some(word)` when the page is one 32-bit word repeated (all-zero pages
+    /// give `Some(0)`).
+    pub fill: Option<u32>,
+    /// Similar words in the sample.
+    pub similar_words: u32,
+    /// Words in the sample.
+    pub sampled_words: u32,
+    /// Distinct byte values among [`BYTE_SAMPLES`] sampled bytes.
+    pub distinct_bytes: u32,
+}
+
+impl Profile {
+    /// Zero bytes as a percentage of the page.
+    pub fn zero_percent(&self, page_len: usize) -> u32 {
+        (u64::from(self.zero_bytes) * 100 / page_len as u64) as u32
+    }
+
+    /// Similar words as a percentage of the sampled words.
+    pub fn similar_percent(&self) -> u32 {
+        if self.sampled_words == 0 {
+            0
+        } else {
+            self.similar_words * 100 / self.sampled_words
+        }
+    }
+}
+
+/// Profiles a page (length a multiple of 64 bytes, at least 4096).
+pub fn profile(page: &[u8]) -> Profile {
+    let zero_bytes = count_zero_bytes(page);
+    let fill = if zero_bytes as usize == page.len() {
+        Some(0)
+    } else if zero_bytes as usize % (page.len() / 4) == 0 {
+        // A fill word with k zero bytes makes exactly k * words zero bytes.
+        fill_word(page)
+    } else {
+        None
+    };
+    let (similar_words, sampled_words) = sampled_similarity(page);
+    Profile {
+        zero_bytes,
+        fill,
+        similar_words,
+        sampled_words,
+        distinct_bytes: distinct_sampled_bytes(page),
+    }
+}
+
+/// Counts zero bytes, eight at a time.
+pub fn count_zero_bytes(page: &[u8]) -> u32 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut zeros = 0u32;
+    let mut chunks = page.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // High bit of each byte of `y` is set iff that byte of `x` is zero.
+        let y = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+        zeros += y.count_ones();
+    }
+    zeros + chunks.remainder().iter().filter(|&&b| b == 0).count() as u32
+}
+
+/// Returns the word the page repeats, if it is one word repeated.
+pub fn fill_word(page: &[u8]) -> Option<u32> {
+    let first = page.first_chunk::<4>()?;
+    let mut chunks = page.chunks_exact(4);
+    if chunks.all(|c| c == first) && chunks.remainder().is_empty() {
+        Some(u32::from_le_bytes(*first))
+    } else {
+        None
+    }
+}
+
+/// Counts words WKdm could code in under 32 bits, feeding `words` through a
+/// fresh 16-entry dictionary.  Returns (similar, total).
+pub fn word_similarity<'a>(words: impl Iterator<Item = &'a [u8]>) -> (u32, u32) {
+    let mut dict = [0u32; 16];
+    let (mut similar, mut total) = (0u32, 0u32);
+    for w in words {
+        let Some(&bytes) = w.first_chunk::<4>() else {
+            continue;
+        };
+        let word = u32::from_le_bytes(bytes);
+        let slot = &mut dict[dict_index(word)];
+        if word == 0 || (*slot >> 10) == (word >> 10) {
+            similar += 1;
+        }
+        if word != 0 {
+            *slot = word;
+        }
+        total += 1;
+    }
+    (similar, total)
+}
+
+/// Word similarity over the whole page (what `mecom stat` reports).
+pub fn full_similarity(page: &[u8]) -> (u32, u32) {
+    word_similarity(page.chunks_exact(4))
+}
+
+/// Word similarity over [`RUNS`] evenly spaced runs of [`RUN_WORDS`] words.
+fn sampled_similarity(page: &[u8]) -> (u32, u32) {
+    let run_bytes = RUN_WORDS * 4;
+    let stride = page.len() / RUNS;
+    let runs = (0..RUNS).filter_map(|r| page.get(r * stride..r * stride + run_bytes));
+    word_similarity(runs.flat_map(|run| run.chunks_exact(4)))
+}
+
+/// Distinct values among [`BYTE_SAMPLES`] evenly strided bytes.
+fn distinct_sampled_bytes(page: &[u8]) -> u32 {
+    let stride = (page.len() / BYTE_SAMPLES).max(1);
+    let mut seen = [0u64; 4];
+    for &b in page.iter().step_by(stride).take(BYTE_SAMPLES) {
+        seen[usize::from(b >> 6)] |= 1u64 << (b & 63);
+    }
+    seen.iter().map(|s| s.count_ones()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(ws: impl IntoIterator<Item = u32>) -> Vec<u8> {
+        ws.into_iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn zero_bytes_are_counted_exactly() {
+        let mut page = vec![0u8; 4096];
+        assert_eq!(count_zero_bytes(&page), 4096);
+        for (i, b) in page.iter_mut().enumerate() {
+            *b = if i % 3 == 0 { 0 } else { 0x80 | i as u8 };
+        }
+        let expect = page.iter().filter(|&&b| b == 0).count() as u32;
+        assert_eq!(count_zero_bytes(&page), expect);
+        assert_eq!(count_zero_bytes(&[0, 1, 0]), 2);
+    }
+
+    #[test]
+    fn fill_pages_are_found() {
+        let page = words(std::iter::repeat_n(0xdead_beef, 1024));
+        assert_eq!(profile(&page).fill, Some(0xdead_beef));
+        let page = words(std::iter::repeat_n(0x0000_00ff, 1024));
+        assert_eq!(profile(&page).fill, Some(0xff));
+        let mut page = words(std::iter::repeat_n(7, 1024));
+        page[4095] = 1;
+        assert_eq!(profile(&page).fill, None);
+        assert_eq!(profile(&[0u8; 4096]).fill, Some(0));
+    }
+
+    #[test]
+    fn similarity_separates_small_integers_from_random_words() {
+        let ints = words((0..1024u32).map(|i| i % 300));
+        let p = profile(&ints);
+        assert_eq!(p.similar_percent(), 100);
+        let mut x = 0x1234_5678u32;
+        let random = words((0..1024).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        }));
+        let p = profile(&random);
+        assert!(p.similar_percent() < 25, "{p:?}");
+        assert!(p.distinct_bytes > 120, "{p:?}");
+        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog. "
+            .iter()
+            .copied()
+            .cycle()
+            .take(4096)
+            .collect();
+        assert!(profile(&text).distinct_bytes < 40);
+    }
+}

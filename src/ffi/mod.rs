@@ -1,0 +1,642 @@
+//! The C ABI: the only module that turns C pointers into Rust values.
+//!
+//! Conventions (modelled on rustls-ffi):
+//! - opaque handles made by `_new` and released by `_free` (NULL is fine);
+//! - every fallible call returns [`mecom_status`], 0 on success, and writes
+//!   its outputs only on success;
+//! - a buffer pointer is always followed by its length; outputs come last;
+//! - no panic crosses the boundary: each call runs under `catch_unwind`, a
+//!   panic returns [`mecom_status::Panic`] and poisons the handle, which then
+//!   answers [`mecom_status::Poisoned`];
+//! - a handle belongs to one thread at a time (one per multifd channel).
+//!
+//! Guest memory is never turned into a Rust slice: the encoder copies each
+//! page with one `memcpy` into its own buffer (the guest may be writing it
+//! concurrently, as QEMU's multifd-zlib also assumes), and the decoder writes
+//! each verified page with one `memcpy` into the destination.
+
+#![allow(non_camel_case_types)]
+
+mod status;
+
+pub use status::mecom_status;
+
+use crate::config::{Config, LzCodec, Mode};
+use crate::counters::Counters;
+use crate::decoder::Decoder;
+use crate::encoder::{Encoder, PageSource};
+use crate::error::Error;
+use crate::format;
+use crate::method::METHOD_SLOTS;
+use crate::policy::LinkStats;
+use std::ffi::{c_char, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+/// Slots in the per-method counter arrays.
+pub const MECOM_METHOD_SLOTS: usize = METHOD_SLOTS;
+
+/// How the encoder chooses thresholds (value of `mecom_config.mode`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mecom_mode {
+    /// Thresholds and tier follow the statistics given by
+    /// mecom_encoder_update_stats().
+    Adaptive = 0,
+    /// The configured thresholds and tier are used as they are.
+    Fixed = 1,
+}
+
+/// Which LZ codec the fast path uses (value of `mecom_config.lz_codec`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mecom_lz_codec {
+    /// LZ4 block.
+    Lz4 = 0,
+    /// LZO1X-1.
+    Lzo = 1,
+}
+
+/// Per-method counter indices, and the names mecom_method_name() returns.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mecom_method {
+    /// Page sent verbatim.
+    Raw = 0,
+    /// All-zero page.
+    Zero = 1,
+    /// One repeated 32-bit word.
+    Fill = 2,
+    /// Runs of non-zero words.
+    Sparse = 3,
+    /// WKdm.
+    Wkdm = 4,
+    /// LZO1X-1.
+    Lzo = 5,
+    /// LZ4.
+    Lz4 = 6,
+    /// zstd group (head and members).
+    Zstd = 7,
+}
+
+/// Configuration of an encoder or decoder.  Fill it with mecom_config_init()
+/// and then change what you need.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct mecom_config {
+    /// Page size in bytes: a power of two from 4096 to 65536 (default 4096).
+    pub page_size: u32,
+    /// Most pages in one frame, 1..1024 (default 128).
+    pub max_pages: u32,
+    /// A `mecom_mode` value (default MECOM_MODE_ADAPTIVE).
+    pub mode: u32,
+    /// Percentage of zero bytes at or above which sparse coding is tried,
+    /// 0..100 (default 75).
+    pub sparse_threshold: u32,
+    /// Percentage of similar 32-bit words at or above which WKdm is tried,
+    /// 0..100 (default 50).
+    pub similarity_threshold: u32,
+    /// zstd level of the high-ratio tier, 0 (off) ..19 (default 1).
+    pub zstd_level: u32,
+    /// Pages per zstd group, 0 = all high-ratio pages of a frame (default 0).
+    pub zstd_group_pages: u32,
+    /// A `mecom_lz_codec` value (default MECOM_LZ_CODEC_LZ4).
+    pub lz_codec: u32,
+}
+
+/// Migration statistics for the adaptive policy; 0 means unknown.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct mecom_link_stats {
+    /// Monotonic timestamp in nanoseconds.
+    pub timestamp_ns: u64,
+    /// Guest pages dirtied per second.
+    pub dirty_pages_rate: u64,
+    /// Link bandwidth in bytes per second (0 = unknown or unlimited).
+    pub bandwidth: u64,
+    /// Dirty bitmap syncs so far.
+    pub dirty_sync_count: u64,
+    /// Dirty bytes still to send.
+    pub remaining_bytes: u64,
+    /// Bytes sent on all multifd channels so far.
+    pub wire_bytes: u64,
+    /// Number of multifd channels.
+    pub channels: u32,
+    /// Downtime limit in milliseconds.
+    pub downtime_limit_ms: u32,
+}
+
+/// Running totals of one handle.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct mecom_counters {
+    /// Frames encoded or decoded.
+    pub frames: u64,
+    /// Pages encoded or decoded.
+    pub pages: u64,
+    /// Uncompressed page bytes.
+    pub bytes_in: u64,
+    /// Frame bytes, headers and tables included.
+    pub bytes_out: u64,
+    /// Wall time inside encode or decode calls, in nanoseconds.
+    pub ns: u64,
+    /// Pages per method, indexed by `mecom_method`.
+    pub method_pages: [u64; MECOM_METHOD_SLOTS],
+    /// Payload bytes per method, indexed by `mecom_method`.
+    pub method_bytes: [u64; MECOM_METHOD_SLOTS],
+}
+
+impl From<&Counters> for mecom_counters {
+    fn from(c: &Counters) -> Self {
+        mecom_counters {
+            frames: c.frames,
+            pages: c.pages,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            ns: c.ns,
+            method_pages: c.method_pages,
+            method_bytes: c.method_bytes,
+        }
+    }
+}
+
+impl From<&Config> for mecom_config {
+    fn from(c: &Config) -> Self {
+        mecom_config {
+            page_size: c.page_size,
+            max_pages: c.max_pages as u32,
+            mode: match c.mode {
+                Mode::Adaptive => mecom_mode::Adaptive as u32,
+                Mode::Fixed => mecom_mode::Fixed as u32,
+            },
+            sparse_threshold: u32::from(c.sparse_threshold),
+            similarity_threshold: u32::from(c.similarity_threshold),
+            zstd_level: u32::from(c.zstd_level),
+            zstd_group_pages: c.zstd_group_pages as u32,
+            lz_codec: match c.lz {
+                LzCodec::Lz4 => mecom_lz_codec::Lz4 as u32,
+                LzCodec::Lzo => mecom_lz_codec::Lzo as u32,
+            },
+        }
+    }
+}
+
+impl TryFrom<&mecom_config> for Config {
+    type Error = Error;
+    fn try_from(c: &mecom_config) -> Result<Config, Error> {
+        let percent = |v: u32, reason| u8::try_from(v).map_err(|_| Error::InvalidConfig { reason });
+        let config = Config {
+            page_size: c.page_size,
+            max_pages: c.max_pages as usize,
+            mode: match c.mode {
+                0 => Mode::Adaptive,
+                1 => Mode::Fixed,
+                _ => {
+                    return Err(Error::InvalidConfig {
+                        reason: "mode must be MECOM_MODE_ADAPTIVE or MECOM_MODE_FIXED",
+                    })
+                }
+            },
+            sparse_threshold: percent(c.sparse_threshold, "sparse_threshold must be 0..=100")?,
+            similarity_threshold: percent(
+                c.similarity_threshold,
+                "similarity_threshold must be 0..=100",
+            )?,
+            zstd_level: percent(c.zstd_level, "zstd_level must be 0..=19")?,
+            zstd_group_pages: c.zstd_group_pages as usize,
+            lz: match c.lz_codec {
+                0 => LzCodec::Lz4,
+                1 => LzCodec::Lzo,
+                _ => {
+                    return Err(Error::InvalidConfig {
+                        reason: "lz_codec must be MECOM_LZ_CODEC_LZ4 or MECOM_LZ_CODEC_LZO",
+                    })
+                }
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The state behind a handle: the engine, the poison flag and the text of
+/// the last error (kept so C gets a pointer that stays valid).
+struct Handle<T> {
+    engine: T,
+    poisoned: bool,
+    last_error: CString,
+}
+
+impl<T> Handle<T> {
+    fn new(engine: T) -> Self {
+        Handle {
+            engine,
+            poisoned: false,
+            last_error: CString::default(),
+        }
+    }
+
+    /// Runs `body` on the engine under the panic boundary, recording the
+    /// error text on failure.
+    fn call(&mut self, body: impl FnOnce(&mut T) -> Result<(), Error>) -> mecom_status {
+        if self.poisoned {
+            return mecom_status::Poisoned;
+        }
+        match catch_unwind(AssertUnwindSafe(|| body(&mut self.engine))) {
+            Ok(Ok(())) => {
+                self.last_error = CString::default();
+                mecom_status::Ok
+            }
+            Ok(Err(e)) => {
+                self.set_error(&e.to_string());
+                mecom_status::from(&e)
+            }
+            Err(_) => {
+                self.poisoned = true;
+                self.set_error("internal panic; this handle is poisoned");
+                mecom_status::Panic
+            }
+        }
+    }
+
+    fn set_error(&mut self, text: &str) {
+        // Display output never contains NUL; fall back to empty if it did.
+        self.last_error = CString::new(text).unwrap_or_default();
+    }
+}
+
+/// An encoder for one multifd channel.  Opaque.
+pub struct mecom_encoder(Handle<Encoder>);
+
+/// A decoder for one multifd channel.  Opaque.
+pub struct mecom_decoder(Handle<Decoder>);
+
+/// Runs a handle-less call under the panic boundary.
+fn boundary(body: impl FnOnce() -> mecom_status) -> mecom_status {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(mecom_status::Panic)
+}
+
+/// Guest pages at `host + offsets[i]`, read with one copy each.
+struct GuestPages<'a> {
+    host: *const u8,
+    offsets: &'a [u64],
+}
+
+impl PageSource for GuestPages<'_> {
+    fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    fn copy_page(&self, index: usize, dst: &mut [u8]) {
+        let offset = self.offsets[index] as usize;
+        // SAFETY: the caller of mecom_encoder_encode() guarantees that
+        // `host + offsets[i]` points to `page_size` readable bytes for every
+        // i (QEMU: `block->host + offset[i]` inside the RAMBlock), and
+        // `dst` is one page of the encoder's own buffer, so the two do not
+        // overlap.  The guest may write the source concurrently; the copy is
+        // the only read of guest memory and its result is treated as opaque
+        // bytes (docs/UNSAFE.md).
+        unsafe { ptr::copy_nonoverlapping(self.host.wrapping_add(offset), dst.as_mut_ptr(), dst.len()) };
+    }
+}
+
+/// Fills `cfg` with the defaults.  Does nothing when `cfg` is NULL.
+///
+/// # Safety
+/// `cfg` is NULL or points to a writable `mecom_config`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_config_init(cfg: *mut mecom_config) {
+    if !cfg.is_null() {
+        // SAFETY: non-NULL and writable by the caller's contract.
+        unsafe { cfg.write(mecom_config::from(&Config::default())) };
+    }
+}
+
+/// The largest frame `n_pages` pages of `page_size` bytes can produce; 0 when
+/// either is unsupported.  An output buffer of this size always suffices.
+#[no_mangle]
+pub extern "C" fn mecom_max_frame_len(n_pages: u32, page_size: u32) -> usize {
+    format::max_frame_len(n_pages as usize, page_size).unwrap_or(0)
+}
+
+/// A static, NUL-terminated description of `status` (never NULL).
+#[no_mangle]
+pub extern "C" fn mecom_status_str(status: u32) -> *const c_char {
+    status::describe(status).as_ptr()
+}
+
+/// The name of a `mecom_method` counter index ("raw", "zero", "fill",
+/// "sparse", "wkdm", "lzo", "lz4", "zstd"), or "unknown".  Never NULL.
+#[no_mangle]
+pub extern "C" fn mecom_method_name(method: u32) -> *const c_char {
+    match method {
+        0 => c"raw",
+        1 => c"zero",
+        2 => c"fill",
+        3 => c"sparse",
+        4 => c"wkdm",
+        5 => c"lzo",
+        6 => c"lz4",
+        7 => c"zstd",
+        _ => c"unknown",
+    }
+    .as_ptr()
+}
+
+/// The library version, e.g. "0.1.0".  Never NULL.
+#[no_mangle]
+pub extern "C" fn mecom_version() -> *const c_char {
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
+
+/// Reads a config pointer into a validated [`Config`].
+///
+/// # Safety
+/// `cfg` is NULL or points to a readable `mecom_config`.
+unsafe fn read_config(cfg: *const mecom_config) -> Result<Config, mecom_status> {
+    if cfg.is_null() {
+        return Err(mecom_status::NullParameter);
+    }
+    // SAFETY: non-NULL and readable by the caller's contract; the struct is
+    // plain integers, so any bit pattern is a valid value.
+    let raw = unsafe { cfg.read() };
+    Config::try_from(&raw).map_err(|e| mecom_status::from(&e))
+}
+
+/// Creates an encoder.  On success `*out` receives the handle, to be released
+/// with mecom_encoder_free().
+///
+/// # Safety
+/// `cfg` points to a readable `mecom_config`; `out` to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_new(
+    cfg: *const mecom_config,
+    out: *mut *mut mecom_encoder,
+) -> mecom_status {
+    boundary(|| {
+        if out.is_null() {
+            return mecom_status::NullParameter;
+        }
+        // SAFETY: forwarded contract of this function.
+        let config = match unsafe { read_config(cfg) } {
+            Ok(c) => c,
+            Err(s) => return s,
+        };
+        match Encoder::new(config) {
+            Ok(enc) => {
+                let handle = Box::into_raw(Box::new(mecom_encoder(Handle::new(enc))));
+                // SAFETY: `out` is non-NULL and writable by contract.
+                unsafe { out.write(handle) };
+                mecom_status::Ok
+            }
+            Err(e) => mecom_status::from(&e),
+        }
+    })
+}
+
+/// Releases an encoder.  NULL is fine; must not be called twice on one handle.
+///
+/// # Safety
+/// `enc` is NULL or a handle from mecom_encoder_new() not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_free(enc: *mut mecom_encoder) {
+    if !enc.is_null() {
+        // SAFETY: the handle came from Box::into_raw in mecom_encoder_new
+        // and, by contract, is freed once.  Dropping only frees memory.
+        drop(unsafe { Box::from_raw(enc) });
+    }
+}
+
+/// Encodes `n_pages` pages, page i at `host + offsets[i]`, into one frame in
+/// `out[0..out_cap)`; on success `*out_len` is the frame length.
+/// `out_cap >= mecom_max_frame_len(n_pages, page_size)` always suffices.
+///
+/// # Safety
+/// `enc` is a live encoder used by no other thread during the call; for every
+/// i `host + offsets[i]` points to `page_size` readable bytes; `offsets` to
+/// `n_pages` readable values; `out` to `out_cap` writable bytes; `out_len` to
+/// a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_encode(
+    enc: *mut mecom_encoder,
+    host: *const u8,
+    offsets: *const u64,
+    n_pages: u32,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> mecom_status {
+    if enc.is_null() || host.is_null() || offsets.is_null() || out.is_null() || out_len.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*enc).0 };
+    // SAFETY: `offsets` holds `n_pages` readable values owned by the caller
+    // (not guest memory), unchanged during the call.
+    let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
+    // SAFETY: `out` is `out_cap` writable bytes owned by the caller and not
+    // aliased by the pages (QEMU's channel buffer).
+    let out = unsafe { std::slice::from_raw_parts_mut(out, out_cap) };
+    let mut written = 0;
+    let status = handle.call(|e| {
+        written = e.encode_from(&GuestPages { host, offsets }, out)?;
+        Ok(())
+    });
+    if status == mecom_status::Ok {
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { out_len.write(written) };
+    }
+    status
+}
+
+/// Gives the encoder the migration's latest statistics.
+///
+/// # Safety
+/// `enc` is a live encoder used by no other thread during the call; `stats`
+/// points to a readable `mecom_link_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_update_stats(
+    enc: *mut mecom_encoder,
+    stats: *const mecom_link_stats,
+) -> mecom_status {
+    if enc.is_null() || stats.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL and readable by contract; plain integers.
+    let s = unsafe { stats.read() };
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*enc).0 };
+    handle.call(|e| {
+        e.update_stats(LinkStats {
+            timestamp_ns: s.timestamp_ns,
+            dirty_pages_rate: s.dirty_pages_rate,
+            bandwidth: s.bandwidth,
+            dirty_sync_count: s.dirty_sync_count,
+            remaining_bytes: s.remaining_bytes,
+            wire_bytes: s.wire_bytes,
+            channels: s.channels,
+            downtime_limit_ms: s.downtime_limit_ms,
+        });
+        Ok(())
+    })
+}
+
+/// Copies the encoder's running totals into `*out`.
+///
+/// # Safety
+/// `enc` is a live encoder not being mutated during the call; `out` points to
+/// a writable `mecom_counters`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_counters(
+    enc: *const mecom_encoder,
+    out: *mut mecom_counters,
+) -> mecom_status {
+    if enc.is_null() || out.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL and live by contract; only read.
+    let handle = unsafe { &(*enc).0 };
+    let counters = mecom_counters::from(handle.engine.counters());
+    // SAFETY: non-NULL and writable by contract.
+    unsafe { out.write(counters) };
+    mecom_status::Ok
+}
+
+/// Text of the encoder's last failure, "" if the last call succeeded.  Valid
+/// until the next call on `enc`.  Never NULL (a NULL handle gives "").
+///
+/// # Safety
+/// `enc` is NULL or a live encoder.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_last_error(enc: *const mecom_encoder) -> *const c_char {
+    if enc.is_null() {
+        return c"".as_ptr();
+    }
+    // SAFETY: non-NULL and live by contract; only read.
+    unsafe { (*enc).0.last_error.as_ptr() }
+}
+
+/// Creates a decoder; `page_size` and `max_pages` of `cfg` bound what it
+/// accepts.  On success `*out` receives the handle, to be released with
+/// mecom_decoder_free().
+///
+/// # Safety
+/// `cfg` points to a readable `mecom_config`; `out` to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_decoder_new(
+    cfg: *const mecom_config,
+    out: *mut *mut mecom_decoder,
+) -> mecom_status {
+    boundary(|| {
+        if out.is_null() {
+            return mecom_status::NullParameter;
+        }
+        // SAFETY: forwarded contract of this function.
+        let config = match unsafe { read_config(cfg) } {
+            Ok(c) => c,
+            Err(s) => return s,
+        };
+        match Decoder::new(config) {
+            Ok(dec) => {
+                let handle = Box::into_raw(Box::new(mecom_decoder(Handle::new(dec))));
+                // SAFETY: `out` is non-NULL and writable by contract.
+                unsafe { out.write(handle) };
+                mecom_status::Ok
+            }
+            Err(e) => mecom_status::from(&e),
+        }
+    })
+}
+
+/// Releases a decoder.  NULL is fine; must not be called twice on one handle.
+///
+/// # Safety
+/// `dec` is NULL or a handle from mecom_decoder_new() not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_decoder_free(dec: *mut mecom_decoder) {
+    if !dec.is_null() {
+        // SAFETY: the handle came from Box::into_raw in mecom_decoder_new
+        // and, by contract, is freed once.
+        drop(unsafe { Box::from_raw(dec) });
+    }
+}
+
+/// Decodes one frame of exactly `frame_len` bytes into `n_pages` pages, page
+/// i at `host + offsets[i]`.  `n_pages` must equal the frame's page count,
+/// and frames of one channel must be decoded in the order they were encoded.
+/// Everything in the frame is checked; destination pages are written only
+/// after the whole frame decoded and its checksum matched, so on any error
+/// no page is touched.
+///
+/// # Safety
+/// `dec` is a live decoder used by no other thread during the call; `frame`
+/// points to `frame_len` readable bytes; `offsets` to `n_pages` readable
+/// values; for every i `host + offsets[i]` points to `page_size` writable
+/// bytes that do not overlap `frame`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_decoder_decode(
+    dec: *mut mecom_decoder,
+    frame: *const u8,
+    frame_len: usize,
+    host: *mut u8,
+    offsets: *const u64,
+    n_pages: u32,
+) -> mecom_status {
+    if dec.is_null() || frame.is_null() || host.is_null() || offsets.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*dec).0 };
+    // SAFETY: `frame` is `frame_len` readable bytes (QEMU's receive buffer)
+    // that nobody writes during the call.
+    let frame = unsafe { std::slice::from_raw_parts(frame, frame_len) };
+    // SAFETY: `offsets` holds `n_pages` readable values owned by the caller.
+    let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
+    handle.call(|d| {
+        d.decode_with(frame, offsets.len(), |i, page| {
+            let offset = offsets[i] as usize;
+            // SAFETY: by contract `host + offsets[i]` is `page_size` writable
+            // bytes not overlapping `frame`; `page` is one page of the
+            // decoder's own scratch buffer.  Raw copies (no `&mut` slices)
+            // keep even a repeated offset free of aliasing.
+            unsafe { ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len()) };
+        })
+        .map(|_| ())
+    })
+}
+
+/// Copies the decoder's running totals into `*out`.
+///
+/// # Safety
+/// `dec` is a live decoder not being mutated during the call; `out` points to
+/// a writable `mecom_counters`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_decoder_counters(
+    dec: *const mecom_decoder,
+    out: *mut mecom_counters,
+) -> mecom_status {
+    if dec.is_null() || out.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL and live by contract; only read.
+    let handle = unsafe { &(*dec).0 };
+    let counters = mecom_counters::from(handle.engine.counters());
+    // SAFETY: non-NULL and writable by contract.
+    unsafe { out.write(counters) };
+    mecom_status::Ok
+}
+
+/// Text of the decoder's last failure, "" if the last call succeeded.  Valid
+/// until the next call on `dec`.  Never NULL (a NULL handle gives "").
+///
+/// # Safety
+/// `dec` is NULL or a live decoder.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_decoder_last_error(dec: *const mecom_decoder) -> *const c_char {
+    if dec.is_null() {
+        return c"".as_ptr();
+    }
+    // SAFETY: non-NULL and live by contract; only read.
+    unsafe { (*dec).0.last_error.as_ptr() }
+}

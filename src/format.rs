@@ -1,0 +1,239 @@
+//! Frame format v1: header and page table.  `docs/FORMAT.md` is the
+//! normative description; this module is its code.
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic "MCBC"
+//!      4     1  version (1)
+//!      5     1  page_shift (12..=16: page size 4 KiB..64 KiB)
+//!      6     2  page_count (1..=1024)
+//!      8     4  sequence (per-channel frame counter, from 0, wrapping)
+//!     12     4  features (no bits defined in v1; unknown bits are rejected)
+//!     16     4  payload_len (bytes of page payloads after the table)
+//!     20     4  reserved (0)
+//!     24     8  checksum: xxh3-64 (seed 0) of all decoded pages, in order
+//!     32  4*n   page table: per page u32 = tag << 24 | payload length
+//!      …        payloads, in table order
+//! ```
+//! All integers are little-endian.
+
+#![forbid(unsafe_code)]
+
+use crate::error::{Error, Result};
+
+/// The four bytes every frame starts with.
+pub const MAGIC: [u8; 4] = *b"MCBC";
+/// Format version written and read by this library.
+pub const VERSION: u8 = 1;
+/// Bytes in the fixed header.
+pub const HEADER_LEN: usize = 32;
+/// Bytes per page table entry.
+pub const ENTRY_LEN: usize = 4;
+/// Most pages one frame may carry.
+pub const MAX_PAGES: usize = 1024;
+/// Smallest supported page size.
+pub const MIN_PAGE_SIZE: u32 = 4096;
+/// Largest supported page size.
+pub const MAX_PAGE_SIZE: u32 = 65536;
+/// Feature bits this decoder understands (none in v1).
+pub const KNOWN_FEATURES: u32 = 0;
+/// Largest payload length one table entry can express.
+const MAX_ENTRY_LEN: usize = (1 << 24) - 1;
+
+/// Returns log2 of `page_size` if it is supported.
+pub fn page_shift(page_size: u32) -> Result<u8> {
+    if page_size.is_power_of_two() && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+        // trailing_zeros of a u32 is at most 31, so it fits a u8.
+        Ok(page_size.trailing_zeros() as u8)
+    } else {
+        Err(Error::UnsupportedPageSize { page_size })
+    }
+}
+
+/// The largest frame `n_pages` pages of `page_size` bytes can produce, or
+/// `None` when either is unsupported.  The encoder never writes more, because
+/// a page that would not shrink is sent raw.
+pub fn max_frame_len(n_pages: usize, page_size: u32) -> Option<usize> {
+    page_shift(page_size).ok()?;
+    if n_pages == 0 || n_pages > MAX_PAGES {
+        return None;
+    }
+    Some(HEADER_LEN + n_pages * (ENTRY_LEN + page_size as usize))
+}
+
+/// The fixed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// log2 of the page size.
+    pub page_shift: u8,
+    /// Pages in the frame.
+    pub page_count: u16,
+    /// Per-channel frame counter.
+    pub sequence: u32,
+    /// Feature bits.
+    pub features: u32,
+    /// Bytes of payload after the table.
+    pub payload_len: u32,
+    /// xxh3-64 of the decoded pages.
+    pub checksum: u64,
+}
+
+impl Header {
+    /// Serialises the header into the first [`HEADER_LEN`] bytes of `out`.
+    pub fn write(&self, out: &mut [u8; HEADER_LEN]) {
+        out[0..4].copy_from_slice(&MAGIC);
+        out[4] = VERSION;
+        out[5] = self.page_shift;
+        out[6..8].copy_from_slice(&self.page_count.to_le_bytes());
+        out[8..12].copy_from_slice(&self.sequence.to_le_bytes());
+        out[12..16].copy_from_slice(&self.features.to_le_bytes());
+        out[16..20].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[20..24].copy_from_slice(&0u32.to_le_bytes());
+        out[24..32].copy_from_slice(&self.checksum.to_le_bytes());
+    }
+
+    /// Parses and checks the structure of a header: magic, version, feature
+    /// bits, page size, page count range and the reserved field.
+    pub fn parse(frame: &[u8]) -> Result<Header> {
+        let Some(bytes) = frame.first_chunk::<HEADER_LEN>() else {
+            let mut found = [0u8; 4];
+            let n = frame.len().min(4);
+            found[..n].copy_from_slice(&frame[..n]);
+            if found[..n] != MAGIC[..n] {
+                return Err(Error::BadMagic { found });
+            }
+            return Err(Error::Truncated {
+                needed: HEADER_LEN,
+                available: frame.len(),
+            });
+        };
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+        if magic != MAGIC {
+            return Err(Error::BadMagic { found: magic });
+        }
+        if bytes[4] != VERSION {
+            return Err(Error::UnsupportedVersion { version: bytes[4] });
+        }
+        let features = u32_at(12);
+        if features & !KNOWN_FEATURES != 0 {
+            return Err(Error::UnsupportedFeature {
+                features: features & !KNOWN_FEATURES,
+            });
+        }
+        let page_shift = bytes[5];
+        if !(12..=16).contains(&page_shift) {
+            return Err(Error::UnsupportedPageSize {
+                page_size: 1u32.checked_shl(u32::from(page_shift)).unwrap_or(0),
+            });
+        }
+        let page_count = u16::from_le_bytes([bytes[6], bytes[7]]);
+        if page_count == 0 || usize::from(page_count) > MAX_PAGES {
+            return Err(Error::TooManyPages {
+                pages: usize::from(page_count),
+                max: MAX_PAGES,
+            });
+        }
+        if u32_at(20) != 0 {
+            return Err(Error::InvalidArgument {
+                reason: "reserved header field is not zero",
+            });
+        }
+        let mut checksum = [0u8; 8];
+        checksum.copy_from_slice(&bytes[24..32]);
+        Ok(Header {
+            page_shift,
+            page_count,
+            sequence: u32_at(8),
+            features,
+            payload_len: u32_at(16),
+            checksum: u64::from_le_bytes(checksum),
+        })
+    }
+}
+
+/// Packs one page table entry.
+pub fn pack_entry(tag: u8, len: usize) -> [u8; ENTRY_LEN] {
+    debug_assert!(len <= MAX_ENTRY_LEN);
+    ((u32::from(tag) << 24) | (len as u32 & 0x00ff_ffff)).to_le_bytes()
+}
+
+/// Unpacks one page table entry into (tag, payload length).
+pub fn unpack_entry(bytes: [u8; ENTRY_LEN]) -> (u8, usize) {
+    let v = u32::from_le_bytes(bytes);
+    ((v >> 24) as u8, (v & 0x00ff_ffff) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Header {
+        Header {
+            page_shift: 12,
+            page_count: 128,
+            sequence: 7,
+            features: 0,
+            payload_len: 1234,
+            checksum: 0x0123_4567_89ab_cdef,
+        }
+    }
+
+    #[test]
+    fn header_round_trips_little_endian() {
+        let mut buf = [0u8; HEADER_LEN];
+        sample().write(&mut buf);
+        assert_eq!(&buf[0..4], b"MCBC");
+        assert_eq!(buf[6..8], [128, 0]);
+        assert_eq!(buf[16..20], 1234u32.to_le_bytes());
+        assert_eq!(Header::parse(&buf), Ok(sample()));
+    }
+
+    #[test]
+    fn header_rejects_what_it_does_not_know() {
+        let mut buf = [0u8; HEADER_LEN];
+        sample().write(&mut buf);
+        let mut b = buf;
+        b[4] = 2;
+        assert_eq!(Header::parse(&b), Err(Error::UnsupportedVersion { version: 2 }));
+        let mut b = buf;
+        b[12] = 1;
+        assert_eq!(Header::parse(&b), Err(Error::UnsupportedFeature { features: 1 }));
+        let mut b = buf;
+        b[5] = 11;
+        assert_eq!(
+            Header::parse(&b),
+            Err(Error::UnsupportedPageSize { page_size: 2048 })
+        );
+        let mut b = buf;
+        b[6] = 0;
+        b[7] = 0;
+        assert!(matches!(Header::parse(&b), Err(Error::TooManyPages { pages: 0, .. })));
+        let mut b = buf;
+        b[0] = b'X';
+        assert!(matches!(Header::parse(&b), Err(Error::BadMagic { .. })));
+        assert_eq!(
+            Header::parse(&buf[..10]),
+            Err(Error::Truncated {
+                needed: HEADER_LEN,
+                available: 10
+            })
+        );
+        assert!(matches!(Header::parse(b"XY"), Err(Error::BadMagic { .. })));
+    }
+
+    #[test]
+    fn entries_pack_tag_and_length() {
+        assert_eq!(unpack_entry(pack_entry(5, 4000)), (5, 4000));
+        assert_eq!(unpack_entry(pack_entry(255, MAX_ENTRY_LEN)), (255, MAX_ENTRY_LEN));
+    }
+
+    #[test]
+    fn max_frame_len_bounds() {
+        assert_eq!(max_frame_len(128, 4096), Some(32 + 128 * 4100));
+        assert_eq!(max_frame_len(0, 4096), None);
+        assert_eq!(max_frame_len(1025, 4096), None);
+        assert_eq!(max_frame_len(1, 1000), None);
+        assert_eq!(page_shift(65536), Ok(16));
+    }
+}

@@ -1,0 +1,126 @@
+//! Per-page method tags: how one page of a frame is encoded.
+//!
+//! Tag values are wire format and never change meaning.  The tag space is
+//! split so that later methods can be added without breaking old decoders in
+//! silent ways:
+//!
+//! | range       | use                                                            |
+//! |-------------|----------------------------------------------------------------|
+//! | `0x00-0x08` | v1 stateless methods (below)                                   |
+//! | `0x09-0x3f` | reserved for further stateless methods                         |
+//! | `0x40-0x7f` | reserved for stateful methods (delta against the previous     |
+//! |             | version of the page, dedup references); a frame using them    |
+//! |             | must also set the matching header feature bit                  |
+//! | `0x80-0xff` | reserved                                                       |
+//!
+//! A decoder rejects any tag it does not know with
+//! [`Error::UnknownMethod`](crate::Error::UnknownMethod).
+
+#![forbid(unsafe_code)]
+
+/// How one page is encoded.  The discriminant is the wire tag, and (except
+/// for [`Method::ZstdMember`]) also the index into the per-method counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Method {
+    /// The page verbatim.
+    Raw = 0,
+    /// An all-zero page; empty payload.
+    Zero = 1,
+    /// One 32-bit word repeated over the whole page; 4-byte payload.
+    Fill = 2,
+    /// Mostly zero: runs of non-zero words with their positions.
+    Sparse = 3,
+    /// WKdm: 16-entry dictionary of recent words, zero/exact/partial/miss tags.
+    Wkdm = 4,
+    /// LZO1X-1.
+    Lzo = 5,
+    /// LZ4 block.
+    Lz4 = 6,
+    /// Head of a zstd group: the payload is one zstd frame that decodes to this
+    /// page followed by every [`Method::ZstdMember`] page up to the next head.
+    Zstd = 7,
+    /// A page whose bytes live in the preceding zstd group; empty payload.
+    ZstdMember = 8,
+}
+
+/// Number of slots in per-method counters (room for methods to come).
+pub const METHOD_SLOTS: usize = 16;
+
+impl Method {
+    /// Every method, in tag order.
+    pub const ALL: [Method; 9] = [
+        Method::Raw,
+        Method::Zero,
+        Method::Fill,
+        Method::Sparse,
+        Method::Wkdm,
+        Method::Lzo,
+        Method::Lz4,
+        Method::Zstd,
+        Method::ZstdMember,
+    ];
+
+    /// Parses a wire tag; returns the tag back when it is unknown.
+    pub fn from_tag(tag: u8) -> Result<Method, u8> {
+        Method::ALL.get(usize::from(tag)).copied().ok_or(tag)
+    }
+
+    /// The wire tag.
+    pub fn tag(self) -> u8 {
+        self as u8
+    }
+
+    /// The counter slot pages of this method are counted under: zstd group
+    /// members count as zstd.
+    pub fn counter_slot(self) -> usize {
+        match self {
+            Method::ZstdMember => Method::Zstd as usize,
+            m => m as usize,
+        }
+    }
+
+    /// Short lower-case name, as shown in statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Raw => "raw",
+            Method::Zero => "zero",
+            Method::Fill => "fill",
+            Method::Sparse => "sparse",
+            Method::Wkdm => "wkdm",
+            Method::Lzo => "lzo",
+            Method::Lz4 => "lz4",
+            Method::Zstd | Method::ZstdMember => "zstd",
+        }
+    }
+}
+
+/// Name of a counter slot, or `"unknown"`.
+pub fn slot_name(slot: usize) -> &'static str {
+    match Method::ALL.get(slot) {
+        Some(Method::ZstdMember) | None => "unknown",
+        Some(m) => m.name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_and_unknown_tags_are_rejected() {
+        for m in Method::ALL {
+            assert_eq!(Method::from_tag(m.tag()), Ok(m));
+        }
+        for tag in 9..=255u8 {
+            assert_eq!(Method::from_tag(tag), Err(tag));
+        }
+    }
+
+    #[test]
+    fn slots_name_methods() {
+        assert_eq!(slot_name(4), "wkdm");
+        assert_eq!(slot_name(8), "unknown");
+        assert_eq!(Method::ZstdMember.counter_slot(), 7);
+    }
+}
