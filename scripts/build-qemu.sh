@@ -81,8 +81,12 @@ tree_key=$( { echo "$src_id"; cat "${patches[@]}"; } | sha256sum | cut -c1-16)
 
 # Key of the library: its sources and build description.
 lib_key() {
-    (cd "$repo" && find src include Cargo.toml Cargo.lock Makefile build.rs cbindgen.toml \
-        -type f 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum) | sha256sum | cut -c1-16
+    local paths=() f
+    for f in src include Cargo.toml Cargo.lock Makefile mecom.pc.in build.rs cbindgen.toml; do
+        [ -e "$repo/$f" ] && paths+=("$f")
+    done
+    (cd "$repo" && find "${paths[@]}" -type f -print0 | LC_ALL=C sort -z |
+        xargs -0 -r sha256sum) | sha256sum | cut -c1-16
 }
 
 work=$cache/qemu-$src_version-$tree_key

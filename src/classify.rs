@@ -49,11 +49,9 @@ impl Profile {
 
     /// Similar words as a percentage of the sampled words.
     pub fn similar_percent(&self) -> u32 {
-        if self.sampled_words == 0 {
-            0
-        } else {
-            self.similar_words * 100 / self.sampled_words
-        }
+        (self.similar_words * 100)
+            .checked_div(self.sampled_words)
+            .unwrap_or(0)
     }
 }
 

@@ -103,13 +103,34 @@ mod tests {
     fn defaults_are_valid_and_ranges_are_enforced() {
         assert_eq!(Config::default().validate(), Ok(12));
         let bad = [
-            Config { page_size: 4097, ..Config::default() },
-            Config { max_pages: 0, ..Config::default() },
-            Config { max_pages: 1025, ..Config::default() },
-            Config { sparse_threshold: 101, ..Config::default() },
-            Config { similarity_threshold: 101, ..Config::default() },
-            Config { zstd_level: 20, ..Config::default() },
-            Config { zstd_group_pages: 2000, ..Config::default() },
+            Config {
+                page_size: 4097,
+                ..Config::default()
+            },
+            Config {
+                max_pages: 0,
+                ..Config::default()
+            },
+            Config {
+                max_pages: 1025,
+                ..Config::default()
+            },
+            Config {
+                sparse_threshold: 101,
+                ..Config::default()
+            },
+            Config {
+                similarity_threshold: 101,
+                ..Config::default()
+            },
+            Config {
+                zstd_level: 20,
+                ..Config::default()
+            },
+            Config {
+                zstd_group_pages: 2000,
+                ..Config::default()
+            },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");

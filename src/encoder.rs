@@ -78,6 +78,8 @@ pub struct Encoder {
     /// Compressed zstd groups of the current frame.
     group_out: Vec<u8>,
     zstd: Option<GroupEncoder>,
+    /// LZ4 wants room for its worst case, which exceeds a page.
+    lz_scratch: Vec<u8>,
     policy: Policy,
     sequence: u32,
     counters: Counters,
@@ -109,6 +111,7 @@ impl Encoder {
             group_in: vec![0; if zstd.is_some() { cap } else { 0 }],
             group_out: vec![0; if zstd.is_some() { cap } else { 0 }],
             zstd,
+            lz_scratch: vec![0; lz::lz4_max_len(page_size)],
             policy: Policy::new(&config),
             sequence: 0,
             counters: Counters::default(),
@@ -264,11 +267,16 @@ impl Encoder {
             let input = members * ps;
             let limit = input - input / 32;
             let dst_end = (used + limit).min(self.group_out.len());
-            let kept = match zstd.compress(&self.group_in[..input], &mut self.group_out[used..dst_end]) {
-                Some(len) if len > 0 && len <= limit => Some(len),
-                _ => None,
+            let kept =
+                match zstd.compress(&self.group_in[..input], &mut self.group_out[used..dst_end]) {
+                    Some(len) if len > 0 && len <= limit => Some(len),
+                    _ => None,
+                };
+            let member_route = if kept.is_some() {
+                Route::GroupMember
+            } else {
+                Route::Lz
             };
-            let member_route = if kept.is_some() { Route::GroupMember } else { Route::Lz };
             for r in &mut self.routes[first..=last] {
                 if *r == Route::HighRatio {
                     *r = member_route;
@@ -316,19 +324,24 @@ impl Encoder {
                     let window = &mut out[pos..pos + ps];
                     sparse::encode(page, window, limit)
                         .map(|len| (Method::Sparse, len))
-                        .or_else(|| lz_encode(self.config.lz, page, window, limit))
+                        .or_else(|| {
+                            lz_encode(self.config.lz, page, window, limit, &mut self.lz_scratch)
+                        })
                         .unwrap_or_else(|| raw(page, window))
                 }
                 Route::Wkdm => {
                     let window = &mut out[pos..pos + ps];
                     wkdm::encode(page, window, limit)
                         .map(|len| (Method::Wkdm, len))
-                        .or_else(|| lz_encode(self.config.lz, page, window, limit))
+                        .or_else(|| {
+                            lz_encode(self.config.lz, page, window, limit, &mut self.lz_scratch)
+                        })
                         .unwrap_or_else(|| raw(page, window))
                 }
                 Route::Lz | Route::HighRatio => {
                     let window = &mut out[pos..pos + ps];
-                    lz_encode(self.config.lz, page, window, limit).unwrap_or_else(|| raw(page, window))
+                    lz_encode(self.config.lz, page, window, limit, &mut self.lz_scratch)
+                        .unwrap_or_else(|| raw(page, window))
                 }
                 Route::Raw => raw(page, &mut out[pos..pos + ps]),
             };
@@ -366,9 +379,19 @@ fn choose(p: &Profile, page_size: usize, plan: &Plan, high_ratio: bool) -> Route
     }
 }
 
-fn lz_encode(codec: LzCodec, page: &[u8], window: &mut [u8], limit: usize) -> Option<(Method, usize)> {
+fn lz_encode(
+    codec: LzCodec,
+    page: &[u8],
+    window: &mut [u8],
+    limit: usize,
+    scratch: &mut [u8],
+) -> Option<(Method, usize)> {
     match codec {
-        LzCodec::Lz4 => lz::lz4_encode(page, &mut window[..limit], limit).map(|n| (Method::Lz4, n)),
+        LzCodec::Lz4 => {
+            let n = lz::lz4_encode(page, scratch, limit)?;
+            window[..n].copy_from_slice(&scratch[..n]);
+            Some((Method::Lz4, n))
+        }
         LzCodec::Lzo => lz::lzo_encode(page, window, limit).map(|n| (Method::Lzo, n)),
     }
 }

@@ -107,7 +107,9 @@ impl Header {
                 available: frame.len(),
             });
         };
-        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
         if magic != MAGIC {
             return Err(Error::BadMagic { found: magic });
@@ -195,10 +197,16 @@ mod tests {
         sample().write(&mut buf);
         let mut b = buf;
         b[4] = 2;
-        assert_eq!(Header::parse(&b), Err(Error::UnsupportedVersion { version: 2 }));
+        assert_eq!(
+            Header::parse(&b),
+            Err(Error::UnsupportedVersion { version: 2 })
+        );
         let mut b = buf;
         b[12] = 1;
-        assert_eq!(Header::parse(&b), Err(Error::UnsupportedFeature { features: 1 }));
+        assert_eq!(
+            Header::parse(&b),
+            Err(Error::UnsupportedFeature { features: 1 })
+        );
         let mut b = buf;
         b[5] = 11;
         assert_eq!(
@@ -208,7 +216,10 @@ mod tests {
         let mut b = buf;
         b[6] = 0;
         b[7] = 0;
-        assert!(matches!(Header::parse(&b), Err(Error::TooManyPages { pages: 0, .. })));
+        assert!(matches!(
+            Header::parse(&b),
+            Err(Error::TooManyPages { pages: 0, .. })
+        ));
         let mut b = buf;
         b[0] = b'X';
         assert!(matches!(Header::parse(&b), Err(Error::BadMagic { .. })));
@@ -225,7 +236,10 @@ mod tests {
     #[test]
     fn entries_pack_tag_and_length() {
         assert_eq!(unpack_entry(pack_entry(5, 4000)), (5, 4000));
-        assert_eq!(unpack_entry(pack_entry(255, MAX_ENTRY_LEN)), (255, MAX_ENTRY_LEN));
+        assert_eq!(
+            unpack_entry(pack_entry(255, MAX_ENTRY_LEN)),
+            (255, MAX_ENTRY_LEN)
+        );
     }
 
     #[test]

@@ -199,7 +199,9 @@ impl Policy {
         let similarity_threshold = if dirty_bytes_rate > bandwidth || cpu_bound {
             self.similarity_threshold.saturating_sub(SIMILARITY_SHIFT)
         } else {
-            self.similarity_threshold.saturating_add(SIMILARITY_SHIFT).min(100)
+            self.similarity_threshold
+                .saturating_add(SIMILARITY_SHIFT)
+                .min(100)
         };
         Plan {
             similarity_threshold,

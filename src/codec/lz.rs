@@ -84,7 +84,10 @@ mod tests {
         let mut out = vec![0u8; lz4_max_len(4096)];
         let mut page = vec![0u8; 4096];
         let n = lz4_encode(&half, &mut out, 4096).unwrap();
-        assert_eq!(lz4_decode(&out[..n], &mut page), Err("lz4 block is shorter than a page"));
+        assert_eq!(
+            lz4_decode(&out[..n], &mut page),
+            Err("lz4 block is shorter than a page")
+        );
         let n = lzo_encode(&half, &mut out, 4096).unwrap();
         assert_eq!(
             lzo_decode(&out[..n], &mut page),

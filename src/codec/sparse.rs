@@ -76,7 +76,9 @@ pub fn decode(src: &[u8], page: &mut [u8]) -> DecodeResult {
     // First word the next run may start at: runs must be separated by zeros.
     let mut next_free = 0usize;
     for _ in 0..runs {
-        let (hdr, tail) = rest.split_first_chunk::<4>().ok_or("run header truncated")?;
+        let (hdr, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or("run header truncated")?;
         let start = usize::from(u16::from_le_bytes([hdr[0], hdr[1]]));
         let count = usize::from(u16::from_le_bytes([hdr[2], hdr[3]]));
         if count == 0 {
@@ -85,7 +87,10 @@ pub fn decode(src: &[u8], page: &mut [u8]) -> DecodeResult {
         if start < next_free {
             return Err("runs overlap or are out of order");
         }
-        let end = start.checked_add(count).filter(|&e| e <= words).ok_or("run beyond page")?;
+        let end = start
+            .checked_add(count)
+            .filter(|&e| e <= words)
+            .ok_or("run beyond page")?;
         let bytes = count * 4;
         let data = tail.get(..bytes).ok_or("run data truncated")?;
         if data[..4] == [0; 4] || data[bytes - 4..] == [0; 4] {
@@ -143,8 +148,14 @@ mod tests {
             (&[1, 0], "run header truncated"),
             (&[1, 0, 0, 0, 0, 0], "empty run"),
             (&[1, 0, 0, 0, 1, 0, 9, 9], "run data truncated"),
-            (&[1, 0, 0xff, 3, 2, 0, 1, 1, 1, 1, 1, 1, 1, 1], "run beyond page"),
-            (&[1, 0, 0, 0, 1, 0, 0, 0, 0, 0], "run starts or ends with a zero word"),
+            (
+                &[1, 0, 0xff, 3, 2, 0, 1, 1, 1, 1, 1, 1, 1, 1],
+                "run beyond page",
+            ),
+            (
+                &[1, 0, 0, 0, 1, 0, 0, 0, 0, 0],
+                "run starts or ends with a zero word",
+            ),
             (&[0, 0, 5], "trailing bytes after the last run"),
             (
                 &[2, 0, 0, 0, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1],

@@ -34,7 +34,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 /// Slots in the per-method counter arrays.
-pub const MECOM_METHOD_SLOTS: usize = METHOD_SLOTS;
+pub const MECOM_METHOD_SLOTS: usize = 16;
+// The C constant is spelled out for cbindgen; it must equal the crate's.
+const _: () = assert!(MECOM_METHOD_SLOTS == METHOD_SLOTS);
 
 /// How the encoder chooses thresholds (value of `mecom_config.mode`).
 #[repr(u32)]
@@ -296,7 +298,9 @@ impl PageSource for GuestPages<'_> {
         // overlap.  The guest may write the source concurrently; the copy is
         // the only read of guest memory and its result is treated as opaque
         // bytes (docs/UNSAFE.md).
-        unsafe { ptr::copy_nonoverlapping(self.host.wrapping_add(offset), dst.as_mut_ptr(), dst.len()) };
+        unsafe {
+            ptr::copy_nonoverlapping(self.host.wrapping_add(offset), dst.as_mut_ptr(), dst.len())
+        };
     }
 }
 
@@ -600,7 +604,9 @@ pub unsafe extern "C" fn mecom_decoder_decode(
             // bytes not overlapping `frame`; `page` is one page of the
             // decoder's own scratch buffer.  Raw copies (no `&mut` slices)
             // keep even a repeated offset free of aliasing.
-            unsafe { ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len()) };
+            unsafe {
+                ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len())
+            };
         })
         .map(|_| ())
     })

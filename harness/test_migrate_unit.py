@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Unit tests for harness/migrate.py helpers (no QEMU needed).
+
+    python3 -m unittest harness/test_migrate_unit.py -v
+"""
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import migrate  # noqa: E402
+
+
+class BandwidthTest(unittest.TestCase):
+    def test_units(self):
+        pb = migrate.parse_bandwidth
+        self.assertEqual(pb("unlimited"), 0)
+        self.assertEqual(pb("0"), 0)
+        self.assertEqual(pb("125000000"), 125000000)
+        self.assertEqual(pb("1g"), 125_000_000)        # 1 Gbit/s
+        self.assertEqual(pb("10g"), 1_250_000_000)
+        self.assertEqual(pb("500m"), 62_500_000)
+        self.assertEqual(pb("1Gb"), 125_000_000)
+        self.assertEqual(pb("1gbit"), 125_000_000)
+        self.assertEqual(pb("100MB"), 100_000_000)     # bytes
+        self.assertEqual(pb("1GiB"), 1 << 30)
+
+
+class ValueTest(unittest.TestCase):
+    def test_kv(self):
+        kv = migrate.parse_kv_list(["multifd-cbc-mode=fixed", "multifd-cbc-zstd-level=3",
+                                    "x=on", "y=false"])
+        self.assertEqual(kv, {"multifd-cbc-mode": "fixed", "multifd-cbc-zstd-level": 3,
+                              "x": True, "y": False})
+
+
+class CompareTest(unittest.TestCase):
+    def test_compare(self):
+        with tempfile.TemporaryDirectory() as d:
+            a, b = os.path.join(d, "a"), os.path.join(d, "b")
+            n = 5000  # pages, > one 16 MiB chunk
+            with open(a, "wb") as f:
+                f.write(bytes(n * 4096))
+            data = bytearray(n * 4096)
+            data[4096 * 3 + 5] = 1
+            data[4096 * 4500] = 2
+            with open(b, "wb") as f:
+                f.write(data)
+            r = migrate.compare_ram(a, b)
+            self.assertFalse(r["identical"])
+            self.assertEqual(r["diff_pages"], 2)
+            self.assertEqual(r["first_diff_offset"], 4096 * 3)
+            self.assertEqual(r["diff_offsets"], [hex(4096 * 3), hex(4096 * 4500)])
+            self.assertTrue(migrate.compare_ram(a, a)["identical"])
+
+
+if __name__ == "__main__":
+    unittest.main()

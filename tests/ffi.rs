@@ -1,0 +1,383 @@
+//! The C ABI, called the way QEMU calls it: guest pages at host + offsets,
+//! statuses instead of panics, outputs only on success.
+
+mod common;
+
+use common::{page, KINDS};
+use mecom::ffi::*;
+use std::ffi::CStr;
+use std::ptr;
+
+fn config() -> mecom_config {
+    let mut cfg = std::mem::MaybeUninit::<mecom_config>::uninit();
+    // SAFETY: a valid pointer to writable storage.
+    unsafe { mecom_config_init(cfg.as_mut_ptr()) };
+    // SAFETY: mecom_config_init wrote every field.
+    unsafe { cfg.assume_init() }
+}
+
+fn dec_error(dec: *const mecom_decoder) -> String {
+    // SAFETY: a live decoder handle.
+    text(unsafe { mecom_decoder_last_error(dec) })
+}
+
+fn stats(enc: *mut mecom_encoder, s: *const mecom_link_stats) -> mecom_status {
+    // SAFETY: a live encoder; `s` is NULL or valid.
+    unsafe { mecom_encoder_update_stats(enc, s) }
+}
+
+fn counters(enc: *const mecom_encoder) -> mecom_counters {
+    let mut c = std::mem::MaybeUninit::<mecom_counters>::uninit();
+    // SAFETY: a live encoder and a writable out pointer.
+    assert_eq!(
+        unsafe { mecom_encoder_counters(enc, c.as_mut_ptr()) },
+        mecom_status::Ok
+    );
+    // SAFETY: written on success.
+    unsafe { c.assume_init() }
+}
+
+fn text(p: *const std::ffi::c_char) -> String {
+    assert!(!p.is_null());
+    // SAFETY: the library returns NUL-terminated static or handle-owned strings.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+struct Pair {
+    enc: *mut mecom_encoder,
+    dec: *mut mecom_decoder,
+}
+
+impl Pair {
+    fn new(cfg: &mecom_config) -> Pair {
+        let mut enc = ptr::null_mut();
+        let mut dec = ptr::null_mut();
+        // SAFETY: valid config and out pointers.
+        unsafe {
+            assert_eq!(mecom_encoder_new(cfg, &mut enc), mecom_status::Ok);
+            assert_eq!(mecom_decoder_new(cfg, &mut dec), mecom_status::Ok);
+        }
+        Pair { enc, dec }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // SAFETY: handles from _new, freed once.
+        unsafe {
+            mecom_encoder_free(self.enc);
+            mecom_decoder_free(self.dec);
+        }
+    }
+}
+
+/// A fake RAM block with pages of every class at scattered offsets.
+fn ram_block(pages: usize) -> (Vec<u8>, Vec<u64>) {
+    let mut ram = vec![0u8; (pages * 3 + 1) * 4096];
+    let offsets: Vec<u64> = (0..pages).map(|i| ((i * 3 + 1) * 4096) as u64).collect();
+    for (i, &off) in offsets.iter().enumerate() {
+        let p = page(KINDS[i % KINDS.len()], 4096, i as u64 + 11);
+        ram[off as usize..off as usize + 4096].copy_from_slice(&p);
+    }
+    (ram, offsets)
+}
+
+#[test]
+fn encode_decode_through_host_and_offsets() {
+    let cfg = config();
+    assert_eq!(cfg.page_size, 4096);
+    assert_eq!(cfg.max_pages, 128);
+    let pair = Pair::new(&cfg);
+    let (src, offsets) = ram_block(128);
+    let cap = mecom_max_frame_len(128, 4096);
+    let mut frame = vec![0u8; cap];
+    let mut len = 0usize;
+    let mut dst = vec![0u8; src.len()];
+    for _round in 0..3 {
+        // SAFETY: every pointer covers what the contract asks.
+        let st = unsafe {
+            mecom_encoder_encode(
+                pair.enc,
+                src.as_ptr(),
+                offsets.as_ptr(),
+                128,
+                frame.as_mut_ptr(),
+                cap,
+                &mut len,
+            )
+        };
+        assert_eq!(st, mecom_status::Ok);
+        assert!(len > 0 && len < 128 * 4096);
+        // SAFETY: as above.
+        let st = unsafe {
+            mecom_decoder_decode(
+                pair.dec,
+                frame.as_ptr(),
+                len,
+                dst.as_mut_ptr(),
+                offsets.as_ptr(),
+                128,
+            )
+        };
+        assert_eq!(st, mecom_status::Ok, "{}", dec_error(pair.dec));
+        assert_eq!(dst, src);
+    }
+    let c = counters(pair.enc);
+    assert_eq!(c.frames, 3);
+    assert_eq!(c.pages, 384);
+    assert_eq!(c.method_pages.iter().sum::<u64>(), 384);
+    assert_eq!(c.bytes_in, 384 * 4096);
+}
+
+#[test]
+fn a_bad_frame_fails_with_a_named_status_and_writes_nothing() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let (src, offsets) = ram_block(16);
+    let cap = mecom_max_frame_len(16, 4096);
+    let mut frame = vec![0u8; cap];
+    let mut len = 0usize;
+    // SAFETY: every pointer covers what the contract asks.
+    unsafe {
+        assert_eq!(
+            mecom_encoder_encode(
+                pair.enc,
+                src.as_ptr(),
+                offsets.as_ptr(),
+                16,
+                frame.as_mut_ptr(),
+                cap,
+                &mut len
+            ),
+            mecom_status::Ok
+        );
+    }
+    frame[len - 1] ^= 0xff;
+    let mut dst = vec![0xAAu8; src.len()];
+    // SAFETY: as above.
+    let st = unsafe {
+        mecom_decoder_decode(
+            pair.dec,
+            frame.as_ptr(),
+            len,
+            dst.as_mut_ptr(),
+            offsets.as_ptr(),
+            16,
+        )
+    };
+    assert!(
+        matches!(
+            st,
+            mecom_status::CorruptPage | mecom_status::ChecksumMismatch
+        ),
+        "{st:?}"
+    );
+    assert!(dst.iter().all(|&b| b == 0xAA));
+    // SAFETY: live handle.
+    let msg = dec_error(pair.dec);
+    assert!(msg.contains("page") || msg.contains("checksum"), "{msg}");
+    assert!(!text(mecom_status_str(st as u32)).is_empty());
+    // Too few pages announced by the packet.
+    frame[len - 1] ^= 0xff;
+    // SAFETY: as above.
+    let st = unsafe {
+        mecom_decoder_decode(
+            pair.dec,
+            frame.as_ptr(),
+            len,
+            dst.as_mut_ptr(),
+            offsets.as_ptr(),
+            15,
+        )
+    };
+    assert_eq!(st, mecom_status::PageCountMismatch);
+    assert_eq!(
+        dec_error(pair.dec),
+        "frame holds 16 pages, the packet announced 15"
+    );
+}
+
+#[test]
+fn null_and_invalid_arguments_are_statuses() {
+    let cfg = config();
+    let mut enc = ptr::null_mut();
+    // SAFETY: NULLs are allowed inputs that must be rejected.
+    unsafe {
+        assert_eq!(
+            mecom_encoder_new(ptr::null(), &mut enc),
+            mecom_status::NullParameter
+        );
+        assert_eq!(
+            mecom_encoder_new(&cfg, ptr::null_mut()),
+            mecom_status::NullParameter
+        );
+        let mut dec = ptr::null_mut();
+        assert_eq!(
+            mecom_decoder_new(ptr::null(), &mut dec),
+            mecom_status::NullParameter
+        );
+        mecom_encoder_free(ptr::null_mut());
+        mecom_decoder_free(ptr::null_mut());
+        mecom_config_init(ptr::null_mut());
+        let mut len = 0;
+        assert_eq!(
+            mecom_encoder_encode(
+                ptr::null_mut(),
+                ptr::null(),
+                ptr::null(),
+                0,
+                ptr::null_mut(),
+                0,
+                &mut len
+            ),
+            mecom_status::NullParameter
+        );
+        assert_eq!(
+            mecom_decoder_decode(
+                ptr::null_mut(),
+                ptr::null(),
+                0,
+                ptr::null_mut(),
+                ptr::null(),
+                0
+            ),
+            mecom_status::NullParameter
+        );
+        assert_eq!(text(mecom_encoder_last_error(ptr::null())), "");
+    }
+    let bad = [
+        (
+            mecom_config {
+                page_size: 4000,
+                ..cfg
+            },
+            mecom_status::UnsupportedPageSize,
+        ),
+        (
+            mecom_config {
+                max_pages: 0,
+                ..cfg
+            },
+            mecom_status::InvalidConfig,
+        ),
+        (mecom_config { mode: 7, ..cfg }, mecom_status::InvalidConfig),
+        (
+            mecom_config {
+                similarity_threshold: 101,
+                ..cfg
+            },
+            mecom_status::InvalidConfig,
+        ),
+        (
+            mecom_config {
+                sparse_threshold: 1000,
+                ..cfg
+            },
+            mecom_status::InvalidConfig,
+        ),
+        (
+            mecom_config {
+                zstd_level: 20,
+                ..cfg
+            },
+            mecom_status::InvalidConfig,
+        ),
+        (
+            mecom_config { lz_codec: 2, ..cfg },
+            mecom_status::InvalidConfig,
+        ),
+    ];
+    for (c, want) in bad {
+        let mut h = ptr::null_mut();
+        // SAFETY: valid pointers.
+        assert_eq!(unsafe { mecom_encoder_new(&c, &mut h) }, want, "{c:?}");
+        assert!(h.is_null(), "output written on failure");
+    }
+    let pair = Pair::new(&cfg);
+    let (src, offsets) = ram_block(4);
+    let mut small = vec![0u8; 100];
+    let mut len = 12345usize;
+    // SAFETY: valid pointers; the buffer is too small on purpose.
+    let st = unsafe {
+        mecom_encoder_encode(
+            pair.enc,
+            src.as_ptr(),
+            offsets.as_ptr(),
+            4,
+            small.as_mut_ptr(),
+            small.len(),
+            &mut len,
+        )
+    };
+    assert_eq!(st, mecom_status::BufferTooSmall);
+    assert_eq!(len, 12345, "out_len written on failure");
+    // SAFETY: valid pointers.
+    let st = unsafe {
+        mecom_encoder_encode(
+            pair.enc,
+            src.as_ptr(),
+            offsets.as_ptr(),
+            0,
+            small.as_mut_ptr(),
+            small.len(),
+            &mut len,
+        )
+    };
+    assert_eq!(st, mecom_status::TooManyPages);
+    assert_eq!(mecom_max_frame_len(129 * 8, 4096), 0);
+    assert_eq!(mecom_max_frame_len(1, 4095), 0);
+}
+
+#[test]
+fn names_and_versions() {
+    let names: Vec<String> = (0..9).map(|m| text(mecom_method_name(m))).collect();
+    assert_eq!(
+        names,
+        ["raw", "zero", "fill", "sparse", "wkdm", "lzo", "lz4", "zstd", "unknown"]
+    );
+    assert_eq!(text(mecom_version()), env!("CARGO_PKG_VERSION"));
+    assert_eq!(text(mecom_status_str(0)), "ok");
+    assert_eq!(text(mecom_status_str(9999)), "unknown status");
+    for s in 1..=19 {
+        assert_ne!(text(mecom_status_str(s)), "unknown status", "status {s}");
+    }
+}
+
+#[test]
+fn stats_updates_move_the_plan() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let link = mecom_link_stats {
+        bandwidth: 125_000_000,
+        channels: 2,
+        dirty_pages_rate: 100,
+        ..Default::default()
+    };
+    assert_eq!(stats(pair.enc, &link), mecom_status::Ok);
+    assert_eq!(stats(pair.enc, ptr::null()), mecom_status::NullParameter);
+    // A slow link moves text pages into the zstd tier.
+    let text_pages: Vec<u8> = (0..8)
+        .flat_map(|s| page(common::Kind::Text, 4096, s + 1))
+        .collect();
+    let offsets: Vec<u64> = (0..8).map(|i| i * 4096).collect();
+    let cap = mecom_max_frame_len(8, 4096);
+    let mut frame = vec![0u8; cap];
+    let mut len = 0;
+    // SAFETY: valid pointers.
+    unsafe {
+        assert_eq!(
+            mecom_encoder_encode(
+                pair.enc,
+                text_pages.as_ptr(),
+                offsets.as_ptr(),
+                8,
+                frame.as_mut_ptr(),
+                cap,
+                &mut len
+            ),
+            mecom_status::Ok
+        );
+    }
+    let c = counters(pair.enc);
+    assert_eq!(c.method_pages[mecom_method::Zstd as usize], 8, "{c:?}");
+}

@@ -1,0 +1,409 @@
+//! A table of malformed frames, each with the exact error it must produce,
+//! and the promise that a failed decode writes nothing.
+
+mod common;
+
+use common::{page, Kind};
+use mecom::format::{pack_entry, HEADER_LEN};
+use mecom::{Config, Decoder, Encoder, Error, Method, Mode};
+
+/// A valid 4-page frame (zero, text, random, sparse) and its pages.
+fn valid_frame(config: &Config) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let kinds = [Kind::Zero, Kind::Text, Kind::Random, Kind::Sparse];
+    let pages: Vec<Vec<u8>> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| page(k, 4096, i as u64 + 3))
+        .collect();
+    let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+    let mut enc = Encoder::new(config.clone()).unwrap();
+    let mut frame = vec![0u8; enc.max_frame_len(4)];
+    let len = enc.encode(&refs, &mut frame).unwrap();
+    frame.truncate(len);
+    (frame, pages)
+}
+
+fn fast() -> Config {
+    Config {
+        mode: Mode::Fixed,
+        zstd_level: 0,
+        ..Config::default()
+    }
+}
+
+fn decode(frame: &[u8], expected_pages: usize) -> Result<(), Error> {
+    let mut dec = Decoder::new(fast()).unwrap();
+    let mut out = vec![0xEEu8; expected_pages.max(4) * 4096];
+    let r = dec.decode_with_count(frame, expected_pages, &mut out);
+    if r.is_err() {
+        assert!(
+            out.iter().all(|&b| b == 0xEE),
+            "a failed decode wrote pages"
+        );
+    }
+    r
+}
+
+/// Offsets into the valid frame's page table.
+fn entry_at(i: usize) -> usize {
+    HEADER_LEN + 4 * i
+}
+
+fn set_u32(frame: &mut [u8], at: usize, v: u32) {
+    frame[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+trait DecodeWithCount {
+    fn decode_with_count(&mut self, frame: &[u8], n: usize, out: &mut [u8]) -> Result<(), Error>;
+}
+
+impl DecodeWithCount for Decoder {
+    fn decode_with_count(&mut self, frame: &[u8], n: usize, out: &mut [u8]) -> Result<(), Error> {
+        let mut pages: Vec<&mut [u8]> = out.chunks_mut(4096).take(n).collect();
+        self.decode(frame, &mut pages).map(|_| ())
+    }
+}
+
+#[test]
+fn the_valid_frame_decodes() {
+    let (frame, pages) = valid_frame(&fast());
+    let mut dec = Decoder::new(fast()).unwrap();
+    let mut out = vec![0u8; 4 * 4096];
+    dec.decode_into(&frame, &mut out).unwrap();
+    assert_eq!(out, pages.concat());
+}
+
+#[test]
+fn malformed_frames_give_their_exact_error() {
+    let (good, _) = valid_frame(&fast());
+    let payload_len = good.len() - HEADER_LEN - 16;
+    type Mutate = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Mutate, usize, Error)> = vec![
+        (
+            "empty",
+            Box::new(|f| f.clear()),
+            4,
+            Error::Truncated {
+                needed: HEADER_LEN,
+                available: 0,
+            },
+        ),
+        (
+            "bad magic",
+            Box::new(|f| f[0] = b'X'),
+            4,
+            Error::BadMagic { found: *b"XCBC" },
+        ),
+        (
+            "version 2",
+            Box::new(|f| f[4] = 2),
+            4,
+            Error::UnsupportedVersion { version: 2 },
+        ),
+        (
+            "feature bit",
+            Box::new(|f| set_u32(f, 12, 0x8000_0000)),
+            4,
+            Error::UnsupportedFeature {
+                features: 0x8000_0000,
+            },
+        ),
+        (
+            "page shift 13",
+            Box::new(|f| f[5] = 13),
+            4,
+            Error::PageSizeMismatch {
+                frame: 8192,
+                expected: 4096,
+            },
+        ),
+        (
+            "page shift 40",
+            Box::new(|f| f[5] = 40),
+            4,
+            Error::UnsupportedPageSize { page_size: 0 },
+        ),
+        (
+            "zero pages",
+            Box::new(|f| f[6..8].copy_from_slice(&0u16.to_le_bytes())),
+            4,
+            Error::TooManyPages {
+                pages: 0,
+                max: 1024,
+            },
+        ),
+        (
+            "more than max_pages",
+            Box::new(|f| f[6..8].copy_from_slice(&200u16.to_le_bytes())),
+            4,
+            Error::TooManyPages {
+                pages: 200,
+                max: 128,
+            },
+        ),
+        (
+            "count differs from packet",
+            Box::new(|_| {}),
+            3,
+            Error::PageCountMismatch {
+                frame: 4,
+                expected: 3,
+            },
+        ),
+        (
+            "sequence 5",
+            Box::new(|f| set_u32(f, 8, 5)),
+            4,
+            Error::SequenceMismatch {
+                frame: 5,
+                expected: 0,
+            },
+        ),
+        (
+            "reserved set",
+            Box::new(|f| set_u32(f, 20, 1)),
+            4,
+            Error::InvalidArgument {
+                reason: "reserved header field is not zero",
+            },
+        ),
+        (
+            "table truncated",
+            Box::new(|f| f.truncate(HEADER_LEN + 6)),
+            4,
+            Error::Truncated {
+                needed: HEADER_LEN + 16,
+                available: HEADER_LEN + 6,
+            },
+        ),
+        (
+            "payload one short",
+            Box::new(|f| {
+                f.pop();
+            }),
+            4,
+            Error::LengthMismatch {
+                declared: payload_len,
+                actual: payload_len - 1,
+            },
+        ),
+        (
+            "payload one long",
+            Box::new(|f| f.push(0)),
+            4,
+            Error::LengthMismatch {
+                declared: payload_len,
+                actual: payload_len + 1,
+            },
+        ),
+        (
+            "unknown tag",
+            Box::new(|f| f[entry_at(1) + 3] = 0x41),
+            4,
+            Error::UnknownMethod { page: 1, tag: 0x41 },
+        ),
+        (
+            "raw of wrong length",
+            Box::new(|f| {
+                f[entry_at(2)..entry_at(2) + 4]
+                    .copy_from_slice(&pack_entry(Method::Raw.tag(), 4000))
+            }),
+            4,
+            Error::CorruptPage {
+                page: 2,
+                method: Method::Raw,
+                reason: "payload length not valid for this method",
+            },
+        ),
+        (
+            "zero page with payload",
+            Box::new(|f| {
+                f[entry_at(0)..entry_at(0) + 4].copy_from_slice(&pack_entry(Method::Zero.tag(), 1))
+            }),
+            4,
+            Error::CorruptPage {
+                page: 0,
+                method: Method::Zero,
+                reason: "payload length not valid for this method",
+            },
+        ),
+        (
+            "member without head",
+            Box::new(|f| {
+                f[entry_at(0)..entry_at(0) + 4]
+                    .copy_from_slice(&pack_entry(Method::ZstdMember.tag(), 0))
+            }),
+            4,
+            Error::CorruptPage {
+                page: 0,
+                method: Method::ZstdMember,
+                reason: "zstd member without a group head",
+            },
+        ),
+        (
+            "table lengths shifted",
+            Box::new(move |f| {
+                // Page 0 (zero) claims 4 bytes as fill, page 2 (raw) stays: the sum grows by 4.
+                f[entry_at(0)..entry_at(0) + 4].copy_from_slice(&pack_entry(Method::Fill.tag(), 4));
+            }),
+            4,
+            Error::LengthMismatch {
+                declared: payload_len + 4,
+                actual: payload_len,
+            },
+        ),
+    ];
+    for (name, mutate, n, expected) in cases {
+        let mut f = good.clone();
+        mutate(&mut f);
+        assert_eq!(decode(&f, n), Err(expected), "case {name}");
+    }
+}
+
+/// Flipping any bit of any payload either fails the decode (codec or
+/// checksum) or, where the codec has two spellings of the same bytes (an LZ
+/// match at another offset holding equal text), yields exactly the original
+/// pages.  It never yields different pages.
+#[test]
+fn corrupt_payloads_never_yield_different_pages() {
+    let (good, pages) = valid_frame(&fast());
+    let table_end = HEADER_LEN + 16;
+    let (mut caught, mut same) = (0, 0);
+    for at in table_end..good.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut f = good.clone();
+            f[at] ^= bit;
+            let mut dec = Decoder::new(fast()).unwrap();
+            let mut out = vec![0u8; 4 * 4096];
+            match dec.decode_into(&f, &mut out) {
+                Err(Error::CorruptPage { .. }) | Err(Error::ChecksumMismatch { .. }) => caught += 1,
+                Ok(_) => {
+                    assert_eq!(
+                        out,
+                        pages.concat(),
+                        "flip at {at} bit {bit:#x} changed pages"
+                    );
+                    same += 1;
+                }
+                Err(other) => panic!("flip at {at} bit {bit:#x}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(caught + same, 2 * (good.len() - table_end));
+    assert!(caught > 10 * same, "caught {caught}, equivalent {same}");
+}
+
+#[test]
+fn a_checksum_flip_is_a_checksum_mismatch() {
+    let (mut f, _) = valid_frame(&fast());
+    f[24] ^= 1;
+    assert!(matches!(decode(&f, 4), Err(Error::ChecksumMismatch { .. })));
+}
+
+#[test]
+fn zstd_group_errors_are_named() {
+    let ratio = Config {
+        mode: Mode::Fixed,
+        zstd_level: 1,
+        ..Config::default()
+    };
+    let pages: Vec<Vec<u8>> = (0..4).map(|s| page(Kind::Text, 4096, s + 1)).collect();
+    let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+    let mut enc = Encoder::new(ratio.clone()).unwrap();
+    let mut frame = vec![0u8; enc.max_frame_len(4)];
+    let len = enc.encode(&refs, &mut frame).unwrap();
+    frame.truncate(len);
+    // Turn the last member into a raw-length-0 zero page: the group now
+    // decodes to one page more than its members.
+    frame[entry_at(3)..entry_at(3) + 4].copy_from_slice(&pack_entry(Method::Zero.tag(), 0));
+    let mut dec = Decoder::new(ratio).unwrap();
+    let mut out = vec![0u8; 4 * 4096];
+    assert_eq!(
+        dec.decode_into(&frame, &mut out),
+        Err(Error::CorruptPage {
+            page: 0,
+            method: Method::Zstd,
+            reason: "zstd group is malformed or longer than its pages"
+        })
+    );
+}
+
+#[test]
+fn replayed_and_skipped_frames_are_sequence_errors() {
+    let config = fast();
+    let pages = [page(Kind::Text, 4096, 9)];
+    let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+    let mut enc = Encoder::new(config.clone()).unwrap();
+    let frames: Vec<Vec<u8>> = (0..3)
+        .map(|_| {
+            let mut f = vec![0u8; enc.max_frame_len(1)];
+            let n = enc.encode(&refs, &mut f).unwrap();
+            f.truncate(n);
+            f
+        })
+        .collect();
+    let mut dec = Decoder::new(config).unwrap();
+    let mut out = vec![0u8; 4096];
+    dec.decode_into(&frames[0], &mut out).unwrap();
+    assert_eq!(
+        dec.decode_into(&frames[0], &mut out),
+        Err(Error::SequenceMismatch {
+            frame: 0,
+            expected: 1
+        })
+    );
+    assert_eq!(
+        dec.decode_into(&frames[2], &mut out),
+        Err(Error::SequenceMismatch {
+            frame: 2,
+            expected: 1
+        })
+    );
+    dec.decode_into(&frames[1], &mut out).unwrap();
+}
+
+#[test]
+fn unsupported_configurations_are_refused() {
+    for page_size in [0u32, 1024, 4095, 6000, 131072] {
+        let c = Config {
+            page_size,
+            ..Config::default()
+        };
+        assert_eq!(
+            Encoder::new(c.clone()).err(),
+            Some(Error::UnsupportedPageSize { page_size })
+        );
+        assert_eq!(
+            Decoder::new(c).err(),
+            Some(Error::UnsupportedPageSize { page_size })
+        );
+    }
+    let mut enc = Encoder::new(Config {
+        max_pages: 2,
+        ..Config::default()
+    })
+    .unwrap();
+    let p = vec![0u8; 4096];
+    let mut out = vec![0u8; 1 << 20];
+    assert_eq!(
+        enc.encode(&[&p, &p, &p], &mut out),
+        Err(Error::TooManyPages { pages: 3, max: 2 })
+    );
+    assert_eq!(
+        enc.encode(&[], &mut out),
+        Err(Error::TooManyPages { pages: 0, max: 2 })
+    );
+    assert_eq!(
+        enc.encode(&[&p[..100]], &mut out),
+        Err(Error::InvalidArgument {
+            reason: "every page must be exactly page_size bytes"
+        })
+    );
+    assert_eq!(
+        enc.encode(&[&p], &mut out[..100]),
+        Err(Error::BufferTooSmall {
+            needed: 32 + 4 + 4096,
+            given: 100
+        })
+    );
+}
