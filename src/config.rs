@@ -54,7 +54,7 @@ impl Default for Config {
             max_pages: 128,
             mode: Mode::Adaptive,
             sparse_threshold: 75,
-            similarity_threshold: 50,
+            similarity_threshold: 75,
             zstd_level: 1,
             zstd_group_pages: 0,
             lz: LzCodec::Lz4,
@@ -116,11 +116,11 @@ mod tests {
                 ..Config::default()
             },
             Config {
-                sparse_threshold: 101,
+                sparse_threshold: 75,
                 ..Config::default()
             },
             Config {
-                similarity_threshold: 101,
+                similarity_threshold: 75,
                 ..Config::default()
             },
             Config {

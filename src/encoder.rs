@@ -22,6 +22,13 @@ use crate::method::Method;
 use crate::policy::{LinkStats, Plan, Policy, Tier};
 use std::time::Instant;
 
+/// Zero-byte share below which a high-entropy page is sent raw untried.
+const RAW_MAX_ZERO_PERCENT: u32 = 5;
+/// The sparse coder keeps a page only when it shrinks it to at most
+/// 1/`SPARSE_MAX_FRACTION`; a less sparse page compresses better under LZ,
+/// whose zero runs cost almost nothing.
+const SPARSE_MAX_FRACTION: usize = 8;
+
 /// Where the encoder's pages come from.  The FFI implements it over guest
 /// memory with a copy; the safe API over slices.
 pub(crate) trait PageSource {
@@ -322,7 +329,7 @@ impl Encoder {
                 }
                 Route::Sparse => {
                     let window = &mut out[pos..pos + ps];
-                    sparse::encode(page, window, limit)
+                    sparse::encode(page, window, ps / SPARSE_MAX_FRACTION)
                         .map(|len| (Method::Sparse, len))
                         .or_else(|| {
                             lz_encode(self.config.lz, page, window, limit, &mut self.lz_scratch)
@@ -357,21 +364,30 @@ impl Encoder {
 }
 
 /// The routing rule (MECOM Fig. 2, extended with fill, raw and high-ratio).
+///
+/// Order matters: one-word pages and random pages are settled first because
+/// no codec helps them; the high-ratio tier then takes everything else,
+/// because zstd over a group beats every per-page codec on bytes; on the
+/// fast path, mostly-zero pages try the sparse coder, similar pages WKdm, and
+/// the rest LZ.
 fn choose(p: &Profile, page_size: usize, plan: &Plan, high_ratio: bool) -> Route {
     match p.fill {
         Some(0) => return Route::Zero,
         Some(word) => return Route::Fill(word),
         None => {}
     }
-    if p.zero_percent(page_size) >= u32::from(plan.sparse_threshold) {
-        return Route::Sparse;
-    }
+    let zero_percent = p.zero_percent(page_size);
     let similar = p.similar_percent() >= u32::from(plan.similarity_threshold);
-    if !similar && p.distinct_bytes >= plan.raw_distinct_bytes {
+    // A page with many distinct byte values and almost no zeros is random
+    // or already compressed.  Zeros veto the shortcut: a half-random,
+    // half-zero page still halves under LZ.
+    if !similar && zero_percent < RAW_MAX_ZERO_PERCENT && p.distinct_bytes >= plan.raw_distinct_bytes {
         return Route::Raw;
     }
     if high_ratio {
         Route::HighRatio
+    } else if zero_percent >= u32::from(plan.sparse_threshold) {
+        Route::Sparse
     } else if similar {
         Route::Wkdm
     } else {
