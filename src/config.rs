@@ -116,11 +116,11 @@ mod tests {
                 ..Config::default()
             },
             Config {
-                sparse_threshold: 75,
+                sparse_threshold: 101,
                 ..Config::default()
             },
             Config {
-                similarity_threshold: 75,
+                similarity_threshold: 101,
                 ..Config::default()
             },
             Config {

@@ -233,12 +233,16 @@ mod tests {
         }
     }
 
+    fn base() -> u8 {
+        Config::default().similarity_threshold
+    }
+
     #[test]
     fn unknown_link_keeps_the_fast_path() {
         let p = policy(Mode::Adaptive);
         let plan = p.plan();
         assert!(!plan.high_ratio);
-        assert_eq!(plan.similarity_threshold, 50);
+        assert_eq!(plan.similarity_threshold, base());
     }
 
     #[test]
@@ -260,10 +264,13 @@ mod tests {
         let mut p = policy(Mode::Adaptive);
         // 1 Gbit/s link, guest dirtying 2 GB/s.
         p.update_stats(link(GBIT, 500_000, 2));
-        assert_eq!(p.plan().similarity_threshold, 30);
+        assert_eq!(p.plan().similarity_threshold, base() - SIMILARITY_SHIFT);
         // Same link, quiet guest: the link is the bottleneck, favour ratio.
         p.update_stats(link(GBIT, 100, 2));
-        assert_eq!(p.plan().similarity_threshold, 70);
+        assert_eq!(
+            p.plan().similarity_threshold,
+            (base() + SIMILARITY_SHIFT).min(100)
+        );
     }
 
     #[test]
@@ -286,7 +293,7 @@ mod tests {
         p.update_stats(link(GBIT, 500_000, 2));
         let plan = p.plan();
         assert!(plan.high_ratio);
-        assert_eq!(plan.similarity_threshold, 50);
+        assert_eq!(plan.similarity_threshold, base());
         let p = Policy::new(&Config {
             mode: Mode::Fixed,
             zstd_level: 0,
