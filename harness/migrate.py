@@ -159,6 +159,23 @@ def cleanup_all():
             _SHM_FILES.discard(f)
 
 
+def sweep_stale_shm():
+    """Remove /dev/shm/mecom-<pid>-<n>-<role> files left by a harness that was
+    SIGKILLed (its QEMUs die with it via PDEATHSIG, its files do not)."""
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return
+    for n in names:
+        m = re.fullmatch(r"mecom-(\d+)-\d+-(src|dst\d*)", n)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            try:
+                os.unlink(os.path.join("/dev/shm", n))
+                log(f"removed stale /dev/shm/{n}")
+            except OSError:
+                pass
+
+
 def _on_signal(signum, _frame):
     raise SystemExit(128 + signum)
 
@@ -538,6 +555,7 @@ def migrate_and_wait(src, dst, uri, opts, result):
             raise
     t0 = time.monotonic()
     last = {}
+    last_active = {}  # last snapshot that had RAM stats (kept if it is cancelled/fails)
     max_seen = {}
     status = None
     while True:
@@ -551,6 +569,8 @@ def migrate_and_wait(src, dst, uri, opts, result):
             raise
         status = info.get("status")
         last = info
+        if info.get("ram"):
+            last_active = info
         ram = info.get("ram") or {}
         for k in ("mbps", "dirty-pages-rate", "pages-per-second"):
             if k in ram:
@@ -593,9 +613,13 @@ def migrate_and_wait(src, dst, uri, opts, result):
     result["migrate_wall_s"] = round(wall, 2)
     result["total_time_ms"] = last.get("total-time")
     result["downtime_ms"] = last.get("downtime")
-    result["setup_time_ms"] = last.get("setup-time")
-    result["ram"] = last.get("ram", {})
+    result["setup_time_ms"] = last.get("setup-time", last_active.get("setup-time"))
+    result["ram"] = last.get("ram") or last_active.get("ram", {})
+    if not last.get("ram") and last_active.get("ram"):
+        result["ram_stats_from"] = f"last {last_active.get('status')} snapshot"
     result["peak"] = max_seen
+    if status != "completed" and last_active:
+        last = dict(last_active, **last)
     result["method_stats"] = {k: v for k, v in last.items()
                               if k not in GENERIC_QM_KEYS and isinstance(v, (dict, list))}
     result["other"] = {k: v for k, v in last.items()
@@ -689,6 +713,15 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
             res["src_running_after"] = src_st.get("running")
             if status == "failed" and src_st.get("running"):
                 res["ok"] = True
+                # The guest must still be making progress, not just "running".
+                before = src.serial().count(HEARTBEAT)
+                deadline = time.monotonic() + opts.cont_timeout
+                while src.serial().count(HEARTBEAT) <= before and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                res["src_heartbeat_after_fail"] = src.serial().count(HEARTBEAT) > before
+                if not res["src_heartbeat_after_fail"]:
+                    res["ok"] = False
+                    res["error"] = "source reports running but its guest printed no heartbeat"
                 log(f"  failed as expected; source still {src_st.get('status')}"
                     f" (src error: {res.get('src_error')}; dst error: {res.get('dst_error')})")
             elif status == "failed":
@@ -736,8 +769,8 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
     for r in results:
         tag = "OK " if r["ok"] else "FAIL"
         extra = f" ({r['error']})" if r.get("error") else ""
-        log(f"  {tag} {r['phase']}: status={r.get('status')} total={r.get('total_time_ms')}ms "
-            f"downtime={r.get('downtime_ms')}ms identical={r.get('ram_identical')}{extra}")
+        log(f"  {tag} {r['phase']}: status={r.get('status')} total={fmt(r.get('total_time_ms'))} ms "
+            f"downtime={fmt(r.get('downtime_ms'))} ms identical={fmt(r.get('ram_identical'))}{extra}")
     return results
 
 
@@ -920,9 +953,13 @@ def main(argv=None):
         raise SystemExit(f"QEMU binary not found: {opts.qemu}")
     opts.qemu = os.path.abspath(opts.qemu) if os.path.exists(opts.qemu) else shutil.which(opts.qemu)
 
+    # Background jobs of non-interactive shells inherit SIGINT ignored;
+    # make Ctrl-C / kill -INT always interrupt (and so clean up).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     atexit.register(cleanup_all)
+    sweep_stale_shm()
 
     kernel, initrd, gdir = guest_files(opts)
     workdir_base = opts.workdir or os.path.join(
