@@ -60,7 +60,7 @@ pub fn profile(page: &[u8]) -> Profile {
     let zero_bytes = count_zero_bytes(page);
     let fill = if zero_bytes as usize == page.len() {
         Some(0)
-    } else if zero_bytes as usize % (page.len() / 4) == 0 {
+    } else if (zero_bytes as usize).is_multiple_of(page.len() / 4) {
         // A fill word with k zero bytes makes exactly k * words zero bytes.
         fill_word(page)
     } else {

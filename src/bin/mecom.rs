@@ -43,6 +43,7 @@ const EXIT_VERIFY: u8 = 1;
 /// Exit status for a usage error or an unreadable or malformed image.
 const EXIT_USAGE: u8 = 2;
 
+/// Parses the command line, runs it, and exits with its status.
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     ExitCode::from(run(&argv))
@@ -71,13 +72,22 @@ fn run(argv: &[String]) -> u8 {
             println!("mecom {}", env!("CARGO_PKG_VERSION"));
             Ok(EXIT_OK)
         }
-        Command::Stat(opts) => run_stat(&opts),
-        Command::Bench(opts) => run_bench(&opts),
+        Command::Stat(opts) => check_images(&opts.common).and_then(|()| run_stat(&opts)),
+        Command::Bench(opts) => check_images(&opts.common).and_then(|()| run_bench(&opts)),
     };
     result.unwrap_or_else(|e| {
         eprintln!("mecom: {e}");
         EXIT_USAGE
     })
+}
+
+/// Opens every image once before any work starts, so a mistyped last name
+/// fails at once rather than after the first images have run.
+fn check_images(c: &args::Common) -> Result<(), String> {
+    for path in &c.images {
+        image::Image::open(path, c.page_size, c.limit)?;
+    }
+    Ok(())
 }
 
 /// Writes `text` to standard output now (so results of earlier images show
@@ -88,6 +98,14 @@ fn emit(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
+/// Ends the JSON array after an error, so standard output stays valid JSON
+/// (holding the images done before the error).
+fn close_json(json: bool) {
+    if json {
+        emit("]\n");
+    }
+}
+
 /// `mecom stat`.
 fn run_stat(opts: &StatOpts) -> Result<u8, String> {
     let c = &opts.common;
@@ -96,8 +114,9 @@ fn run_stat(opts: &StatOpts) -> Result<u8, String> {
         emit("[");
     }
     for (i, path) in c.images.iter().enumerate() {
-        let mut img = image::Image::open(path, c.page_size, c.limit)?;
-        let s = stat::stat_image(&mut img, c.page_size, opts.dup, c.quiet)?;
+        let s = image::Image::open(path, c.page_size, c.limit)
+            .and_then(|mut img| stat::stat_image(&mut img, c.page_size, opts.dup, c.quiet))
+            .inspect_err(|_| close_json(c.json))?;
         if c.json {
             emit(&format!(
                 "{}{}\n",
@@ -145,7 +164,15 @@ fn host() -> String {
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{model}, {cpus} CPUs")
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .map(|l| format!(", load average {l} at start"))
+        })
+        .unwrap_or_default();
+    format!("{model}, {cpus} CPUs{load}")
 }
 
 /// `mecom bench`.
@@ -167,7 +194,7 @@ fn run_bench(opts: &BenchOpts) -> Result<u8, String> {
         };
         emit(&format!(
             "## mecom bench, {} on {}\n\n\
-             mecom {}, libzstd {}; page size {} B, {} pages per frame, median of {} runs.{build}\n\
+             mecom {}, libzstd {}; page size {} B, {} pages per frame, {}.{build}\n\
              ratio = compressed / original bytes (CBC: whole frames, headers and tables \
              included); MB/s = 1e6 bytes of uncompressed data per second, one thread, \
              compress or decompress calls only.\n\n",
@@ -177,12 +204,13 @@ fn run_bench(opts: &BenchOpts) -> Result<u8, String> {
             zstd::zstd_safe::version_string(),
             c.page_size,
             opts.batch,
-            opts.repeat,
+            bench::runs_phrase(opts.repeat),
         ));
     }
     let (mut bad, mut checked, mut nonzero) = (0u64, 0u64, 0u64);
     for (i, path) in c.images.iter().enumerate() {
-        let report = bench::bench_image(path, &subjects, opts)?;
+        let report =
+            bench::bench_image(path, &subjects, opts).inspect_err(|_| close_json(c.json))?;
         bad += report.bad();
         checked += report.subjects.iter().map(|s| s.checked()).sum::<u64>();
         nonzero += report.nonzero();
@@ -219,10 +247,12 @@ fn run_bench(opts: &BenchOpts) -> Result<u8, String> {
 mod tests {
     use super::*;
 
+    /// Splits a command line on spaces.
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
     }
 
+    /// Help, usage errors and unreadable images give the documented statuses.
     #[test]
     fn exit_codes() {
         assert_eq!(run(&argv("--help")), EXIT_OK);
@@ -234,6 +264,7 @@ mod tests {
         );
     }
 
+    /// The date in the bench header is well-formed.
     #[test]
     fn dates_are_civil() {
         let d = today();

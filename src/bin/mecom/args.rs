@@ -81,9 +81,12 @@ Run `mecom help stat` or `mecom help bench` for the options.
 
 /// Help on one command, or `None` if there is no such command.
 pub fn command_help(cmd: &str) -> Option<String> {
-    const COMMON: &str = "  --page-size N    page size in bytes, a power of two 4096..65536 (default 4096; 4k, 64K accepted)
+    /// Options shared by every command.
+    const COMMON: &str = "  --page-size N    page size in bytes, a power of two 4096..65536
+                   (default 4096; 4k, 64K accepted)
   --limit N        read at most N pages of each image
-  --json           one JSON array on stdout, one object per image, instead of Markdown tables
+  --json           one JSON array on stdout, one object per image,
+                   instead of Markdown tables
   -q, --quiet      no progress on stderr
   -h, --help       this help
 ";
@@ -332,11 +335,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
 mod tests {
     use super::*;
 
+    /// Parses a command line split on spaces.
     fn p(args: &str) -> Result<Command, String> {
         let v: Vec<String> = args.split_whitespace().map(String::from).collect();
         parse(&v)
     }
 
+    /// Help and version forms parse.
     #[test]
     fn help_and_version() {
         assert_eq!(p(""), Ok(Command::Help(None)));
@@ -348,6 +353,7 @@ mod tests {
         assert!(command_help("bench").unwrap().contains("adaptive-10g"));
     }
 
+    /// Every stat option, `=` values, `k` suffixes and `--`.
     #[test]
     fn stat_options() {
         let Ok(Command::Stat(s)) = p("stat --page-size=64k -q a.raw --no-dup --json -- -b.raw")
@@ -362,6 +368,7 @@ mod tests {
         );
     }
 
+    /// Bench lists keep table order; defaults are as documented.
     #[test]
     fn bench_options() {
         let Ok(Command::Bench(b)) =
@@ -382,6 +389,7 @@ mod tests {
         assert_eq!((b.repeat, b.batch), (3, DEFAULT_BATCH));
     }
 
+    /// Malformed command lines are refused with a message.
     #[test]
     fn usage_errors() {
         for bad in [

@@ -240,6 +240,7 @@ impl Cbc {
         Ok((enc, dec))
     }
 
+    /// A runner for `setting` on frames of up to `batch` pages.
     fn new(setting: &'static Setting, ps: usize, batch: usize) -> Result<Cbc, String> {
         let config = setting.config(ps, batch);
         let (enc, dec) = Cbc::pair(setting, &config)?;
@@ -255,6 +256,7 @@ impl Cbc {
         })
     }
 
+    /// One batch; the caller replaces the pair on error.
     fn run_inner(&mut self, input: &[u8], out: &mut [u8]) -> Result<BatchCost, String> {
         let refs: Vec<&[u8]> = input.chunks_exact(self.ps).collect();
         let t = Instant::now();
@@ -375,6 +377,8 @@ struct Zstd {
 }
 
 impl Zstd {
+    /// A runner compressing each `unit` bytes of batches of up to
+    /// `batch_bytes` bytes as one zstd frame.
     fn new(unit: usize, batch_bytes: usize) -> Result<Zstd, String> {
         let max = zstd::zstd_safe::compress_bound(unit);
         let units = batch_bytes.div_ceil(unit);
@@ -573,6 +577,10 @@ pub struct ImageReport {
     pub frames: u64,
     /// Seconds for all runs, I/O and verification included.
     pub seconds: f64,
+    /// Share of those seconds this thread was on a CPU, when the system
+    /// tells (Linux `/proc/thread-self/schedstat`): well under 1 means other
+    /// processes competed for the core and the timings are pessimistic.
+    pub cpu_share: Option<f64>,
     /// One entry per setting and baseline, settings first.
     pub subjects: Vec<SubjectReport>,
 }
@@ -592,6 +600,12 @@ impl ImageReport {
     pub fn bad(&self) -> u64 {
         self.subjects.iter().map(SubjectReport::bad).sum()
     }
+}
+
+/// Nanoseconds this thread has spent on a CPU (Linux only).
+pub fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
 
 /// Runs every subject on one batch and verifies the result.
@@ -640,6 +654,7 @@ pub fn bench_image(
     let ps = opts.common.page_size;
     let batch = opts.batch;
     let start = Instant::now();
+    let cpu_start = thread_cpu_ns();
     let mut report: Option<ImageReport> = None;
     let mut reports: Vec<SubjectReport> = subjects
         .iter()
@@ -704,6 +719,7 @@ pub fn bench_image(
                     zero,
                     frames,
                     seconds: 0.0,
+                    cpu_share: None,
                     subjects: Vec::new(),
                 })
             }
@@ -720,6 +736,9 @@ pub fn bench_image(
     let mut report = report.ok_or("no runs")?;
     report.subjects = reports;
     report.seconds = start.elapsed().as_secs_f64();
+    report.cpu_share = cpu_start
+        .zip(thread_cpu_ns())
+        .map(|(a, b)| (b.saturating_sub(a) as f64 / 1e9 / report.seconds).min(1.0));
     Ok(report)
 }
 
@@ -735,6 +754,15 @@ fn used_slots(report: &ImageReport) -> Vec<usize> {
             })
         })
         .collect()
+}
+
+/// "median of N runs", or "one run".
+pub fn runs_phrase(runs: usize) -> String {
+    if runs == 1 {
+        "one run".to_string()
+    } else {
+        format!("median of {runs} runs")
+    }
 }
 
 /// The Markdown report of one image.
@@ -753,13 +781,14 @@ pub fn render(report: &ImageReport) -> String {
     out.push_str(&format!(
         "{} pages of {ps} B; {} all-zero ({:.1} %) dropped before compression, as QEMU does; \
          {nz} non-zero pages ({:.1} MB) compressed in {} frames of up to {} pages, in image order. \
-         Timings: median of {runs} runs, one thread, codec calls only.\n\n",
+         Timings: {}, one thread, codec calls only.\n\n",
         report.pages,
         report.zero,
         pct(report.zero, report.pages),
         input as f64 / 1e6,
         report.frames,
         report.batch,
+        runs_phrase(runs),
     ));
     let mut t = Table::new(&[
         ("codec", Align::Left),
@@ -794,8 +823,21 @@ pub fn render(report: &ImageReport) -> String {
         ]);
     }
     out.push_str(&t.render());
+    if let Some(share) = report.cpu_share.filter(|&s| s < 0.9) {
+        out.push_str(&format!(
+            "\n**Loaded machine:** this thread was on a CPU only {:.0} % of the {:.1} s \
+             the image took; other processes competed for the core, so every MB/s above is \
+             pessimistic (all codecs run batch by batch in turn, so they share the \
+             slowdown).\n",
+            share * 100.0,
+            report.seconds
+        ));
+    }
     if varies {
-        out.push_str("\n\\* size differed between runs (adaptive choices follow measured timings); first run shown, every run in --json.\n");
+        out.push_str(
+            "\n\\* size differed between runs (adaptive choices follow measured timings); \
+             first run shown, every run in --json.\n",
+        );
     }
 
     let slots = used_slots(report);
@@ -923,7 +965,10 @@ pub fn to_json(report: &ImageReport) -> String {
         .bool("zstd_image", report.zstd_image)
         .uint("page_size", report.page_size as u64)
         .uint("batch_pages", report.batch as u64)
-        .uint("repeat", report.subjects.first().map_or(0, |s| s.runs.len() as u64))
+        .uint(
+            "repeat",
+            report.subjects.first().map_or(0, |s| s.runs.len() as u64),
+        )
         .uint("pages", report.pages)
         .uint("zero_pages", report.zero)
         .uint("nonzero_pages", report.nonzero())
@@ -931,10 +976,17 @@ pub fn to_json(report: &ImageReport) -> String {
         .uint("frames", report.frames)
         .str(
             "note",
-            "all-zero pages are dropped before compression, as QEMU does; ratios and MB/s are over the non-zero pages; MB = 1e6 bytes of uncompressed data",
+            "all-zero pages are dropped before compression, as QEMU does; ratios and MB/s \
+             are over the non-zero pages; MB = 1e6 bytes of uncompressed data",
         )
         .uint("bad_pages", report.bad())
         .float("seconds", report.seconds, 2)
+        .raw(
+            "cpu_share",
+            &report
+                .cpu_share
+                .map_or("null".into(), |c| json::float(c, 3)),
+        )
         .raw("results", &json::array(subjects))
         .finish()
 }
@@ -943,6 +995,7 @@ pub fn to_json(report: &ImageReport) -> String {
 mod tests {
     use super::*;
 
+    /// Every setting is a valid configuration, and names are unique.
     #[test]
     fn every_setting_makes_a_valid_config() {
         for s in SETTINGS {
@@ -959,6 +1012,7 @@ mod tests {
         assert_eq!(names.len(), SETTINGS.len() + BASELINES.len());
     }
 
+    /// Odd, even and empty medians.
     #[test]
     fn medians() {
         assert_eq!(median(&[5, 1, 3]), 3.0);
@@ -966,6 +1020,7 @@ mod tests {
         assert_eq!(median(&[]), 0.0);
     }
 
+    /// Every setting and baseline round-trips full and short batches.
     #[test]
     fn every_runner_round_trips_mixed_pages() {
         let ps = 4096;

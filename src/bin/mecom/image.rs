@@ -172,7 +172,7 @@ impl Image {
 /// Whether a page is all zero bytes.
 pub fn is_zero_page(page: &[u8]) -> bool {
     let mut chunks = page.chunks_exact(64);
-    let body = (&mut chunks).all(|c| {
+    let body = chunks.by_ref().all(|c| {
         c.chunks_exact(8).fold(0u64, |acc, w| {
             acc | u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
         }) == 0
@@ -248,6 +248,7 @@ impl Progress {
 mod tests {
     use super::*;
 
+    /// Whole pages stream; an image ending inside a page is an error.
     #[test]
     fn pages_stream_and_partial_pages_are_rejected() {
         let data = vec![1u8; 3 * 4096];
@@ -262,6 +263,7 @@ mod tests {
         assert!(err.contains("ends inside a page"), "{err}");
     }
 
+    /// `--limit` stops reading and reports full progress.
     #[test]
     fn limit_stops_early() {
         let data = vec![0u8; 10 * 4096];
@@ -274,6 +276,7 @@ mod tests {
         assert_eq!(img.fraction(), Some(1.0));
     }
 
+    /// A single non-zero byte anywhere makes a page non-zero.
     #[test]
     fn zero_pages_are_recognised() {
         let mut page = vec![0u8; 4096];

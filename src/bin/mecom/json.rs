@@ -108,6 +108,7 @@ impl Object {
 mod tests {
     use super::*;
 
+    /// Escapes, number formats and nesting.
     #[test]
     fn objects_strings_and_numbers_encode() {
         let o = Object::new()

@@ -85,6 +85,7 @@ impl Table {
 mod tests {
     use super::*;
 
+    /// Columns are padded and aligned; short rows are filled.
     #[test]
     fn renders_aligned_markdown() {
         let mut t = Table::new(&[("name", Align::Left), ("n", Align::Right)]);
