@@ -381,7 +381,10 @@ fn choose(p: &Profile, page_size: usize, plan: &Plan, high_ratio: bool) -> Route
     // A page with many distinct byte values and almost no zeros is random
     // or already compressed.  Zeros veto the shortcut: a half-random,
     // half-zero page still halves under LZ.
-    if !similar && zero_percent < RAW_MAX_ZERO_PERCENT && p.distinct_bytes >= plan.raw_distinct_bytes {
+    if !similar
+        && zero_percent < RAW_MAX_ZERO_PERCENT
+        && p.distinct_bytes >= plan.raw_distinct_bytes
+    {
         return Route::Raw;
     }
     if high_ratio {

@@ -29,10 +29,8 @@ fn stats(enc: *mut mecom_encoder, s: *const mecom_link_stats) -> mecom_status {
 fn counters(enc: *const mecom_encoder) -> mecom_counters {
     let mut c = std::mem::MaybeUninit::<mecom_counters>::uninit();
     // SAFETY: a live encoder and a writable out pointer.
-    assert_eq!(
-        unsafe { mecom_encoder_counters(enc, c.as_mut_ptr()) },
-        mecom_status::Ok
-    );
+    let status = unsafe { mecom_encoder_counters(enc, c.as_mut_ptr()) };
+    assert_eq!(status, mecom_status::Ok);
     // SAFETY: written on success.
     unsafe { c.assume_init() }
 }

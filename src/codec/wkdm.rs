@@ -63,9 +63,25 @@
 //! and 32-bit value is acceptable. The worst case is all MISS:
 //! `6 + ceil(n / 4) + 4 n` bytes, see [`max_encoded_len`].
 //!
-//! Neither side allocates. The encoder keeps its index and low-bits areas in
-//! stack buffers sized by page class (about 2 KiB for pages up to 4 KiB, 28 KiB
-//! for the largest pages).
+//! # Implementation notes
+//!
+//! Neither side allocates. The encoder writes tags in place, buffers the index
+//! and low-bits areas on the stack (buffers sized by page class: about 2.3 KiB
+//! for pages up to 4 KiB, 7.5 KiB up to 16 KiB, 29 KiB up to 64 KiB), writes
+//! MISS words provisionally right after the tags, and moves them behind the
+//! other areas at the end. It works in 32-word chunks and checks the exact
+//! running size after each, so `encode` returns `None` exactly when the
+//! encoding does not fit; note that with `limit = page_len - 1` an
+//! incompressible page (4.25 bytes per MISS word against 4 raw) only crosses
+//! the limit after about 94% of its words, so aborting saves little over a
+//! full encode (which is cheapest for MISS words anyway).
+//!
+//! The decoder validates everything before it writes the page (a page is left
+//! untouched on `Err`), then decodes four words per tag byte, dispatching each
+//! half byte to code specialised for its two tags. It keeps the dictionary as
+//! two arrays, upper 22 bits and low 10 bits, which only ever receive values
+//! straight from the payload, so words hitting the same slot form no
+//! load-store-load dependency chain.
 #![forbid(unsafe_code)]
 
 /// Length of the fixed header (three `u16` counts).
@@ -114,7 +130,7 @@ pub(crate) const fn max_encoded_len(page_len: usize) -> usize {
 /// Number of words of a page of `len` bytes, or `None` if `len` is not acceptable.
 #[inline]
 fn word_count(len: usize) -> Option<usize> {
-    if len % 4 == 0 && (MIN_PAGE_LEN..=MAX_PAGE_LEN).contains(&len) {
+    if len.is_multiple_of(4) && (MIN_PAGE_LEN..=MAX_PAGE_LEN).contains(&len) {
         Some(len / 4)
     } else {
         None
@@ -158,18 +174,16 @@ pub(crate) fn encode(page: &[u8], out: &mut [u8], limit: usize) -> Option<usize>
 /// low-bits buffers: at least `n / 2` and `10 n / 8` bytes plus 8 bytes of slack
 /// for the word-sized stores of the packers.
 struct Encoder<const IDX: usize, const LOW: usize> {
-    /// Dictionary. Slots `DICT_SLOTS..` absorb the (ignored) store made for a
-    /// ZERO word in the branch-free loop.
-    dict: [u32; 2 * DICT_SLOTS],
+    /// Dictionary (all slots start at zero).
+    dict: [u32; DICT_SLOTS],
     /// Packed index area under construction.
     idx_buf: [u8; IDX],
     /// Packed low-bits area under construction.
     low_buf: [u8; LOW],
     /// Unpacked index entries of the current chunk, after the carried-over one.
     idx_pend: [u8; PEND_LEN],
-    /// Unpacked low-bits entries (whole words; only the low 10 bits are used)
-    /// of the current chunk, after the carried-over ones.
-    low_pend: [u32; PEND_LEN],
+    /// Unpacked low-bits entries of the current chunk, after the carried-over ones.
+    low_pend: [u16; PEND_LEN],
     /// MISS words of the current chunk, as stored.
     miss_pend: [[u8; 4]; CHUNK_WORDS],
     /// Index entries carried over from the previous chunk (0 or 1).
@@ -198,7 +212,7 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         // behind the index and low-bits areas once their sizes are known.
         let (tag_area, miss_area) = rest.split_at_mut_checked(tags_len)?;
         let mut e = Self {
-            dict: [0; 2 * DICT_SLOTS],
+            dict: [0; DICT_SLOTS],
             idx_buf: [0; IDX],
             low_buf: [0; LOW],
             idx_pend: [0; PEND_LEN],
@@ -211,11 +225,13 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
             n_miss: 0,
         };
 
-        let (chunks, tail) = page.as_chunks::<{ CHUNK_WORDS * 4 }>();
-        let mut tag_chunks = tag_area.as_chunks_mut::<{ CHUNK_WORDS / 4 }>().0.iter_mut();
+        let chunks = page.chunks_exact(CHUNK_WORDS * 4);
+        let tail = chunks.remainder();
+        let mut tag_chunks = tag_area.chunks_exact_mut(CHUNK_WORDS / 4);
         for chunk in chunks {
+            let chunk = <&[u8; CHUNK_WORDS * 4]>::try_from(chunk).ok()?;
             let (tags, ip, lp, mp) = e.chunk(chunk);
-            *tag_chunks.next()? = tags.to_le_bytes();
+            tag_chunks.next()?.copy_from_slice(&tags.to_le_bytes());
             e.flush_chunk(ip, lp, mp, n, cap, miss_area)?;
         }
         if !tail.is_empty() {
@@ -226,8 +242,13 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
                 *d = *s;
             }
             let (tags, ip, lp, mp) = e.chunk(&last);
-            let tag_tail = tag_area.get_mut(tags_len - tail.len().div_ceil(16)..)?;
-            for (d, s) in tag_tail.iter_mut().zip(tags.to_le_bytes()) {
+            // 29 to 31 tail words fill a whole 8-byte tag chunk; fewer leave a
+            // shorter remainder.
+            let dst = match tag_chunks.next() {
+                Some(d) => d,
+                None => tag_chunks.into_remainder(),
+            };
+            for (d, s) in dst.iter_mut().zip(tags.to_le_bytes()) {
                 *d = s;
             }
             e.flush_chunk(ip, lp, mp, n, cap, miss_area)?;
@@ -244,58 +265,51 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         let mut ip = self.idx_carry;
         let mut lp = self.low_carry;
         let mut mp = 0usize;
-        if MODE == 0 {
-            // Branchy: cheapest when tag patterns are predictable.
-            for (k, wb) in chunk.as_chunks::<4>().0.iter().enumerate() {
-                let w = u32::from_le_bytes(*wb);
-                if w == 0 {
-                    continue;
-                }
-                let h = dict_index(w);
-                let d = self.dict[h];
-                let t: u64 = if d == w {
-                    self.idx_pend[ip & (PEND_LEN - 1)] = h as u8;
-                    ip += 1;
-                    3
-                } else {
-                    self.dict[h] = w;
-                    if (d ^ w) <= LOW_MASK {
-                        self.idx_pend[ip & (PEND_LEN - 1)] = h as u8;
-                        ip += 1;
-                        self.low_pend[lp & (PEND_LEN - 1)] = w;
-                        lp += 1;
-                        1
-                    } else {
-                        self.miss_pend[mp & (CHUNK_WORDS - 1)] = *wb;
-                        mp += 1;
-                        2
-                    }
-                };
-                tags |= t << ((2 * k) & 63);
-            }
-        } else {
-            // Branch-free: always store, advance only when the entry exists.
-            for wb in chunk.as_chunks::<4>().0 {
-                let w = u32::from_le_bytes(*wb);
-                let h = dict_index(w);
-                let d = self.dict[h];
-                let z = usize::from(w == 0);
-                // dict_index(0) == 0, so ZERO words store to slot DICT_SLOTS.
-                self.dict[h | (z << 4)] = w;
-                let x = d ^ w;
-                let p = usize::from(x <= LOW_MASK);
-                let e = usize::from(x == 0);
-                let t = (2 - p + 2 * e) & z.wrapping_sub(1);
-                tags = (tags >> 2) | ((t as u64) << 62);
-                self.idx_pend[ip & (PEND_LEN - 1)] = h as u8;
-                ip += t & 1;
-                self.low_pend[lp & (PEND_LEN - 1)] = w;
-                lp += usize::from(t == 1);
-                self.miss_pend[mp & (CHUNK_WORDS - 1)] = *wb;
-                mp += usize::from(t == 2);
-            }
+        // Branchy code: real pages have runs of similar words, so the branches
+        // predict well and this beats a branch-free formulation, which has to
+        // compute and store every field of every word. Unrolled by four so tag
+        // shifts are constants.
+        for g in 0..CHUNK_WORDS / 4 {
+            let word = |k: usize| {
+                let o = 16 * g + 4 * k;
+                [chunk[o], chunk[o + 1], chunk[o + 2], chunk[o + 3]]
+            };
+            let tb = self.step(word(0), &mut ip, &mut lp, &mut mp)
+                | (self.step(word(1), &mut ip, &mut lp, &mut mp) << 2)
+                | (self.step(word(2), &mut ip, &mut lp, &mut mp) << 4)
+                | (self.step(word(3), &mut ip, &mut lp, &mut mp) << 6);
+            tags |= tb << ((8 * g) & 63);
         }
         (tags, ip, lp, mp)
+    }
+
+    /// Branchy encoding of one word: updates the dictionary, appends its
+    /// entries to the pending arrays and returns its tag.
+    #[inline(always)]
+    fn step(&mut self, wb: [u8; 4], ip: &mut usize, lp: &mut usize, mp: &mut usize) -> u64 {
+        let w = u32::from_le_bytes(wb);
+        if w == 0 {
+            return u64::from(TAG_ZERO);
+        }
+        let h = dict_index(w);
+        let d = self.dict[h];
+        if d == w {
+            self.idx_pend[*ip & (PEND_LEN - 1)] = h as u8;
+            *ip += 1;
+            return u64::from(TAG_EXACT);
+        }
+        self.dict[h] = w;
+        if (d ^ w) <= LOW_MASK {
+            self.idx_pend[*ip & (PEND_LEN - 1)] = h as u8;
+            *ip += 1;
+            self.low_pend[*lp & (PEND_LEN - 1)] = (w & LOW_MASK) as u16;
+            *lp += 1;
+            u64::from(TAG_PARTIAL)
+        } else {
+            self.miss_pend[*mp & (CHUNK_WORDS - 1)] = wb;
+            *mp += 1;
+            u64::from(TAG_MISS)
+        }
     }
 
     /// Packs the pending entries of the chunk just run (`ip` index and `lp`
@@ -324,7 +338,10 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
                 | ((y >> 8) & 0xff00)
                 | ((y >> 16) & 0xff_0000)
                 | ((y >> 24) & 0xff00_0000);
-            let d = self.idx_buf.get_mut(self.idx_bytes + q..)?.first_chunk_mut::<4>()?;
+            let d = self
+                .idx_buf
+                .get_mut(self.idx_bytes + q..)?
+                .first_chunk_mut::<4>()?;
             *d = (z as u32).to_le_bytes();
             q += 4;
         }
@@ -337,11 +354,19 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         let groups = lp / 4;
         for g in 0..groups {
             let s = self.low_pend.get(4 * g..)?.first_chunk::<4>()?;
-            let v = u64::from(s[0] & LOW_MASK)
-                | (u64::from(s[1] & LOW_MASK) << 10)
-                | (u64::from(s[2] & LOW_MASK) << 20)
-                | (u64::from(s[3] & LOW_MASK) << 30);
-            let d = self.low_buf.get_mut(self.low_bytes + 5 * g..)?.first_chunk_mut::<8>()?;
+            let x = u64::from(s[0])
+                | (u64::from(s[1]) << 16)
+                | (u64::from(s[2]) << 32)
+                | (u64::from(s[3]) << 48);
+            // Four 16-bit lanes holding 10-bit values -> one 40-bit value.
+            let v = (x & 0x3ff)
+                | ((x >> 6) & (0x3ff << 10))
+                | ((x >> 12) & (0x3ff << 20))
+                | ((x >> 18) & (0x3ff << 30));
+            let d = self
+                .low_buf
+                .get_mut(self.low_bytes + 5 * g..)?
+                .first_chunk_mut::<8>()?;
             *d = v.to_le_bytes();
         }
         self.low_bytes += 5 * groups;
@@ -357,7 +382,10 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         }
         // In bounds: miss_start + 4 mp <= size - HEADER_LEN - tags <= miss_area.len().
         let src = self.miss_pend.as_flattened();
-        if let Some(d) = miss_area.get_mut(miss_start..).and_then(<[u8]>::first_chunk_mut::<{ CHUNK_WORDS * 4 }>) {
+        if let Some(d) = miss_area
+            .get_mut(miss_start..)
+            .and_then(<[u8]>::first_chunk_mut::<{ CHUNK_WORDS * 4 }>)
+        {
             // Whole-chunk copy; bytes past the chunk's MISS words are junk that
             // later chunks overwrite (or that is never moved into place).
             d.copy_from_slice(src);
@@ -387,13 +415,7 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
 
     /// Flushes carried entries, assembles the areas and writes the header.
     #[inline(always)]
-    fn finish(
-        mut self,
-        n: usize,
-        cap: usize,
-        header: &mut [u8],
-        body: &mut [u8],
-    ) -> Option<usize> {
+    fn finish(mut self, n: usize, cap: usize, header: &mut [u8], body: &mut [u8]) -> Option<usize> {
         let total = self.size(n);
         if total > cap {
             return None;
@@ -404,9 +426,9 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         }
         let idx_len = n_index.div_ceil(2);
         if self.low_carry > 0 {
-            let v = u64::from(self.low_pend[0] & LOW_MASK)
-                | (u64::from(self.low_pend[1] & LOW_MASK) << 10)
-                | (u64::from(self.low_pend[2] & LOW_MASK) << 20);
+            let v = u64::from(self.low_pend[0])
+                | (u64::from(self.low_pend[1]) << 10)
+                | (u64::from(self.low_pend[2]) << 20);
             let v = v & ((1u64 << (10 * self.low_carry)) - 1);
             let dst = self.low_buf.get_mut(self.low_bytes..)?;
             for (db, vb) in dst.iter_mut().zip(v.to_le_bytes()) {
@@ -433,9 +455,6 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         Some(total)
     }
 }
-
-/// Selects the encoder loop: 0 branchy, 1 branch-free.
-const MODE: u32 = 0;
 
 /// Reads the little-endian `u32` at byte `pos` of `s`; bytes past the end read as 0.
 #[inline(always)]
@@ -491,45 +510,20 @@ struct Decoder<'a> {
     lo: [u32; DICT_SLOTS],
 }
 
-/// Number of 2-bit fields of `tb` equal to `t`.
-const fn tag_count(tb: u8, t: u8) -> usize {
-    let mut c = 0;
-    let mut k = 0;
-    while k < 4 {
-        if (tb >> (2 * k)) & 3 == t {
-            c += 1;
-        }
-        k += 1;
-    }
-    c
-}
-
 impl Decoder<'_> {
-    /// Decodes the four words of tag byte `TB` into `out`. Monomorphised per tag
-    /// byte so every per-word decision is made at compile time.
+    /// Decodes the two words whose tags form the nibble `TN` into `out`, taking
+    /// index entries from the bit buffer `ib` and low-bits entries from `lb`
+    /// (both shifted past what is used). Monomorphised per nibble so every
+    /// per-word decision is made at compile time.
     #[inline(always)]
-    fn group<const TB: u8>(&mut self, out: &mut [u8; 16]) {
-        let n_partial = tag_count(TB, TAG_PARTIAL);
-        let n_index = n_partial + tag_count(TB, TAG_EXACT);
-        let n_miss = tag_count(TB, TAG_MISS);
-        // At least 7 nibbles and 57 bits are available: enough for 4 entries.
-        let ib = if n_index > 0 {
-            read_u32(self.idx, self.ip >> 1) >> ((self.ip & 1) * 4)
-        } else {
-            0
-        };
-        let lb = if n_partial > 0 {
-            let bit = self.lp * 10;
-            read_u64(self.low, bit >> 3) >> (bit & 7)
-        } else {
-            0
-        };
+    fn pair<const TN: u8>(&mut self, ib: &mut u32, lb: &mut u64, out: &mut [u8; 8]) {
         let (mut ki, mut kl) = (0u32, 0u32);
-        for (k, o) in out.as_chunks_mut::<4>().0.iter_mut().enumerate() {
-            let w = match (TB >> (2 * k)) & 3 {
+        for k in 0..2 {
+            let w = match (TN >> (2 * k)) & 3 {
+                TAG_ZERO => 0,
                 TAG_PARTIAL => {
-                    let i = ((ib >> (4 * ki)) & 0xF) as usize;
-                    let low = ((lb >> (10 * kl)) as u32) & LOW_MASK;
+                    let i = ((*ib >> (4 * ki)) & 0xF) as usize;
+                    let low = ((*lb >> (10 * kl)) as u32) & LOW_MASK;
                     ki += 1;
                     kl += 1;
                     self.lo[i] = low;
@@ -543,42 +537,63 @@ impl Decoder<'_> {
                     self.lo[s] = m & LOW_MASK;
                     m
                 }
-                TAG_EXACT => {
-                    let i = ((ib >> (4 * ki)) & 0xF) as usize;
+                _ => {
+                    // TAG_EXACT
+                    let i = ((*ib >> (4 * ki)) & 0xF) as usize;
                     ki += 1;
                     self.up[i] | self.lo[i]
                 }
-                _ => 0,
             };
-            *o = w.to_le_bytes();
+            out[4 * k..4 * k + 4].copy_from_slice(&w.to_le_bytes());
         }
-        self.ip += n_index;
-        self.lp += n_partial;
-        let _ = n_miss;
+        *ib >>= 4 * ki;
+        *lb >>= 10 * kl;
+        self.ip += ki as usize;
+        self.lp += kl as usize;
     }
-}
 
-/// Calls `$d.group::<TB>($out)` for the runtime tag byte `$tb`.
-macro_rules! dispatch_group {
-    ($tb:expr, $d:expr, $out:expr; $($n:literal)*) => {
-        match $tb {
-            $($n => $d.group::<$n>($out),)*
+    /// Decodes the four words of tag byte `tb` into `out`.
+    #[inline(always)]
+    fn group(&mut self, tb: u8, out: &mut [u8; 16]) {
+        if tb == 0 {
+            *out = [0; 16];
+            return;
         }
-    };
-}
+        // At least 7 index nibbles and 57 low bits are fetched: enough for the
+        // (at most) 4 entries of each kind in a group.
+        let mut ib = read_u32(self.idx, self.ip >> 1) >> ((self.ip & 1) * 4);
+        let bit = self.lp * 10;
+        let mut lb = read_u64(self.low, bit >> 3) >> (bit & 7);
+        let (a, b) = out.split_at_mut(8);
+        let (Ok(a), Ok(b)) = (<&mut [u8; 8]>::try_from(a), <&mut [u8; 8]>::try_from(b)) else {
+            return;
+        };
+        self.pair_dyn(tb & 0xF, &mut ib, &mut lb, a);
+        self.pair_dyn(tb >> 4, &mut ib, &mut lb, b);
+    }
 
-/// Decodes the four words of runtime tag byte `tb` into `out`.
-#[inline(always)]
-fn decode_group(d: &mut Decoder<'_>, tb: u8, out: &mut [u8; 16]) {
-    dispatch_group!(tb, d, out;
-        0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
-        32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63
-        64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95
-        96 97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127
-        128 129 130 131 132 133 134 135 136 137 138 139 140 141 142 143 144 145 146 147 148 149 150 151 152 153 154 155 156 157 158 159
-        160 161 162 163 164 165 166 167 168 169 170 171 172 173 174 175 176 177 178 179 180 181 182 183 184 185 186 187 188 189 190 191
-        192 193 194 195 196 197 198 199 200 201 202 203 204 205 206 207 208 209 210 211 212 213 214 215 216 217 218 219 220 221 222 223
-        224 225 226 227 228 229 230 231 232 233 234 235 236 237 238 239 240 241 242 243 244 245 246 247 248 249 250 251 252 253 254 255)
+    /// Calls [`Self::pair`] for the runtime tag nibble `tn` (0..16).
+    #[inline(always)]
+    fn pair_dyn(&mut self, tn: u8, ib: &mut u32, lb: &mut u64, out: &mut [u8; 8]) {
+        match tn {
+            0 => self.pair::<0>(ib, lb, out),
+            1 => self.pair::<1>(ib, lb, out),
+            2 => self.pair::<2>(ib, lb, out),
+            3 => self.pair::<3>(ib, lb, out),
+            4 => self.pair::<4>(ib, lb, out),
+            5 => self.pair::<5>(ib, lb, out),
+            6 => self.pair::<6>(ib, lb, out),
+            7 => self.pair::<7>(ib, lb, out),
+            8 => self.pair::<8>(ib, lb, out),
+            9 => self.pair::<9>(ib, lb, out),
+            10 => self.pair::<10>(ib, lb, out),
+            11 => self.pair::<11>(ib, lb, out),
+            12 => self.pair::<12>(ib, lb, out),
+            13 => self.pair::<13>(ib, lb, out),
+            14 => self.pair::<14>(ib, lb, out),
+            _ => self.pair::<15>(ib, lb, out),
+        }
+    }
 }
 
 /// Counts of tag values 1, 2 and 3 in a packed tag area (padding must be zero to
@@ -594,9 +609,10 @@ fn count_tags(tags: &[u8]) -> (usize, usize, usize) {
         c2 += (hi & !lo).count_ones();
         c3 += (lo & hi).count_ones();
     };
-    let (chunks, rem) = tags.as_chunks::<8>();
+    let chunks = tags.chunks_exact(8);
+    let rem = chunks.remainder();
     for c in chunks {
-        count(u64::from_le_bytes(*c));
+        count(read_u64(c, 0));
     }
     count(read_tail(rem, 0));
     (c1 as usize, c2 as usize, c3 as usize)
@@ -664,14 +680,17 @@ pub(crate) fn decode(src: &[u8], page: &mut [u8]) -> Result<(), &'static str> {
         up: [0; DICT_SLOTS],
         lo: [0; DICT_SLOTS],
     };
-    let (groups, tail) = page.as_chunks_mut::<16>();
-    for (out, &tb) in groups.iter_mut().zip(tags) {
-        decode_group(&mut d, tb, out);
+    let mut groups = page.chunks_exact_mut(16);
+    for (out, &tb) in (&mut groups).zip(tags) {
+        if let Ok(out) = <&mut [u8; 16]>::try_from(out) {
+            d.group(tb, out);
+        }
     }
+    let tail = groups.into_remainder();
     if !tail.is_empty() {
         // The last tag byte covers 1 to 3 words; its padding tags are ZERO.
         let mut last = [0u8; 16];
-        decode_group(&mut d, tags.last().copied().unwrap_or(0), &mut last);
+        d.group(tags.last().copied().unwrap_or(0), &mut last);
         for (o, v) in tail.iter_mut().zip(last) {
             *o = v;
         }
@@ -703,7 +722,7 @@ mod tests {
         /// Appends the low `k` bits of `v`, one bit at a time.
         fn put(&mut self, v: u32, k: usize) {
             for j in 0..k {
-                if self.bits % 8 == 0 {
+                if self.bits.is_multiple_of(8) {
                     self.bytes.push(0);
                 }
                 let bit = ((v >> j) & 1) as u8;
@@ -783,7 +802,11 @@ mod tests {
         let mut out = vec![0xAAu8; max];
         let n = encode(page, &mut out, max).expect("unlimited encode must succeed");
         assert!(n <= max);
-        assert_eq!(out[..n], reference_encode(page)[..], "differs from reference");
+        assert_eq!(
+            out[..n],
+            reference_encode(page)[..],
+            "differs from reference"
+        );
         let mut back = vec![0x55u8; page.len()];
         decode(&out[..n], &mut back).expect("decode of own output");
         assert_eq!(back, page);
@@ -803,8 +826,14 @@ mod tests {
         vec![
             ("zero", vec![0u8; len]),
             ("repeated", page_of_words((0..words).map(|_| 0xDEAD_BEEF))),
-            ("small u32", page_of_words((0..words).map(|i| (i * 7 % 1000) as u32))),
-            ("small u64", page_of_u64((0..words / 2).map(|i| (i * 13 % 5000) as u64))),
+            (
+                "small u32",
+                page_of_words((0..words).map(|i| (i * 7 % 1000) as u32)),
+            ),
+            (
+                "small u64",
+                page_of_u64((0..words / 2).map(|i| (i * 13 % 5000) as u64)),
+            ),
             (
                 "pointers",
                 page_of_u64((0..words / 2).map(|i| 0x0000_7f12_3456_0000 + 16 * i as u64)),
@@ -822,7 +851,7 @@ mod tests {
 
     #[test]
     fn round_trips_sample_pages() {
-        for len in [64, 68, 100, 4096, 8192, 65536] {
+        for len in [64, 68, 100, 116, 124, 252, 4096, 8192, 65536] {
             for (name, page) in sample_pages(len) {
                 let n = round_trip(&page);
                 let mut out = vec![0u8; max_encoded_len(len)];
@@ -833,6 +862,22 @@ mod tests {
                     assert_eq!(fits, Some(n), "{name} {len}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn round_trips_every_small_length() {
+        // Covers every tail shape of the 32-word chunks and 4-word tag bytes.
+        for words in 16..=200usize {
+            let mut rng = Rng(words as u64 + 1);
+            let page = page_of_words((0..words).map(|i| match rng.next() % 5 {
+                0 => 0,
+                1 => 7,
+                2 => 0x1234_5000 | (i as u32 & 0x3ff),
+                3 => 0x0000_7f12,
+                _ => rng.next() as u32,
+            }));
+            round_trip(&page);
         }
     }
 
@@ -900,7 +945,10 @@ mod tests {
                 buf.fill(0xEE);
                 let r2 = encode(&page, &mut buf[..out_len], usize::MAX);
                 assert_eq!(r2.is_some(), full <= out_len, "{name} out {out_len}");
-                assert!(buf[out_len..].iter().all(|&b| b == 0xEE), "{name} {out_len}");
+                assert!(
+                    buf[out_len..].iter().all(|&b| b == 0xEE),
+                    "{name} {out_len}"
+                );
                 if let Some(n) = r2 {
                     buf[out_len..].fill(0xEE);
                     assert_eq!(n, full);
@@ -952,14 +1000,20 @@ mod tests {
             ("trailing byte", set(&|e| e.push(0))),
             ("partial > index", set(&|e| e[4] = e[2] + 1)),
             ("counts > words", set(&|e| e[1] = 0x40)),
-            ("miss count +1 (len fixed)", set(&|e| {
-                e[0] += 1;
-                e.extend_from_slice(&[0; 4]);
-            })),
-            ("index count +2 (len fixed)", set(&|e| {
-                e[2] += 2;
-                e.insert(idx_end, 0);
-            })),
+            (
+                "miss count +1 (len fixed)",
+                set(&|e| {
+                    e[0] += 1;
+                    e.extend_from_slice(&[0; 4]);
+                }),
+            ),
+            (
+                "index count +2 (len fixed)",
+                set(&|e| {
+                    e[2] += 2;
+                    e.insert(idx_end, 0);
+                }),
+            ),
             ("tag changed ZERO->EXACT", set(&|e| e[HEADER_LEN] |= 3)),
             ("tag padding", set(&|e| e[tags_end - 1] |= 0x04)),
             ("index padding", set(&|e| e[idx_end - 1] |= 0x10)),
@@ -988,7 +1042,10 @@ mod tests {
             e.extend_from_slice(&(n_i as u16).to_le_bytes());
             e.extend_from_slice(&(n_p as u16).to_le_bytes());
             e.extend_from_slice(&tags);
-            e.extend(std::iter::repeat_n(0u8, n_i.div_ceil(2) + (10 * n_p).div_ceil(8) + 4 * n_m));
+            e.extend(std::iter::repeat_n(
+                0u8,
+                n_i.div_ceil(2) + (10 * n_p).div_ceil(8) + 4 * n_m,
+            ));
             let mut page = [0u8; 64];
             decode(&e, &mut page).unwrap();
         }
@@ -1010,7 +1067,11 @@ mod tests {
                         4 => v & 0x3ff,
                         _ => {
                             run = run.wrapping_add(1);
-                            if run % 2 == 0 { 0x0000_7f12 } else { 0x3456_0000 | (v & 0xffff) }
+                            if run.is_multiple_of(2) {
+                                0x0000_7f12
+                            } else {
+                                0x3456_0000 | (v & 0xffff)
+                            }
                         }
                     };
                     prev = w;
