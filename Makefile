@@ -20,6 +20,9 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 # What `cargo rustc -- --print native-static-libs` reports for this crate on
 # Linux/glibc; tests/c checks the link works with exactly these.
 NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+# The .pc leaves out -lgcc_s: every gcc/clang link of a C program adds it
+# already, and meson's static lookup of it only produces a warning.
+PC_LIBS_PRIVATE := $(filter-out -lgcc_s,$(NATIVE_LIBS))
 ZSTD_LIBS := $(shell pkg-config --libs libzstd)
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -Iinclude
 
@@ -32,7 +35,7 @@ lib:
 $(TARGET_DIR)/mecom.pc: mecom.pc.in Cargo.toml lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-	    -e 's|@NATIVE_LIBS@|$(NATIVE_LIBS)|' $< > $(TARGET_DIR)/mecom.pc
+	    -e 's|@NATIVE_LIBS@|$(PC_LIBS_PRIVATE)|' $< > $(TARGET_DIR)/mecom.pc
 
 install: lib $(TARGET_DIR)/mecom.pc
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
