@@ -37,7 +37,7 @@ pub struct Profile {
     pub similar_words: u32,
     /// Words in the sample.
     pub sampled_words: u32,
-    /// Distinct byte values among [`BYTE_SAMPLES`] sampled bytes.
+    /// Distinct byte values among 256 evenly strided sampled bytes.
     pub distinct_bytes: u32,
 }
 
