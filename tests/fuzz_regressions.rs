@@ -165,3 +165,18 @@ fn generated_roundtrip_cases_hold() {
         assert_eq!(props::check_roundtrip(&case), Outcome::Decoded);
     }
 }
+
+#[test]
+fn sparse_payloads_are_canonical() {
+    // One page, two spellings: the fuzzer found a run with a zero word
+    // inside, which the encoder would write as two runs.  The decoder must
+    // reject it, so every accepted sparse payload is the encoder's own.
+    let payload =
+        std::fs::read(root().join("tests/data/fuzz/codec_decoders-sparse-zero-inside-run"))
+            .expect("reproducer");
+    let mut page = vec![0u8; 4096];
+    assert_eq!(
+        mecom::codecs::sparse::decode(&payload, &mut page),
+        Err("zero word inside a run")
+    );
+}

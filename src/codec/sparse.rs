@@ -6,7 +6,8 @@
 //! ```
 //! Runs are in ascending order, do not overlap or touch (a run ends before the
 //! next one's first word, with at least one zero word in between), each has
-//! at least one word, and the first and last word of a run are non-zero.
+//! at least one word, and no word of a run is zero: runs are maximal, so the
+//! encoding of a page is unique.
 //! Words not covered by a run are zero.
 //!
 //! Why runs rather than MECOM's (offset, value) pairs: non-zero data in
@@ -93,8 +94,10 @@ pub fn decode(src: &[u8], page: &mut [u8]) -> DecodeResult {
             .ok_or("run beyond page")?;
         let bytes = count * 4;
         let data = tail.get(..bytes).ok_or("run data truncated")?;
-        if data[..4] == [0; 4] || data[bytes - 4..] == [0; 4] {
-            return Err("run starts or ends with a zero word");
+        // Runs are maximal: a zero word inside one would give a second
+        // spelling of the same page (two runs), so it is rejected.
+        if data.chunks_exact(4).any(|w| w == [0; 4]) {
+            return Err("zero word inside a run");
         }
         page[start * 4..end * 4].copy_from_slice(data);
         rest = &tail[bytes..];
@@ -152,10 +155,7 @@ mod tests {
                 &[1, 0, 0xff, 3, 2, 0, 1, 1, 1, 1, 1, 1, 1, 1],
                 "run beyond page",
             ),
-            (
-                &[1, 0, 0, 0, 1, 0, 0, 0, 0, 0],
-                "run starts or ends with a zero word",
-            ),
+            (&[1, 0, 0, 0, 1, 0, 0, 0, 0, 0], "zero word inside a run"),
             (&[0, 0, 5], "trailing bytes after the last run"),
             (
                 &[2, 0, 0, 0, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1],
