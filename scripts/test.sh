@@ -53,4 +53,4 @@ fi
 step "summary"
 passed=$(grep -E '^test result:' target/cargo-test.log | awk '{s += $4} END {print s + 0}')
 failed=$(grep -E '^test result:' target/cargo-test.log | awk '{s += $6} END {print s + 0}')
-echo "cargo test: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed"
