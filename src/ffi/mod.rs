@@ -368,15 +368,16 @@ unsafe fn read_config(cfg: *const mecom_config) -> Result<Config, mecom_status> 
     Config::try_from(&raw).map_err(|e| mecom_status::from(&e))
 }
 
-/// Creates an encoder.  On success `*out` receives the handle, to be released
-/// with mecom_encoder_free().
+/// Makes a handle from a config: the shared body of the `_new` calls.
 ///
 /// # Safety
-/// `cfg` points to a readable `mecom_config`; `out` to a writable pointer.
-#[no_mangle]
-pub unsafe extern "C" fn mecom_encoder_new(
+/// `cfg` is NULL or points to a readable `mecom_config`; `out` is NULL or
+/// points to a writable pointer.
+unsafe fn create<T, H>(
     cfg: *const mecom_config,
-    out: *mut *mut mecom_encoder,
+    out: *mut *mut H,
+    make: fn(Config) -> Result<T, Error>,
+    wrap: fn(Handle<T>) -> H,
 ) -> mecom_status {
     boundary(|| {
         if out.is_null() {
@@ -387,9 +388,9 @@ pub unsafe extern "C" fn mecom_encoder_new(
             Ok(c) => c,
             Err(s) => return s,
         };
-        match Encoder::new(config) {
-            Ok(enc) => {
-                let handle = Box::into_raw(Box::new(mecom_encoder(Handle::new(enc))));
+        match make(config) {
+            Ok(engine) => {
+                let handle = Box::into_raw(Box::new(wrap(Handle::new(engine))));
                 // SAFETY: `out` is non-NULL and writable by contract.
                 unsafe { out.write(handle) };
                 mecom_status::Ok
@@ -397,6 +398,33 @@ pub unsafe extern "C" fn mecom_encoder_new(
             Err(e) => mecom_status::from(&e),
         }
     })
+}
+
+/// Writes `counters` to `out`: the shared body of the `_counters` calls.
+///
+/// # Safety
+/// `out` is NULL or points to a writable `mecom_counters`.
+unsafe fn write_counters(counters: &Counters, out: *mut mecom_counters) -> mecom_status {
+    if out.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL and writable by contract.
+    unsafe { out.write(mecom_counters::from(counters)) };
+    mecom_status::Ok
+}
+
+/// Creates an encoder.  On success `*out` receives the handle, to be released
+/// with mecom_encoder_free().
+///
+/// # Safety
+/// `cfg` points to a readable `mecom_config`; `out` to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_new(
+    cfg: *const mecom_config,
+    out: *mut *mut mecom_encoder,
+) -> mecom_status {
+    // SAFETY: forwarded contract of this function.
+    unsafe { create(cfg, out, Encoder::new, mecom_encoder) }
 }
 
 /// Releases an encoder.  NULL is fine; must not be called twice on one handle.
@@ -496,15 +524,11 @@ pub unsafe extern "C" fn mecom_encoder_counters(
     enc: *const mecom_encoder,
     out: *mut mecom_counters,
 ) -> mecom_status {
-    if enc.is_null() || out.is_null() {
+    if enc.is_null() {
         return mecom_status::NullParameter;
     }
-    // SAFETY: non-NULL and live by contract; only read.
-    let handle = unsafe { &(*enc).0 };
-    let counters = mecom_counters::from(handle.engine.counters());
-    // SAFETY: non-NULL and writable by contract.
-    unsafe { out.write(counters) };
-    mecom_status::Ok
+    // SAFETY: non-NULL and live by contract, only read; `out` per contract.
+    unsafe { write_counters((*enc).0.engine.counters(), out) }
 }
 
 /// Text of the encoder's last failure, "" if the last call succeeded.  Valid
@@ -532,25 +556,8 @@ pub unsafe extern "C" fn mecom_decoder_new(
     cfg: *const mecom_config,
     out: *mut *mut mecom_decoder,
 ) -> mecom_status {
-    boundary(|| {
-        if out.is_null() {
-            return mecom_status::NullParameter;
-        }
-        // SAFETY: forwarded contract of this function.
-        let config = match unsafe { read_config(cfg) } {
-            Ok(c) => c,
-            Err(s) => return s,
-        };
-        match Decoder::new(config) {
-            Ok(dec) => {
-                let handle = Box::into_raw(Box::new(mecom_decoder(Handle::new(dec))));
-                // SAFETY: `out` is non-NULL and writable by contract.
-                unsafe { out.write(handle) };
-                mecom_status::Ok
-            }
-            Err(e) => mecom_status::from(&e),
-        }
-    })
+    // SAFETY: forwarded contract of this function.
+    unsafe { create(cfg, out, Decoder::new, mecom_decoder) }
 }
 
 /// Releases a decoder.  NULL is fine; must not be called twice on one handle.
@@ -622,15 +629,11 @@ pub unsafe extern "C" fn mecom_decoder_counters(
     dec: *const mecom_decoder,
     out: *mut mecom_counters,
 ) -> mecom_status {
-    if dec.is_null() || out.is_null() {
+    if dec.is_null() {
         return mecom_status::NullParameter;
     }
-    // SAFETY: non-NULL and live by contract; only read.
-    let handle = unsafe { &(*dec).0 };
-    let counters = mecom_counters::from(handle.engine.counters());
-    // SAFETY: non-NULL and writable by contract.
-    unsafe { out.write(counters) };
-    mecom_status::Ok
+    // SAFETY: non-NULL and live by contract, only read; `out` per contract.
+    unsafe { write_counters((*dec).0.engine.counters(), out) }
 }
 
 /// Text of the decoder's last failure, "" if the last call succeeded.  Valid
