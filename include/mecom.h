@@ -20,6 +20,11 @@
 #define MECOM_METHOD_SLOTS 16
 
 /**
+ * Bytes of the fixed frame header, the prefix mecom_frame_len() reads.
+ */
+#define MECOM_FRAME_HEADER_LEN 32
+
+/**
  * Result of every fallible mecom call; 0 is success.
  */
 enum mecom_status
@@ -362,6 +367,21 @@ void mecom_config_init(struct mecom_config *cfg);
  * either is unsupported.  An output buffer of this size always suffices.
  */
 size_t mecom_max_frame_len(uint32_t n_pages, uint32_t page_size);
+
+/**
+ * Reads the total length a frame declares (header, page table and payload)
+ * from its first `header_len` bytes, of which MECOM_FRAME_HEADER_LEN are
+ * needed, into `*out_len`.
+ *
+ * A receiver reading frames from a stream calls it after the header and
+ * compares the result with the length it was told, so that a corrupted
+ * length fails at once instead of a read waiting for bytes of the next
+ * packet.  The header is checked as mecom_decoder_decode() checks it.
+ *
+ * # Safety
+ * `header` points to `header_len` readable bytes; `out_len` is writable.
+ */
+mecom_status mecom_frame_len(const uint8_t *header, size_t header_len, size_t *out_len);
 
 /**
  * A static, NUL-terminated description of `status` (never NULL).

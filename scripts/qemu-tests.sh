@@ -8,7 +8,13 @@
 #     dirties memory, at 2 and 4 channels, each followed by a byte-for-byte
 #     comparison of the whole guest RAM of source and destination;
 #  4. cbc on the source and none on the destination must fail cleanly, the
-#     source must keep running, and a matching retry must succeed.
+#     source must keep running, and a matching retry must succeed;
+#  5. fault injection: a proxy breaks one cbc packet per trial (8 kinds,
+#     MECOM_FAULT_TRIALS each); every fault must fail the migration on the
+#     destination without running its guest, the source must keep running,
+#     and a clean retry must give identical RAM (docs/SECURITY.md);
+#  6. 20 cycles of migrate_cancel at a random point, each followed by a
+#     full migration with a RAM comparison; the source's RSS must not grow.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -38,3 +44,14 @@ python3 harness/migrate.py --qemu "$qemu" --methods cbc --channels 2 \
 echo "--- cbc on the source, none on the destination: must fail cleanly, then retry"
 python3 harness/migrate.py --qemu "$qemu" --methods cbc --mismatch --channels 2 \
     --workload idle --mem 256 --json "$results/e2e-mismatch.json"
+
+echo "--- fault injection: every kind of broken cbc packet fails cleanly"
+python3 harness/faults.py inject --qemu "$qemu" --trials "${MECOM_FAULT_TRIALS:-3}" \
+    --json "$results/faults-inject.json"
+
+echo "--- lifecycle: migrate_cancel at random points, then a full migration, 20 cycles"
+python3 harness/faults.py cancel --qemu "$qemu" --cycles "${MECOM_CANCEL_CYCLES:-20}" \
+    --json "$results/faults-cancel.json"
+
+echo "--- libvirt: virsh migrate --comp-methods cbc (patched 11.3.0), and -global with stock 11.3.0"
+scripts/libvirt-tests.sh --qemu "$qemu"

@@ -24,14 +24,16 @@ tests=(
     /x86_64/migration/multifd/tcp/plain/cbc/live
     /x86_64/migration/multifd/tcp/plain/cbc/mismatch
     /x86_64/migration/multifd/cbc/tunables
+    /x86_64/migration/multifd/cbc/forbidden
     /x86_64/migration/multifd/tcp/plain/zstd
 )
 # GLib's -p also runs every test below the given path, so .../plain/cbc
-# covers .../cbc/live and .../cbc/mismatch.  Do not name those again: a test
+# covers .../cbc/live and .../cbc/mismatch, and .../multifd/cbc covers
+# .../cbc/tunables and .../cbc/forbidden.  Do not name those again: a test
 # selected twice runs twice, and migration-test does not survive that.
 args=(--full --tap -k
       -p /x86_64/migration/multifd/tcp/plain/cbc
-      -p /x86_64/migration/multifd/cbc/tunables
+      -p /x86_64/migration/multifd/cbc
       -p /x86_64/migration/multifd/tcp/plain/zstd)
 
 cmd=(env QTEST_QEMU_BINARY=./qemu-system-x86_64

@@ -160,6 +160,19 @@ pub fn pack_entry(tag: u8, len: usize) -> [u8; ENTRY_LEN] {
     ((u32::from(tag) << 24) | (len as u32 & 0x00ff_ffff)).to_le_bytes()
 }
 
+/// The total length of the frame whose header starts `header`, from the
+/// header alone: header, page table and payload.
+///
+/// The header is checked as [`Header::parse`] does.  A receiver that reads
+/// frames from a stream uses this to check a length it was told (QEMU's
+/// `next_packet_size`) against the length the frame declares before it
+/// reads the rest, so a corrupted length is an error at once instead of a
+/// read that waits for bytes that belong to the next packet.
+pub fn frame_len(header: &[u8]) -> Result<usize> {
+    let h = Header::parse(header)?;
+    Ok(HEADER_LEN + usize::from(h.page_count) * ENTRY_LEN + h.payload_len as usize)
+}
+
 /// Unpacks one page table entry into (tag, payload length).
 pub fn unpack_entry(bytes: [u8; ENTRY_LEN]) -> (u8, usize) {
     let v = u32::from_le_bytes(bytes);
@@ -231,6 +244,24 @@ mod tests {
             })
         );
         assert!(matches!(Header::parse(b"XY"), Err(Error::BadMagic { .. })));
+    }
+
+    #[test]
+    fn frame_len_is_header_table_and_payload() {
+        let mut bytes = [0u8; HEADER_LEN];
+        let h = Header {
+            page_count: 3,
+            payload_len: 100,
+            ..sample()
+        };
+        h.write(&mut bytes);
+        assert_eq!(frame_len(&bytes).unwrap(), HEADER_LEN + 3 * ENTRY_LEN + 100);
+        assert!(matches!(
+            frame_len(&bytes[..HEADER_LEN - 1]),
+            Err(Error::Truncated { .. })
+        ));
+        bytes[0] ^= 1;
+        assert!(matches!(frame_len(&bytes), Err(Error::BadMagic { .. })));
     }
 
     #[test]

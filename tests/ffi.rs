@@ -106,6 +106,13 @@ fn encode_decode_through_host_and_offsets() {
         };
         assert_eq!(st, mecom_status::Ok);
         assert!(len > 0 && len < 128 * 4096);
+        // The header alone tells the frame's length (what QEMU checks
+        // next_packet_size against before reading the rest).
+        let mut declared = 0usize;
+        // SAFETY: `frame` holds at least the header; `declared` is writable.
+        let st = unsafe { mecom_frame_len(frame.as_ptr(), MECOM_FRAME_HEADER_LEN, &mut declared) };
+        assert_eq!(st, mecom_status::Ok);
+        assert_eq!(declared, len);
         // SAFETY: as above.
         let st = unsafe {
             mecom_decoder_decode(
@@ -193,6 +200,63 @@ fn a_bad_frame_fails_with_a_named_status_and_writes_nothing() {
         dec_error(pair.dec),
         "frame holds 16 pages, the packet announced 15"
     );
+}
+
+#[test]
+fn frame_len_names_a_bad_or_short_header_and_writes_nothing() {
+    let pair = Pair::new(&config());
+    let (src, offsets) = ram_block(4);
+    let mut frame = vec![0u8; mecom_max_frame_len(4, 4096)];
+    let mut len = 0usize;
+    // SAFETY: every pointer covers what the contract asks.
+    let st = unsafe {
+        mecom_encoder_encode(
+            pair.enc,
+            src.as_ptr(),
+            offsets.as_ptr(),
+            4,
+            frame.as_mut_ptr(),
+            frame.len(),
+            &mut len,
+        )
+    };
+    assert_eq!(st, mecom_status::Ok);
+    let cases: [(usize, Option<(usize, u8)>, mecom_status); 5] = [
+        (MECOM_FRAME_HEADER_LEN - 1, None, mecom_status::Truncated),
+        (0, None, mecom_status::Truncated),
+        (
+            MECOM_FRAME_HEADER_LEN,
+            Some((0, 0x01)),
+            mecom_status::BadMagic,
+        ),
+        (
+            MECOM_FRAME_HEADER_LEN,
+            Some((4, 0x80)),
+            mecom_status::UnsupportedVersion,
+        ),
+        (
+            MECOM_FRAME_HEADER_LEN,
+            Some((7, 0xff)),
+            mecom_status::TooManyPages,
+        ),
+    ];
+    for (avail, flip, want) in cases {
+        let mut header = frame[..MECOM_FRAME_HEADER_LEN].to_vec();
+        if let Some((at, bits)) = flip {
+            header[at] ^= bits;
+        }
+        let mut out = 12345usize;
+        // SAFETY: `header` has at least `avail` readable bytes.
+        let st = unsafe { mecom_frame_len(header.as_ptr(), avail, &mut out) };
+        assert_eq!(st, want, "avail {avail} flip {flip:?}");
+        assert_eq!(out, 12345, "output written on failure");
+    }
+    // SAFETY: NULL pointers are answered with a status, nothing is read.
+    let st = unsafe { mecom_frame_len(ptr::null(), 32, &mut len) };
+    assert_eq!(st, mecom_status::NullParameter);
+    // SAFETY: as above.
+    let st = unsafe { mecom_frame_len(frame.as_ptr(), 32, ptr::null_mut()) };
+    assert_eq!(st, mecom_status::NullParameter);
 }
 
 #[test]

@@ -313,6 +313,30 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
         status != ffi::mecom_status::Panic && status != ffi::mecom_status::Poisoned,
         "the C ABI reported {status:?}"
     );
+    // The header-only length check QEMU runs before reading a frame: never
+    // a panic, and for a frame that decodes it is the frame's length.
+    let mut declared = usize::MAX;
+    // SAFETY: `frame` is `frame.len()` readable bytes; `declared` is ours.
+    let len_status = unsafe { ffi::mecom_frame_len(frame.as_ptr(), frame.len(), &mut declared) };
+    assert_ne!(
+        len_status,
+        ffi::mecom_status::Panic,
+        "mecom_frame_len panicked"
+    );
+    if status == ffi::mecom_status::Ok {
+        assert_eq!(len_status, ffi::mecom_status::Ok);
+        assert_eq!(
+            declared,
+            frame.len(),
+            "a decodable frame declares another length"
+        );
+    } else if len_status != ffi::mecom_status::Ok {
+        assert_eq!(
+            declared,
+            usize::MAX,
+            "mecom_frame_len wrote its output on failure"
+        );
+    }
 
     // The Rust API on the same frame is the reference.
     let config = Config::default();

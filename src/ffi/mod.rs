@@ -323,6 +323,42 @@ pub extern "C" fn mecom_max_frame_len(n_pages: u32, page_size: u32) -> usize {
     format::max_frame_len(n_pages as usize, page_size).unwrap_or(0)
 }
 
+/// Bytes of the fixed frame header, the prefix mecom_frame_len() reads.
+pub const MECOM_FRAME_HEADER_LEN: usize = 32;
+const _: () = assert!(MECOM_FRAME_HEADER_LEN == format::HEADER_LEN);
+
+/// Reads the total length a frame declares (header, page table and payload)
+/// from its first `header_len` bytes, of which MECOM_FRAME_HEADER_LEN are
+/// needed, into `*out_len`.
+///
+/// A receiver reading frames from a stream calls it after the header and
+/// compares the result with the length it was told, so that a corrupted
+/// length fails at once instead of a read waiting for bytes of the next
+/// packet.  The header is checked as mecom_decoder_decode() checks it.
+///
+/// # Safety
+/// `header` points to `header_len` readable bytes; `out_len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_frame_len(
+    header: *const u8,
+    header_len: usize,
+    out_len: *mut usize,
+) -> mecom_status {
+    if header.is_null() || out_len.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: `header` is `header_len` readable bytes by contract.
+    let header = unsafe { std::slice::from_raw_parts(header, header_len) };
+    boundary(|| match format::frame_len(header) {
+        Ok(len) => {
+            // SAFETY: non-NULL and writable by contract.
+            unsafe { out_len.write(len) };
+            mecom_status::Ok
+        }
+        Err(e) => mecom_status::from(&e),
+    })
+}
+
 /// A static, NUL-terminated description of `status` (never NULL).
 #[no_mangle]
 pub extern "C" fn mecom_status_str(status: u32) -> *const c_char {

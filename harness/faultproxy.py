@@ -1,0 +1,407 @@
+"""A TCP proxy that corrupts one multifd packet on its way to the destination.
+
+The source migrates to the proxy; the proxy connects to the destination once
+per connection the source opens and relays both directions.  The main
+migration channel (it starts with "QEVM") is relayed untouched.  A multifd
+channel starts with its 64-byte MultiFDInit_t; after it the proxy parses the
+stream packet by packet (QEMU 10.0 layout, migration/multifd.h):
+
+    MultiFDPacket_t   320 bytes + 8 * 128 (pages per packet; big endian)
+      hdr.magic u32 | hdr.version u32 | hdr.flags u32 | pages_alloc u32 |
+      normal_pages u32 | next_packet_size u32 | packet_num u64 |
+      zero_pages u32 | unused ... | ramblock[256] | offset[pages_alloc] u64
+    payload           next_packet_size bytes when normal_pages > 0
+
+and applies one fault to one packet that carries pages ("data packet").  The
+fault kinds are the ways a network, a buggy peer or an attacker can break a
+compressed stream without breaking TCP:
+
+    flip       one bit of the payload inverted
+    truncate   the payload cut short, then the stream to the destination ends
+    reset      the payload cut short, then both ends of the connection reset
+    duplicate  the packet (header and payload) sent twice
+    reorder    the packet sent after the next data packet of its channel
+    replace    the payload replaced by random bytes of the same length
+    replay     the payload replaced by an earlier payload of the channel
+    length     next_packet_size changed, the payload left as it was
+
+Only the standard library; the packet parser works on any pair of
+read/write callables so it is unit-tested without QEMU
+(harness/test_faultproxy_unit.py).
+"""
+
+import random
+import socket
+import struct
+import threading
+
+MULTIFD_MAGIC = 0x11223344
+INIT_LEN = 64             # sizeof(MultiFDInit_t)
+INIT_ID_OFFSET = 24       # MultiFDInit_t.id (after magic, version, uuid[16])
+HDR_LEN = 12              # MultiFDPacketHdr_t
+PACKET_FIXED_LEN = 320    # sizeof(MultiFDPacket_t) without offset[]
+DEVICE_STATE_LEN = 12 + 256 + 4 + 4   # MultiFDPacketDeviceState_t
+FLAG_DEVICE_STATE = 32 << 1
+NORMAL_OFFSET = 16        # MultiFDPacket_t.normal_pages
+SIZE_OFFSET = 20          # MultiFDPacket_t.next_packet_size
+PAGES_PER_PACKET = 128   # MULTIFD_PACKET_SIZE / 4 KiB target pages
+MAX_PAYLOAD = 64 << 20
+
+KINDS = ("flip", "truncate", "reset", "duplicate", "reorder", "replace", "replay", "length")
+
+
+class Injector:
+    """Which data packet to break and how; shared by all channels of a trial.
+
+    Data packets are counted over all channels in the order the proxy sees
+    them; the `trigger`-th one (1-based) is broken.  Kinds that need a
+    partner packet (reorder, replay) break the first suitable packet at or
+    after the trigger.  `fired` describes what was done, or is None.
+    """
+
+    def __init__(self, kind, trigger, seed):
+        if kind not in KINDS and kind != "none":
+            raise ValueError(f"unknown fault kind {kind!r}")
+        self.kind = kind
+        self.trigger = trigger
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.seen = 0
+        self.fired = None
+
+    def armed(self):
+        """Counts one data packet; True when a fault is due and not yet done."""
+        with self.lock:
+            self.seen += 1
+            return self.kind != "none" and self.fired is None and self.seen >= self.trigger
+
+    def record(self, channel, packet_num, **detail):
+        with self.lock:
+            if self.fired is None:
+                self.fired = dict(kind=self.kind, channel=channel, packet=self.seen,
+                                  packet_num=packet_num, **detail)
+                return True
+            return False
+
+
+class StreamCut(Exception):
+    """The fault ends the connection: "truncate" (the destination sees the
+    stream end) or "reset" (both ends are cut at once)."""
+
+    def __init__(self, mode):
+        super().__init__(mode)
+        self.mode = mode
+
+
+def inj_kind(injector):
+    return injector.kind
+
+
+def _be32(buf, off):
+    return struct.unpack_from(">I", buf, off)[0]
+
+
+def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET):
+    """Relays one multifd channel from `read_exact(n)` to `write(bytes)`.
+
+    `pages_per_packet` is QEMU's multifd_ram_page_count(): 512 KiB of
+    target pages, 128 for 4 KiB pages.
+
+    `read_exact` returns fewer than n bytes only at end of stream; whatever
+    arrived is forwarded and the function returns.  Raises StreamCut when a
+    truncate fault wants the connection closed.  Returns the channel id.
+    """
+    init = read_exact(INIT_LEN)
+    write(init)
+    if len(init) < INIT_LEN:
+        return None
+    channel = init[INIT_ID_OFFSET]
+    last_payload = None
+    held = None  # (packet, payload) delayed by a reorder fault
+
+    def flush_held():
+        nonlocal held
+        if held is not None:
+            write(held[0] + held[1])
+            held = None
+
+    while True:
+        hdr = read_exact(HDR_LEN)
+        if len(hdr) < HDR_LEN:
+            flush_held()
+            write(hdr)
+            return channel
+        flags = _be32(hdr, 8)
+        if flags & FLAG_DEVICE_STATE:
+            rest = read_exact(DEVICE_STATE_LEN - HDR_LEN)
+            size = _be32(hdr + rest, DEVICE_STATE_LEN - 4) if len(rest) == DEVICE_STATE_LEN - HDR_LEN else 0
+            payload = read_exact(min(size, MAX_PAYLOAD))
+            flush_held()
+            write(hdr + rest + payload)
+            if len(rest) < DEVICE_STATE_LEN - HDR_LEN or len(payload) < size:
+                return channel
+            continue
+        # Every RAM packet has the same length, whatever it carries (a sync
+        # packet even says pages_alloc 0): the receiver's packet_len.
+        rest_len = PACKET_FIXED_LEN - HDR_LEN + 8 * pages_per_packet
+        rest = read_exact(rest_len)
+        packet = bytearray(hdr + rest)
+        if len(rest) < rest_len:
+            flush_held()
+            write(bytes(packet))
+            return channel
+        normal = _be32(packet, NORMAL_OFFSET)
+        size = _be32(packet, SIZE_OFFSET)
+        payload = b""
+        if normal > 0 and size > 0:
+            payload = read_exact(min(size, MAX_PAYLOAD))
+            if len(payload) < size:
+                flush_held()
+                write(bytes(packet) + payload)
+                return channel
+        if normal == 0:
+            # A sync or zero-page packet: never moved across, never broken.
+            flush_held()
+            write(bytes(packet) + payload)
+            continue
+        packet_num = struct.unpack_from(">Q", packet, 24)[0]
+        out = _apply(injector, channel, packet_num, packet, payload, last_payload, held)
+        if out == "hold":
+            held = (bytes(packet), payload)
+        elif isinstance(out, tuple) and out[0] == "swap":
+            write(bytes(packet) + payload)
+            injector.record(channel, struct.unpack_from(">Q", held[0], 24)[0],
+                            payload_len=len(held[1]), overtaken_by=packet_num)
+            flush_held()
+        elif isinstance(out, tuple) and out[0] == "cut":
+            flush_held()
+            write(out[1])
+            raise StreamCut(inj_kind(injector))
+        else:
+            flush_held()
+            write(out)
+        last_payload = payload
+
+
+def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
+    """What to send for one data packet: bytes, "hold", ("swap",), ("cut", bytes)."""
+    if held is not None and inj.fired is None:
+        # The held packet goes after this one: the reorder completes.
+        return ("swap",)
+    if not inj.armed():
+        return bytes(packet) + payload
+    rng = inj.rng
+    kind = inj.kind
+    n = len(payload)
+    if kind == "flip":
+        at = rng.randrange(n)
+        bit = rng.randrange(8)
+        p = bytearray(payload)
+        p[at] ^= 1 << bit
+        inj.record(channel, packet_num, offset=at, bit=bit, payload_len=n)
+        return bytes(packet) + bytes(p)
+    if kind in ("truncate", "reset"):
+        keep = rng.randrange(n)
+        inj.record(channel, packet_num, kept=keep, payload_len=n)
+        return ("cut", bytes(packet) + payload[:keep])
+    if kind == "duplicate":
+        inj.record(channel, packet_num, payload_len=n)
+        return (bytes(packet) + payload) * 2
+    if kind == "reorder":
+        # Recorded when the next data packet overtakes it; a sync packet
+        # first flushes it unchanged and the next data packet is held.
+        return "hold"
+    if kind == "replace":
+        inj.record(channel, packet_num, payload_len=n)
+        return bytes(packet) + rng.randbytes(n)
+    if kind == "replay":
+        if last_payload is None or last_payload == payload:
+            # Nothing older on this channel yet: let the next packet do it.
+            with inj.lock:
+                inj.trigger = inj.seen + 1
+            return bytes(packet) + payload
+        p = bytearray(packet)
+        struct.pack_into(">I", p, SIZE_OFFSET, len(last_payload))
+        inj.record(channel, packet_num, payload_len=n, replayed_len=len(last_payload))
+        return bytes(p) + last_payload
+    if kind == "length":
+        choice = rng.randrange(3)
+        if choice == 0:
+            new = n + rng.randint(1, 4096)
+        elif choice == 1:
+            new = max(0, n - rng.randint(1, n))
+        else:
+            new = rng.randrange(1 << 32)
+        if new == n:
+            new = n + 1
+        p = bytearray(packet)
+        struct.pack_into(">I", p, SIZE_OFFSET, new)
+        inj.record(channel, packet_num, payload_len=n, announced=new)
+        return bytes(p) + payload
+    raise ValueError(kind)
+
+
+def _recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = sock.recv(min(n - len(buf), 1 << 20))
+        except OSError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def _reset(*socks):
+    """Closes sockets with a TCP reset, as a direct connection to a peer that
+    shut its socket down would answer the next write.
+
+    shutdown() alone is not enough: Linux then keeps accepting the source's
+    data into the proxy's receive queue until the window closes, and the
+    source blocks in write() for good.  SO_LINGER 0 makes close() send a
+    reset; shutdown() first wakes any proxy thread blocked on the socket.
+    """
+    for s in socks:
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+class FaultProxy:
+    """Listens on 127.0.0.1:port and relays to 127.0.0.1:target_port."""
+
+    def __init__(self, target_port, injector, pages_per_packet=PAGES_PER_PACKET):
+        self.target_port = target_port
+        self.pages_per_packet = pages_per_packet
+        self.injector = injector
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.channels = []
+        self.errors = []
+        self.closed = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+                server.settimeout(None)
+            except OSError as e:
+                self.errors.append(f"connect to destination: {e}")
+                client.close()
+                continue
+            self.conns += [client, server]
+            threading.Thread(target=self._forward, args=(client, server), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        """Copies a -> b until a ends, then half-closes b."""
+        try:
+            while True:
+                data = a.recv(1 << 20)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            _reset(a, b)
+            return
+        for s, how in ((b, socket.SHUT_WR), (a, socket.SHUT_RD)):
+            try:
+                s.shutdown(how)
+            except OSError:
+                pass
+
+    def _watch_destination(self, server, client):
+        """Destination -> source of a multifd channel.
+
+        QEMU never sends on a multifd channel towards the source, so the
+        destination ending it means it failed or quit.  A direct connection
+        would then reset the source's next write; the proxy resets the
+        source's connection so it learns of it just as fast.
+        """
+        try:
+            while server.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+        _reset(client, server)
+
+    def _forward(self, client, server):
+        """Source -> destination: classify the connection, then relay it."""
+        magic = _recv_exact(client, 4)
+        is_multifd = len(magic) == 4 and struct.unpack(">I", magic)[0] == MULTIFD_MAGIC
+        back = self._watch_destination if is_multifd else self._pipe
+        threading.Thread(target=back, args=(server, client), daemon=True).start()
+        if not is_multifd:
+            try:
+                server.sendall(magic)
+            except OSError:
+                _reset(client, server)
+                return
+            self._pipe(client, server)
+            return
+        first = [magic]
+
+        def read_exact(n):
+            if first:
+                head = first.pop()
+                return head + _recv_exact(client, n - len(head)) if n > len(head) else head
+            return _recv_exact(client, n)
+
+        try:
+            self.channels.append(relay_multifd(read_exact, server.sendall, self.injector,
+                                               self.pages_per_packet))
+        except StreamCut as cut:
+            if cut.mode == "reset":
+                _reset(client, server)
+                return
+            # The destination sees its stream end in the middle of a frame;
+            # what the source sends after that is swallowed until the
+            # destination gives up on the connection (_watch_destination).
+            try:
+                server.shutdown(socket.SHUT_WR)
+                while client.recv(1 << 20):
+                    pass
+            except OSError:
+                pass
+            return
+        except OSError:
+            # The destination closed its end: pass the reset on.
+            _reset(client, server)
+            return
+        try:
+            server.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass

@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""Hostile-stream and lifecycle tests of cbc live migration (docs/SECURITY.md).
+
+  faults.py inject --qemu Q [--kinds flip,...] [--trials N]
+      One source QEMU runs the test guest.  For each fault kind, N trials:
+      a fresh destination, the source migrating through harness/faultproxy.py,
+      which breaks one cbc packet (bit flip, truncation, connection reset,
+      duplicate, reorder, random payload, replayed frame, changed length).
+      Every trial in which the fault was injected must end with: the
+      migration failed; the destination's error names a multifd channel
+      (except after a reset, where the race is reported); the destination guest
+      never ran; the source guest still running (its heartbeat advancing).
+      After the trials of a kind, a clean migration of the same source to a
+      fresh destination must complete with identical RAM, after which both
+      guests are resumed and the next kind starts.
+
+  faults.py cancel --qemu Q [--cycles N]
+      One source QEMU; each cycle: migrate, migrate_cancel after a random
+      delay, check the source runs; then migrate to a fresh destination and
+      compare the whole RAM; resume the source.  Records the source's RSS
+      after every cycle and fails if its anonymous memory grows.
+
+Both print a table and "N passed, N failed", and exit non-zero on failure.
+Uses harness/migrate.py for QEMU, QMP, the guest and the RAM comparison.
+"""
+
+import argparse
+import atexit
+import json
+import os
+import random
+import re
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import faultproxy  # noqa: E402
+import migrate as M  # noqa: E402
+
+# Anonymous memory the source may gain over the second half of a cancel run
+# (10 cycles for 20) before it counts as growth.  One leaked migration
+# would cost more than this per cycle: each cbc channel holds a frame
+# buffer and a batch copy of 512 KiB each, plus its codec state.
+RSS_GROWTH_LIMIT_KIB = 2 * 1024
+
+
+def harness_opts(args, extra):
+    """A migrate.py option namespace for these runs."""
+    argv = ["--qemu", args.qemu, "--mem", str(args.mem), "--workload", args.workload,
+            "--capability", "return-path=on", "--settle", "1", "--timeout", str(args.timeout),
+            "--dst-timeout", "30", "--cont-timeout", "20"]
+    if args.guest:
+        argv += ["--guest", args.guest]
+    for p in args.param:
+        argv += ["--param", p]
+    opts = M.build_parser().parse_args(argv + extra)
+    opts.max_bandwidth = M.parse_bandwidth(args.max_bandwidth)
+    opts.params = M.parse_kv_list(opts.param)
+    opts.src_params = {}
+    opts.dst_params = {}
+    opts.caps = M.parse_kv_list(opts.capability)
+    opts.qemu = os.path.abspath(opts.qemu)
+    return opts
+
+
+def heartbeat_advances(vm, timeout):
+    before = vm.serial().count(M.HEARTBEAT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if vm.serial().count(M.HEARTBEAT) > before:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def wait_running(vm, timeout=10):
+    deadline = time.monotonic() + timeout
+    st = {}
+    while time.monotonic() < deadline:
+        st = vm.status()
+        if st.get("running"):
+            return st
+        time.sleep(0.1)
+    return st
+
+
+def resume(vm):
+    """`cont` a stopped guest (a source after a completed migration)."""
+    if not vm.status().get("running"):
+        vm.qmp.execute("cont")
+    return wait_running(vm)
+
+
+def new_destination(opts, g, workdir, run_id, name, channels):
+    dst = M.Qemu(name, run_id, opts, g, workdir, incoming=True).start()
+    M.configure(dst, opts, "cbc", channels, "dst")
+    port = M.free_port()
+    M.start_incoming(dst, port)
+    return dst, port
+
+
+def clean_migration(src, opts, g, workdir, run_id, name, channels):
+    """Migrate `src` to a fresh destination, compare RAM, resume both."""
+    res = {"phase": name, "ok": False}
+    dst, port = new_destination(opts, g, workdir, run_id, name, channels)
+    try:
+        status = M.migrate_and_wait(src, dst, f"tcp:127.0.0.1:{port}", opts, res)
+        if status == "completed":
+            res["ok"] = M.verify_after_success(src, dst, opts, res)
+        else:
+            res["error"] = f"migration {status}: {res.get('src_error', '')} {res.get('dst_error', '')}"
+    finally:
+        dst.stop()
+    st = resume(src)
+    res["src_running_after"] = bool(st.get("running"))
+    if not st.get("running"):
+        res["ok"] = False
+        res["error"] = f"source did not resume: {st.get('status')}"
+    return res
+
+
+def boot_source(opts, g, workdir, run_id, channels):
+    src = M.Qemu("src", run_id, opts, g, workdir).start()
+    M.configure(src, opts, "cbc", channels, "src")
+    t = time.monotonic()
+    M.wait_serial(src, M.MARKER, opts.boot_timeout, what="workload marker")
+    M.log(f"guest ready after {time.monotonic() - t:.1f}s")
+    time.sleep(opts.settle)
+    return src
+
+
+# --------------------------------------------------------------------------
+# inject
+# --------------------------------------------------------------------------
+def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_trigger):
+    name = f"dst-{kind}-{trial}"
+    trigger = rng.randint(1, max_trigger)
+    seed = rng.randrange(1 << 30)
+    res = {"kind": kind, "trial": trial, "trigger": trigger, "seed": seed, "ok": False}
+    dst, port = new_destination(opts, g, workdir, run_id, name, channels)
+    proxy = faultproxy.FaultProxy(port, faultproxy.Injector(kind, trigger, seed))
+    try:
+        status = M.migrate_and_wait(src, dst, f"tcp:127.0.0.1:{proxy.port}", opts, res)
+        fired = proxy.injector.fired
+        res["injected"] = fired
+        res["status"] = status
+        dst_st = dst.status() if dst.alive() else {"status": "exited", "running": False}
+        res["dst_runstate"] = dst_st.get("status")
+        res["dst_ran"] = bool(dst_st.get("running")) or M.HEARTBEAT in dst.serial()
+        src_st = wait_running(src)
+        res["src_running"] = bool(src_st.get("running")) and heartbeat_advances(src, opts.cont_timeout)
+        err = res.get("dst_error", "")
+        m = re.search(r"multifd (\d+)", err)
+        res["error_channel"] = int(m.group(1)) if m else None
+        if fired is None:
+            # The migration ended before the trigger packet: nothing to detect.
+            res["ok"] = status == "completed" and M.verify_after_success(src, dst, opts, res)
+            if status == "completed":
+                resume(src)
+        elif status == "completed":
+            # The broken frame was accepted.  That is only acceptable when it
+            # decoded to exactly the pages that were sent (an LZ match can
+            # point at either of two equal runs, so some bits of a frame do
+            # not change what it decodes to): the whole-RAM comparison says.
+            identical = M.verify_after_success(src, dst, opts, res)
+            res["harmless"] = bool(identical and res.get("ram_identical"))
+            res["ok"] = res["harmless"]
+            if not res["ok"]:
+                res["error"] = f"fault not detected; RAM identical={res.get('ram_identical')}"
+            resume(src)
+        else:
+            res["detected"] = status == "failed"
+            res["channel_named"] = res["error_channel"] is not None
+            res["channel_matches"] = res["error_channel"] == fired["channel"]
+            problems = []
+            if not res["detected"]:
+                problems.append(f"source status {status}")
+            # A reset cuts the source's end too: the source fails at once and
+            # closes the main channel, and the destination may hear of that
+            # before its multifd thread reads the cut, so its first error
+            # can be the main channel's.  Reported, not required.
+            if not res["channel_named"] and kind != "reset":
+                problems.append(f"destination error names no channel: {err!r}")
+            if res["dst_ran"]:
+                problems.append("destination guest ran")
+            if not res["src_running"]:
+                problems.append(f"source not running ({src_st.get('status')})")
+            res["ok"] = not problems
+            if problems:
+                res["error"] = "; ".join(problems)
+    finally:
+        proxy.close()
+        dst.stop()
+    inj = res.get("injected") or {}
+    M.log(f"  {'OK ' if res['ok'] else 'FAIL'} {kind} #{trial}: trigger={trigger} "
+          f"injected={'ch%s pkt%s' % (inj.get('channel'), inj.get('packet_num')) if inj else 'no'} "
+          f"status={res.get('status')} dst: {res.get('dst_error', '')[:150]!r}"
+          f"{' ERROR ' + res['error'] if res.get('error') else ''}")
+    return res
+
+
+def run_inject(args):
+    opts = harness_opts(args, [])
+    kernel, initrd, _ = M.guest_files(opts)
+    g = {"kernel": kernel, "initrd": initrd, "append": M.kernel_append(opts, args.workload)}
+    workdir = make_workdir(args, "inject")
+    run_id = f"{os.getpid()}-f"
+    rng = random.Random(args.seed)
+    kinds = [k for k in args.kinds.split(",") if k]
+    results, retries = [], []
+    src = boot_source(opts, g, workdir, run_id, args.channels)
+    try:
+        for kind in kinds:
+            M.log(f"kind {kind}: {args.trials} trials")
+            for t in range(1, args.trials + 1):
+                results.append(one_trial(src, opts, g, workdir, run_id, kind, t, args.channels,
+                                         rng, args.max_trigger))
+            r = clean_migration(src, opts, g, workdir, run_id, f"retry-{kind}", args.channels)
+            r["kind"] = kind
+            M.log(f"  {'OK ' if r['ok'] else 'FAIL'} clean retry after {kind}: "
+                  f"identical={r.get('ram_identical')} {r.get('error', '')}")
+            retries.append(r)
+    finally:
+        src.stop()
+
+    rows = []
+    for kind in kinds:
+        rs = [r for r in results if r["kind"] == kind]
+        inj = [r for r in rs if r.get("injected")]
+        rows.append({
+            "kind": kind, "trials": len(rs), "injected": len(inj),
+            "detected": sum(1 for r in inj if r.get("detected")),
+            "harmless": sum(1 for r in inj if r.get("harmless")),
+            "channel_named": sum(1 for r in inj if r.get("channel_named")),
+            "channel_matches": sum(1 for r in inj if r.get("channel_matches")),
+            "corrupt_resumed": sum(1 for r in inj if r.get("ram_identical") is False),
+            "dst_ran": sum(1 for r in inj if r.get("dst_ran")),
+            "src_running": sum(1 for r in inj if r.get("src_running")),
+            "retry_ok": sum(1 for r in retries if r["kind"] == kind and r["ok"]),
+        })
+    print()
+    print("| kind | trials | injected | migration failed | decoded to the same pages "
+          "| error names a channel | the faulted one | dst guest ran | corrupt RAM resumed "
+          "| source running | clean retry |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        failed = r["injected"] - r["harmless"]
+        print(f"| {r['kind']} | {r['trials']} | {r['injected']} | {r['detected']}/{r['injected']} "
+              f"| {r['harmless']} | {r['channel_named']}/{failed} | {r['channel_matches']}/{failed} "
+              f"| {r['dst_ran']} | {r['corrupt_resumed']} | {r['src_running']}/{failed} "
+              f"| {'identical RAM' if r['retry_ok'] else 'FAILED'} |")
+    print("\nerrors reported by the destination (first of each kind):")
+    for kind in kinds:
+        e = next((r.get("dst_error") for r in results if r["kind"] == kind and r.get("injected")
+                  and r.get("dst_error")), None)
+        print(f"  {kind}: {e}")
+    everything = results + retries
+    return finish(args, everything, {"summary": rows, "trials": results, "retries": retries})
+
+
+# --------------------------------------------------------------------------
+# cancel
+# --------------------------------------------------------------------------
+def rss_kib(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def cancel_once(src, dst, port, delay, opts):
+    """migrate, wait `delay` s, migrate_cancel; returns the final status."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            src.qmp.execute("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+            break
+        except M.QMPError as e:
+            if "in progress" in e.desc and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            raise
+    time.sleep(delay)
+    before = src.qmp.execute("query-migrate").get("status")
+    src.qmp.execute("migrate_cancel")
+    status, info = before, {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        info = src.qmp.execute("query-migrate")
+        status = info.get("status")
+        if status in ("cancelled", "failed", "completed"):
+            break
+        time.sleep(0.05)
+    return before, status, info.get("error-desc")
+
+
+def run_cancel(args):
+    opts = harness_opts(args, [])
+    kernel, initrd, _ = M.guest_files(opts)
+    g = {"kernel": kernel, "initrd": initrd, "append": M.kernel_append(opts, args.workload)}
+    workdir = make_workdir(args, "cancel")
+    run_id = f"{os.getpid()}-c"
+    rng = random.Random(args.seed)
+    cycles = []
+    src = boot_source(opts, g, workdir, run_id, args.channels)
+    try:
+        base = rss_kib(src.proc.pid)
+        M.log(f"source RSS before the first cycle: {base}")
+        for c in range(1, args.cycles + 1):
+            delay = round(rng.uniform(0, args.max_delay), 3)
+            cyc = {"cycle": c, "delay_s": delay, "ok": False}
+            dst, port = new_destination(opts, g, workdir, run_id, f"dst-c{c}", args.channels)
+            try:
+                cyc["status_at_cancel"], cyc["status"], cyc["src_error"] = \
+                    cancel_once(src, dst, port, delay, opts)
+            finally:
+                dst.stop()
+            if cyc["status"] == "completed":
+                # Too late to cancel: the source stopped; resume it and go on.
+                resume(src)
+            st = wait_running(src)
+            cyc["src_running"] = bool(st.get("running")) and heartbeat_advances(src, opts.cont_timeout)
+            r = clean_migration(src, opts, g, workdir, run_id, f"dst-r{c}", args.channels)
+            cyc["retry_ok"] = r["ok"]
+            cyc["retry_total_ms"] = r.get("total_time_ms")
+            cyc["ram_identical"] = r.get("ram_identical")
+            cyc["cbc_frames"] = (r.get("method_stats", {}).get("cbc") or {}).get("frames")
+            time.sleep(0.5)
+            cyc["rss"] = rss_kib(src.proc.pid)
+            # A cancel that lands in the switchover can end "failed" (with an
+            # error) rather than "cancelled"; what matters is that the source
+            # runs on and the next migration is whole.
+            cyc["ok"] = cyc["src_running"] and r["ok"] and \
+                cyc["status"] in ("cancelled", "completed", "failed")
+            if not cyc["ok"]:
+                cyc["error"] = r.get("error") or f"cancel ended {cyc['status']}, source running={cyc['src_running']}"
+            M.log(f"cycle {c}: cancel after {delay}s ({cyc['status_at_cancel']} -> {cyc['status']}), "
+                  f"source running={cyc['src_running']}, retry identical={cyc['ram_identical']} "
+                  f"({cyc['retry_total_ms']} ms), RSS {cyc['rss']['VmRSS']} KiB "
+                  f"anon {cyc['rss']['RssAnon']} KiB{' ERROR ' + cyc['error'] if cyc.get('error') else ''}")
+            cycles.append(cyc)
+    finally:
+        src.stop()
+
+    print()
+    print("| cycle | cancel after s | state at cancel | result | source running | retry RAM "
+          "| VmRSS KiB | RssAnon KiB |")
+    print("|---:|---:|---|---|---|---|---:|---:|")
+    for c in cycles:
+        print(f"| {c['cycle']} | {c['delay_s']} | {c['status_at_cancel']} "
+              f"| {c['status']}{' (' + c['src_error'] + ')' if c.get('src_error') else ''} "
+              f"| {c['src_running']} | {'identical' if c['ram_identical'] else 'DIFFERS'} "
+              f"| {c['rss']['VmRSS']} | {c['rss']['RssAnon']} |")
+    growth = None
+    extra = []
+    if len(cycles) >= 4:
+        # The first cycles warm up: every migration starts new channel
+        # threads, and glibc gives new threads their own malloc arenas
+        # until it has 8 per core, so anonymous memory climbs for a few
+        # cycles and then stays flat.  A leak does not stay flat: growth
+        # is measured over the second half of the run.
+        mid = cycles[len(cycles) // 2 - 1]
+        growth = cycles[-1]["rss"]["RssAnon"] - mid["rss"]["RssAnon"]
+        warm = mid["rss"]["RssAnon"] - cycles[0]["rss"]["RssAnon"]
+        print(f"\nRssAnon: +{warm} KiB from cycle 1 to cycle {mid['cycle']} (warm-up), "
+              f"{growth:+d} KiB from cycle {mid['cycle']} to cycle {cycles[-1]['cycle']} "
+              f"(limit {RSS_GROWTH_LIMIT_KIB} KiB)")
+        if growth > RSS_GROWTH_LIMIT_KIB:
+            extra.append({"phase": "rss", "ok": False,
+                          "error": f"source anonymous RSS grew by {growth} KiB in the second half"})
+    cancelled = sum(1 for c in cycles if c["status"] == "cancelled")
+    print(f"cancelled {cancelled} of {len(cycles)} migrations "
+          f"(the rest completed before the cancel arrived)")
+    return finish(args, cycles + extra, {"cycles": cycles, "rss_growth_kib": growth,
+                                         "rss_before": base})
+
+
+# --------------------------------------------------------------------------
+def make_workdir(args, what):
+    d = args.workdir or os.path.join("/tmp/mecom-harness",
+                                     time.strftime("%Y%m%d-%H%M%S") + f"-{what}-{os.getpid()}")
+    os.makedirs(d, exist_ok=True)
+    M.log(f"logs under {d}")
+    return d
+
+
+def finish(args, results, doc):
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True, default=str)
+    n_ok = sum(1 for r in results if r.get("ok"))
+    n_fail = len(results) - n_ok
+    print(f"\n{n_ok} passed, {n_fail} failed")
+    return 0 if n_fail == 0 and results else 1
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("inject", "cancel"):
+        s = sub.add_parser(name)
+        s.add_argument("--qemu", required=True, help="patched qemu-system-x86_64")
+        s.add_argument("--guest", default=None, help="guest dir (default: harness/build-guest.sh)")
+        s.add_argument("--mem", type=int, default=256, help="guest RAM MiB (default 256)")
+        s.add_argument("--workload", default="memwrite", help="guest workload (default memwrite)")
+        s.add_argument("--channels", type=int, default=2, help="multifd channels (default 2)")
+        s.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="extra migrate-set-parameters member, both sides")
+        s.add_argument("--max-bandwidth", default="unlimited", help="source max-bandwidth")
+        s.add_argument("--timeout", type=float, default=120, help="per-migration timeout s")
+        s.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+        s.add_argument("--workdir", default=None)
+        s.add_argument("--json", default=None, help="write the results as JSON")
+        if name == "inject":
+            s.add_argument("--kinds", default=",".join(faultproxy.KINDS),
+                           help="comma list of fault kinds (default: all)")
+            s.add_argument("--trials", type=int, default=10, help="trials per kind (default 10)")
+            s.add_argument("--max-trigger", type=int, default=120,
+                           help="the faulted data packet is drawn from 1..N (default 120)")
+        else:
+            s.add_argument("--cycles", type=int, default=20, help="cancel/retry cycles (default 20)")
+            s.add_argument("--max-delay", type=float, default=1.5,
+                           help="cancel after a delay drawn from 0..S seconds (default 1.5)")
+    args = p.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, M._on_signal)
+    atexit.register(M.cleanup_all)
+    M.sweep_stale_shm()
+    try:
+        return run_inject(args) if args.cmd == "inject" else run_cancel(args)
+    finally:
+        M.cleanup_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Unit tests of the multifd fault proxy's packet relay (no QEMU needed)."""
+
+import io
+import os
+import struct
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import faultproxy as fp  # noqa: E402
+
+PAGES_ALLOC = 4
+
+
+def init_packet(channel):
+    return struct.pack(">II", fp.MULTIFD_MAGIC, 1) + bytes(16) + bytes([channel]) + bytes(39)
+
+
+def packet(num, payload, normal=1, flags=6):
+    # QEMU leaves pages_alloc 0 in sync packets; the length stays the same.
+    alloc = 0 if flags & 1 else PAGES_ALLOC
+    fixed = struct.pack(">III", fp.MULTIFD_MAGIC, 1, flags)
+    fixed += struct.pack(">IIIQI", alloc, normal, len(payload), num, 0)
+    fixed += bytes(4 + 24 + 256)
+    assert len(fixed) == fp.PACKET_FIXED_LEN
+    return fixed + bytes(8 * PAGES_ALLOC), payload
+
+
+def stream(packets, channel=1):
+    return init_packet(channel) + b"".join(h + p for h, p in packets)
+
+
+def relay(data, kind, trigger=1, seed=7):
+    inj = fp.Injector(kind, trigger, seed)
+    out = []
+    cut = False
+    try:
+        fp.relay_multifd(io.BytesIO(data).read, out.append, inj, PAGES_ALLOC)
+    except fp.StreamCut:
+        cut = True
+    return b"".join(out), inj, cut
+
+
+def payloads(n, size=100):
+    return [packet(i, bytes([i + 1]) * size) for i in range(n)]
+
+
+class RelayTest(unittest.TestCase):
+    def test_no_fault_is_identity(self):
+        pk = payloads(3)
+        pk.insert(1, packet(9, b"", normal=0, flags=1 | 6))  # a sync packet
+        data = stream(pk)
+        out, inj, cut = relay(data, "none")
+        self.assertEqual(out, data)
+        self.assertIsNone(inj.fired)
+        self.assertFalse(cut)
+
+    def test_flip_changes_one_bit_of_the_trigger_payload(self):
+        pk = payloads(3)
+        data = stream(pk)
+        out, inj, _ = relay(data, "flip", trigger=2)
+        self.assertEqual(len(out), len(data))
+        diff = [i for i in range(len(data)) if out[i] != data[i]]
+        self.assertEqual(len(diff), 1)
+        start = fp.INIT_LEN + len(pk[0][0]) + len(pk[0][1]) + len(pk[1][0])
+        self.assertTrue(start <= diff[0] < start + len(pk[1][1]))
+        self.assertEqual(bin(out[diff[0]] ^ data[diff[0]]).count("1"), 1)
+        self.assertEqual(inj.fired["channel"], 1)
+        self.assertEqual(inj.fired["packet_num"], 1)
+
+    def test_truncate_cuts_inside_the_payload(self):
+        pk = payloads(3)
+        data = stream(pk)
+        out, inj, cut = relay(data, "truncate", trigger=3)
+        self.assertTrue(cut)
+        self.assertEqual(out, data[:len(out)])
+        start = len(data) - len(pk[2][1])
+        self.assertTrue(start <= len(out) < len(data))
+
+    def test_duplicate_sends_the_packet_twice(self):
+        pk = payloads(3)
+        out, _, _ = relay(stream(pk), "duplicate", trigger=2)
+        self.assertEqual(out, stream([pk[0], pk[1], pk[1], pk[2]]))
+
+    def test_reorder_swaps_with_the_next_data_packet(self):
+        pk = payloads(3)
+        out, inj, _ = relay(stream(pk), "reorder", trigger=1)
+        self.assertEqual(out, stream([pk[1], pk[0], pk[2]]))
+        self.assertEqual(inj.fired["packet_num"], 0)
+
+    def test_reorder_never_moves_a_packet_across_a_sync(self):
+        sync = packet(5, b"", normal=0, flags=1 | 6)
+        pk = payloads(3)
+        out, _, _ = relay(stream([pk[0], sync, pk[1], pk[2]]), "reorder", trigger=1)
+        self.assertEqual(out, stream([pk[0], sync, pk[2], pk[1]]))
+
+    def test_replace_keeps_header_and_length(self):
+        pk = payloads(2)
+        data = stream(pk)
+        out, _, _ = relay(data, "replace", trigger=2)
+        self.assertEqual(len(out), len(data))
+        start = len(data) - len(pk[1][1])
+        self.assertEqual(out[:start], data[:start])
+        self.assertNotEqual(out[start:], data[start:])
+
+    def test_replay_sends_the_previous_payload(self):
+        pk = [packet(0, b"a" * 50), packet(1, b"b" * 80)]
+        out, inj, _ = relay(stream(pk), "replay", trigger=1)
+        head, _ = pk[1]
+        replayed = bytearray(head)
+        struct.pack_into(">I", replayed, fp.SIZE_OFFSET, 50)
+        self.assertEqual(out, stream([pk[0], (bytes(replayed), b"a" * 50)]))
+        self.assertEqual(inj.fired["packet_num"], 1)
+
+    def test_length_changes_only_the_announced_size(self):
+        pk = payloads(2)
+        data = stream(pk)
+        out, inj, _ = relay(data, "length", trigger=2)
+        self.assertEqual(len(out), len(data))
+        at = fp.INIT_LEN + len(pk[0][0]) + len(pk[0][1]) + fp.SIZE_OFFSET
+        self.assertNotEqual(out[at:at + 4], data[at:at + 4])
+        self.assertEqual(out[:at] + out[at + 4:], data[:at] + data[at + 4:])
+        self.assertEqual(struct.unpack_from(">I", out, at)[0], inj.fired["announced"])
+
+    def test_a_short_stream_is_forwarded_as_it_is(self):
+        data = stream(payloads(2))[:-30]
+        out, _, _ = relay(data, "none")
+        self.assertEqual(out, data)
+
+
+if __name__ == "__main__":
+    unittest.main()
