@@ -9,21 +9,27 @@
 //!
 //! Every buffer is sized at construction for `max_pages`; encoding allocates
 //! nothing (except inside the LZO crate, which allocates its output).
+//!
+//! The policy's plan gives a first-choice codec per page class; the encoder
+//! measures, per class and codec, pages, output bytes and time, and feeds
+//! them back once per batch.  Time is read from the encoder's [`Clock`] only
+//! where the (class, codec) key changes between consecutive pages, once per
+//! zstd group, and only on one batch in [`TIMED_EVERY`] (and on exploring
+//! batches): never per page on average.
 
 #![forbid(unsafe_code)]
 
-use crate::classify::{self, Profile};
+use crate::classify;
 use crate::codec::{lz, sparse, wkdm, zstd_group::GroupEncoder};
 use crate::config::{Config, LzCodec};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::format::{self, Header, ENTRY_LEN, HEADER_LEN};
 use crate::method::Method;
-use crate::policy::{LinkStats, Plan, Policy, Tier};
-use std::time::Instant;
+use crate::policy::{Clock, Codec, LinkStats, PageClass, Plan, Policy, WallClock};
 
-/// Zero-byte share below which a high-entropy page is sent raw untried.
-const RAW_MAX_ZERO_PERCENT: u32 = 5;
+/// Costs are timed on one batch in this many (and on exploring batches).
+pub const TIMED_EVERY: u32 = 4;
 /// The sparse coder keeps a page only when it shrinks it to at most
 /// 1/`SPARSE_MAX_FRACTION`; a less sparse page compresses better under LZ,
 /// whose zero runs cost almost nothing.
@@ -63,6 +69,16 @@ enum Route {
     GroupHead(usize),
 }
 
+/// Measurements of one batch, per class and codec.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    pages: u64,
+    bytes: u64,
+    ns: u64,
+}
+
+type Tallies = [[Tally; Codec::COUNT]; PageClass::COUNT];
+
 /// A compressed zstd group in the side buffer.
 #[derive(Debug, Clone, Copy)]
 struct Group {
@@ -79,6 +95,12 @@ pub struct Encoder {
     /// exactly once, and everything after that sees a stable snapshot.
     batch: Vec<u8>,
     routes: Vec<Route>,
+    /// Each page's (class, first-choice codec): what its cost is booked to.
+    keys: Vec<(PageClass, Codec)>,
+    tallies: Tallies,
+    /// Whether this batch's costs are timed.
+    timed: bool,
+    clock: Box<dyn Clock>,
     groups: Vec<Group>,
     /// Gathered input of one zstd group.
     group_in: Vec<u8>,
@@ -95,6 +117,12 @@ pub struct Encoder {
 impl Encoder {
     /// Creates an encoder; allocates every buffer it will use.
     pub fn new(config: Config) -> Result<Encoder> {
+        Encoder::with_clock(config, Box::new(WallClock::new()))
+    }
+
+    /// Creates an encoder that times itself with `clock` (see
+    /// [`crate::policy::Clock`]).
+    pub fn with_clock(config: Config, clock: Box<dyn Clock>) -> Result<Encoder> {
         let shift = config.validate()?;
         let page_size = config.page_size as usize;
         let cap = config.max_pages * page_size;
@@ -114,6 +142,10 @@ impl Encoder {
             page_size,
             batch: vec![0; cap],
             routes: Vec::with_capacity(config.max_pages),
+            keys: Vec::with_capacity(config.max_pages),
+            tallies: Tallies::default(),
+            timed: false,
+            clock,
             groups: Vec::with_capacity(config.max_pages),
             group_in: vec![0; if zstd.is_some() { cap } else { 0 }],
             group_out: vec![0; if zstd.is_some() { cap } else { 0 }],
@@ -139,6 +171,17 @@ impl Encoder {
     /// The routing plan the next frame would use.
     pub fn plan(&self) -> Plan {
         self.policy.plan()
+    }
+
+    /// The controller, with its cost estimates.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Forces every class onto the given codecs, or gives control back
+    /// (`None`); see [`Policy::pin`].
+    pub fn pin_codecs(&mut self, codecs: Option<[Codec; PageClass::COUNT]>) {
+        self.policy.pin(codecs);
     }
 
     /// Running totals.
@@ -168,7 +211,7 @@ impl Encoder {
         source: &S,
         out: &mut [u8],
     ) -> Result<usize> {
-        let start = Instant::now();
+        let start = self.clock.now_ns();
         let n = source.len();
         if n == 0 || n > self.config.max_pages {
             return Err(Error::TooManyPages {
@@ -188,12 +231,13 @@ impl Encoder {
             source.copy_page(i, &mut self.batch[i * ps..(i + 1) * ps]);
         }
         let checksum = xxhash_rust::xxh3::xxh3_64(&self.batch[..n * ps]);
-        let plan = self.policy.plan();
+        let plan = self.policy.next_plan();
+        self.timed =
+            self.sequence.is_multiple_of(TIMED_EVERY) || plan.explore.iter().any(Option::is_some);
+        self.tallies = Tallies::default();
 
-        self.route(n, &plan);
-        let zstd_start = Instant::now();
-        let (hr_in, hr_out) = self.compress_groups(n);
-        let zstd_ns = zstd_start.elapsed().as_nanos() as u64;
+        let counts = self.route(n, &plan);
+        self.compress_groups(n);
         let payload_len = self.write_frame(n, out);
 
         let header = Header {
@@ -210,18 +254,9 @@ impl Encoder {
         }
         self.sequence = self.sequence.wrapping_add(1);
 
-        let total_ns = start.elapsed().as_nanos() as u64;
+        let total_ns = self.clock.now_ns().saturating_sub(start);
         let frame_len = HEADER_LEN + n * ENTRY_LEN + payload_len;
-        if hr_in > 0 {
-            self.policy.record(Tier::HighRatio, hr_in, hr_out, zstd_ns);
-        }
-        let fast_in = (n * ps) as u64 - hr_in;
-        self.policy.record(
-            Tier::Fast,
-            fast_in,
-            (frame_len as u64).saturating_sub(hr_out),
-            total_ns.saturating_sub(zstd_ns),
-        );
+        self.feed_policy(&counts, start, total_ns);
         self.counters.frames += 1;
         self.counters.pages += n as u64;
         self.counters.bytes_in += (n * ps) as u64;
@@ -230,36 +265,79 @@ impl Encoder {
         Ok(frame_len)
     }
 
-    /// Pass 1: a first-choice method for every page.
-    fn route(&mut self, n: usize, plan: &Plan) {
-        let ps = self.page_size;
-        let high_ratio = plan.high_ratio && self.zstd.is_some();
-        self.routes.clear();
-        for page in self.batch[..n * ps].chunks_exact(ps) {
-            let p = classify::profile(page);
-            self.routes.push(choose(&p, ps, plan, high_ratio));
+    /// Gives the policy this batch's measurements.
+    fn feed_policy(&mut self, counts: &[u64; PageClass::COUNT], start: u64, total_ns: u64) {
+        self.policy.record_mix(counts);
+        self.policy.record_batch(start, total_ns);
+        if !self.timed {
+            return;
+        }
+        for class in PageClass::ALL {
+            if class == PageClass::Fill {
+                continue;
+            }
+            for codec in Codec::ALL {
+                let t = self.tallies[class.index()][codec.index()];
+                self.policy
+                    .record_class(class, codec, t.pages, t.bytes, t.ns);
+            }
         }
     }
 
-    /// Pass 2: zstd groups.  Returns (input bytes, output bytes) of the
-    /// groups kept.
-    fn compress_groups(&mut self, n: usize) -> (u64, u64) {
+    /// Pass 1: a class and a first-choice method for every page.  Returns
+    /// the number of pages per class.
+    fn route(&mut self, n: usize, plan: &Plan) -> [u64; PageClass::COUNT] {
+        let ps = self.page_size;
+        let zstd_on = self.zstd.is_some();
+        let mut counts = [0u64; PageClass::COUNT];
+        self.routes.clear();
+        self.keys.clear();
+        for page in self.batch[..n * ps].chunks_exact(ps) {
+            let p = classify::profile(page);
+            let class = plan.class(&p, ps);
+            let seen = &mut counts[class.index()];
+            let mut codec = plan.codec(class, u32::try_from(*seen).unwrap_or(u32::MAX));
+            *seen += 1;
+            if codec == Codec::Zstd && !zstd_on {
+                codec = Codec::Lz;
+            }
+            let route = match (p.fill, codec) {
+                (Some(0), _) => Route::Zero,
+                (Some(word), _) => Route::Fill(word),
+                (None, Codec::Raw) => Route::Raw,
+                (None, Codec::Sparse) => Route::Sparse,
+                (None, Codec::Wkdm) => Route::Wkdm,
+                (None, Codec::Lz) => Route::Lz,
+                (None, Codec::Zstd) => Route::HighRatio,
+            };
+            self.routes.push(route);
+            self.keys.push((class, codec));
+        }
+        counts
+    }
+
+    /// Pass 2: zstd groups, timed one by one; a kept group's time and bytes
+    /// are booked to its pages' classes.
+    fn compress_groups(&mut self, n: usize) {
         self.groups.clear();
         let Some(zstd) = self.zstd.as_mut() else {
-            return (0, 0);
+            return;
         };
         let ps = self.page_size;
         let group_pages = match self.config.zstd_group_pages {
             0 => n,
             g => g,
         };
-        let (mut bytes_in, mut used) = (0u64, 0usize);
+        let mut used = 0usize;
         let mut next = 0;
         while let Some(first) = (next..n).find(|&k| self.routes[k] == Route::HighRatio) {
+            let start = if self.timed { self.clock.now_ns() } else { 0 };
             // Gather up to `group_pages` high-ratio pages from `first` on.
             let (mut members, mut last) = (0, first);
+            let mut per_class = [0u64; PageClass::COUNT];
             for k in first..n {
                 if self.routes[k] == Route::HighRatio {
+                    per_class[self.keys[k].0.index()] += 1;
                     self.group_in[members * ps..(members + 1) * ps]
                         .copy_from_slice(&self.batch[k * ps..(k + 1) * ps]);
                     members += 1;
@@ -293,11 +371,13 @@ impl Encoder {
                 self.routes[first] = Route::GroupHead(self.groups.len());
                 self.groups.push(Group { offset: used, len });
                 used += len;
-                bytes_in += input as u64;
+            }
+            if self.timed {
+                let ns = self.clock.now_ns().saturating_sub(start);
+                book_group(&mut self.tallies, &self.policy, &per_class, ns, kept);
             }
             next = last + 1;
         }
-        (bytes_in, used as u64)
     }
 
     /// Pass 3: the page table and payloads.  Returns the payload length.
@@ -307,7 +387,16 @@ impl Encoder {
         let mut pos = table_end;
         // A codec must save at least 1/32 of the page, else the page goes raw.
         let limit = ps - ps / 32;
+        let mut run: Option<((PageClass, Codec), u64)> = None;
         for i in 0..n {
+            let key = self.keys[i];
+            if self.timed && run.is_none_or(|(k, _)| k != key) {
+                let now = self.clock.now_ns();
+                if let Some((k, since)) = run {
+                    self.tallies[k.0.index()][k.1.index()].ns += now.saturating_sub(since);
+                }
+                run = Some((key, now));
+            }
             let page = &self.batch[i * ps..(i + 1) * ps];
             // Room: `out` holds max_frame_len(n) bytes, a page's payload never
             // exceeds a page, and a group's never exceeds its pages, which
@@ -357,44 +446,56 @@ impl Encoder {
             let slot = method.counter_slot();
             self.counters.method_pages[slot] += 1;
             self.counters.method_bytes[slot] += len as u64;
+            if !matches!(self.routes[i], Route::GroupHead(_) | Route::GroupMember) {
+                let t = &mut self.tallies[key.0.index()][key.1.index()];
+                t.pages += 1;
+                t.bytes += (len + ENTRY_LEN) as u64;
+            }
             pos += len;
+        }
+        if let Some((k, since)) = run {
+            let now = self.clock.now_ns();
+            self.tallies[k.0.index()][k.1.index()].ns += now.saturating_sub(since);
         }
         pos - table_end
     }
 }
 
-/// The routing rule (MECOM Fig. 2, extended with fill, raw and high-ratio).
-///
-/// Order matters: one-word pages and random pages are settled first because
-/// no codec helps them; the high-ratio tier then takes everything else,
-/// because zstd over a group beats every per-page codec on bytes; on the
-/// fast path, mostly-zero pages try the sparse coder, similar pages WKdm, and
-/// the rest LZ.
-fn choose(p: &Profile, page_size: usize, plan: &Plan, high_ratio: bool) -> Route {
-    match p.fill {
-        Some(0) => return Route::Zero,
-        Some(word) => return Route::Fill(word),
-        None => {}
+/// Books a zstd group's time (and, when it was kept, its pages and bytes)
+/// to the classes of its pages: time by page count, bytes in proportion to
+/// each class's estimated zstd size (one group cannot tell classes apart;
+/// a single-class group is measured exactly).
+fn book_group(
+    tallies: &mut Tallies,
+    policy: &Policy,
+    per_class: &[u64; PageClass::COUNT],
+    ns: u64,
+    kept: Option<usize>,
+) {
+    let pages: u64 = per_class.iter().sum();
+    if pages == 0 {
+        return;
     }
-    let zero_percent = p.zero_percent(page_size);
-    let similar = p.similar_percent() >= u32::from(plan.similarity_threshold);
-    // A page with many distinct byte values and almost no zeros is random
-    // or already compressed.  Zeros veto the shortcut: a half-random,
-    // half-zero page still halves under LZ.
-    if !similar
-        && zero_percent < RAW_MAX_ZERO_PERCENT
-        && p.distinct_bytes >= plan.raw_distinct_bytes
-    {
-        return Route::Raw;
-    }
-    if high_ratio {
-        Route::HighRatio
-    } else if zero_percent >= u32::from(plan.sparse_threshold) {
-        Route::Sparse
-    } else if similar {
-        Route::Wkdm
-    } else {
-        Route::Lz
+    let weight = |c: PageClass| {
+        per_class[c.index()] as f64 * policy.class_cost(c, Codec::Zstd).bytes_per_page.max(1.0)
+    };
+    let total_weight: f64 = PageClass::ALL.iter().map(|&c| weight(c)).sum();
+    for class in PageClass::ALL {
+        let k = per_class[class.index()];
+        if k == 0 {
+            continue;
+        }
+        let t = &mut tallies[class.index()][Codec::Zstd.index()];
+        t.ns += ns.saturating_mul(k) / pages;
+        if let Some(len) = kept {
+            t.pages += k;
+            let share = if total_weight > 0.0 {
+                weight(class) / total_weight
+            } else {
+                0.0
+            };
+            t.bytes += (len as f64 * share) as u64 + k * ENTRY_LEN as u64;
+        }
     }
 }
 

@@ -1,38 +1,56 @@
-//! From link statistics to per-page routing: MECOM §III-A as a small cost
-//! model.
+//! From link statistics and live measurements to per-class routing: MECOM
+//! §III-A as a cost-model controller.
 //!
 //! MECOM's condition for compression to pay is `R_cpr * rho > R_tran`: pages
 //! must leave the compressor (at rate `R_cpr`, shrunk by `rho`) faster than
-//! the link would carry them raw.  Generalised to tiers: for each tier we know
-//! (by prior, then by measurement) its cost in CPU-seconds per input byte `t`
-//! and its output ratio `r`.  With `C` channels compressing in parallel and a
-//! link of `B` bytes/s, a byte of guest memory takes
-//! `max(t / C, r / B)` seconds to reach the destination; the tier with the
-//! smaller time wins.  A slow link therefore pulls pages into the high-ratio
-//! tier, a fast link keeps them on the fast path.
+//! the link would carry them raw.  mecom generalises it per page class: the
+//! classifier sorts pages into [`PageClass`]es, and for every class the
+//! controller keeps, per candidate [`Codec`], a moving average of encode
+//! time `t` (ns per page) and output size `s` (bytes per page), seeded with
+//! priors and fed by the encoder once per class per batch.  With `C`
+//! channels compressing in parallel and a link of `B` bytes/s, a page takes
+//! `max(t / C, s / B)` to reach the destination; each class takes the codec
+//! with the smallest time (raw included, so never slower than `none`).
 //!
-//! Within the fast path the similarity threshold moves: when the guest
-//! dirties memory faster than the link carries it, or the CPU is the
-//! bottleneck, more pages take WKdm (the cheapest codec that is good enough);
-//! when the link is the bottleneck, more pages take LZ for its ratio.
+//! Special cases, all in `docs/DESIGN.md` §4:
+//! - link unknown: the cheapest codec that still compresses;
+//! - non-converging (dirty rate at or above the effective bandwidth): the
+//!   codec that raises delivered guest bytes/s most per extra CPU-second;
+//! - exploration: every [`EXPLORE_EVERY`] batches, a few pages of each class
+//!   take a codec the class does not use, round robin, so estimates stay
+//!   fresh;
+//! - hysteresis: a class changes codec only for a 10 % better score.
 //!
-//! `docs/DESIGN.md` explains the model; this is the first policy, kept
-//! deterministic so it can be tested with simulated links.
+//! Everything here is deterministic: the encoder measures (through a
+//! [`Clock`]), the policy only does arithmetic, so tests drive it with
+//! simulated links, dirty rates and costs.
 
 #![forbid(unsafe_code)]
 
-use crate::config::{Config, Mode};
+mod clock;
+mod cost;
+mod decide;
+#[cfg(test)]
+mod tests;
 
-/// How far the adaptive policy moves the similarity threshold.
-const SIMILARITY_SHIFT: u8 = 20;
-/// Distinct sampled byte values at or above which a page is sent raw
-/// without trying a codec (random data shows about 160 of 256).
+pub use clock::{Clock, StepClock, WallClock};
+pub use cost::{ClassCost, Codec, CostTable, PageClass};
+
+use crate::classify::Profile;
+use crate::config::{Config, Mode};
+use decide::{Env, Regime};
+
+/// Distinct sampled byte values at or above which a page counts as random
+/// (random data shows about 160 of 256).
 const RAW_DISTINCT_BYTES: u32 = 140;
-/// The high-ratio tier must be this much faster end to end to be chosen,
-/// so the choice does not flap on noise.
-const HYSTERESIS: f64 = 0.9;
-/// Weight of a new measurement in the moving averages.
-const EWMA_WEIGHT: f64 = 0.125;
+/// Every this many batches, each class explores one codec it does not use.
+pub const EXPLORE_EVERY: u64 = 8;
+/// Pages of each class an exploring batch gives to the explored codec.
+pub const EXPLORE_PAGES: u32 = 2;
+/// Weight of a new sample in the observed link rate.
+const RATE_WEIGHT: f64 = 0.25;
+/// Weight of a new batch in the busy fraction.
+const BUSY_WEIGHT: f64 = 0.125;
 
 /// Statistics the migration feeds the encoder (all zero = unknown).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,19 +82,8 @@ pub struct TierCost {
     pub ratio: f64,
 }
 
-impl TierCost {
-    /// Seconds for one input byte to reach the destination.
-    fn time(&self, channels: f64, bandwidth: f64) -> f64 {
-        (self.secs_per_byte / channels).max(self.ratio / bandwidth)
-    }
-
-    fn blend(&mut self, measured: TierCost) {
-        self.secs_per_byte += EWMA_WEIGHT * (measured.secs_per_byte - self.secs_per_byte);
-        self.ratio += EWMA_WEIGHT * (measured.ratio - self.ratio);
-    }
-}
-
-/// Which tier a measurement belongs to.
+/// Which tier a measurement given to [`Policy::record`] belongs to (it
+/// feeds the generic class: LZ for the fast tier, zstd for the other).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
     /// Zero/fill/sparse/WKdm/LZ/raw.
@@ -88,32 +95,75 @@ pub enum Tier {
 /// What the encoder does with the pages of the next frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
-    /// Zero-byte percentage at or above which sparse coding is tried.
+    /// Zero-byte percentage at or above which a page is in the sparse class.
     pub sparse_threshold: u8,
-    /// Similar-word percentage at or above which WKdm is tried.
+    /// Similar-word percentage at or above which a page is in the similar
+    /// class.
     pub similarity_threshold: u8,
-    /// Whether LZ-bound pages go to the zstd tier instead.
+    /// Whether any class goes to the zstd tier.
     pub high_ratio: bool,
-    /// Distinct sampled bytes at or above which a page is sent raw.
+    /// Distinct sampled bytes at or above which a page may be random.
     pub raw_distinct_bytes: u32,
+    /// First-choice codec per class, by [`PageClass::index`] (the fill
+    /// class's entry is unused: fill pages are always tags).
+    pub codecs: [Codec; PageClass::COUNT],
+    /// Per class, a codec that the first [`Plan::explore_pages`] pages of
+    /// the class take instead, to measure it.
+    pub explore: [Option<Codec>; PageClass::COUNT],
+    /// Pages per class that take the exploring codec.
+    pub explore_pages: u32,
 }
 
-/// The per-encoder policy state.
+impl Plan {
+    /// The class of a page with profile `p` under this plan's thresholds.
+    pub fn class(&self, p: &Profile, page_size: usize) -> PageClass {
+        PageClass::of(
+            p,
+            page_size,
+            self.sparse_threshold,
+            self.similarity_threshold,
+            self.raw_distinct_bytes,
+        )
+    }
+
+    /// The codec for the `seen`-th page (from 0) of `class` in the batch.
+    pub fn codec(&self, class: PageClass, seen: u32) -> Codec {
+        match self.explore[class.index()] {
+            Some(c) if seen < self.explore_pages => c,
+            _ => self.codecs[class.index()],
+        }
+    }
+}
+
+/// Link rate observed from successive [`LinkStats::wire_bytes`] samples.
+#[derive(Debug, Clone, Copy, Default)]
+struct Observed {
+    last: Option<(u64, u64)>,
+    rate: f64,
+}
+
+/// The per-encoder controller state.
 #[derive(Debug, Clone)]
 pub struct Policy {
     mode: Mode,
     sparse_threshold: u8,
     similarity_threshold: u8,
     zstd_enabled: bool,
-    stats: LinkStats,
-    fast: TierCost,
-    high_ratio: TierCost,
     page_size: u32,
+    stats: LinkStats,
+    table: CostTable,
+    current: [Codec; PageClass::COUNT],
+    pinned: Option<[Codec; PageClass::COUNT]>,
+    batches: u64,
+    cursor: [u64; PageClass::COUNT],
+    observed: Observed,
+    busy: Option<f64>,
+    last_batch_start: Option<u64>,
 }
 
 impl Policy {
     /// Priors: single-core rates and ratios measured on the sample corpus
-    /// (docs/DESIGN.md); replaced by measurements as frames are encoded.
+    /// (docs/DESIGN.md), for the fast path as a whole.
     pub const FAST_PRIOR: TierCost = TierCost {
         secs_per_byte: 1.0 / 1.5e9,
         ratio: 0.45,
@@ -131,15 +181,39 @@ impl Policy {
             sparse_threshold: config.sparse_threshold,
             similarity_threshold: config.similarity_threshold,
             zstd_enabled: config.zstd_level > 0,
+            page_size: config.page_size.max(1),
             stats: LinkStats::default(),
-            fast: Self::FAST_PRIOR,
-            high_ratio: Self::HIGH_RATIO_PRIOR,
-            page_size: config.page_size,
+            table: CostTable::new(config.page_size.max(1)),
+            current: PageClass::ALL.map(|c| c.candidates().first().copied().unwrap_or(Codec::Raw)),
+            pinned: None,
+            batches: 0,
+            cursor: [0; PageClass::COUNT],
+            observed: Observed::default(),
+            busy: None,
+            last_batch_start: None,
         }
     }
 
-    /// Takes the migration's latest statistics.
+    /// Takes the migration's latest statistics; successive samples with a
+    /// growing `timestamp_ns` also give the observed link rate.
     pub fn update_stats(&mut self, stats: LinkStats) {
+        if let Some((ts, wire)) = self.observed.last {
+            if stats.timestamp_ns > ts && stats.wire_bytes >= wire {
+                let rate =
+                    (stats.wire_bytes - wire) as f64 * 1e9 / (stats.timestamp_ns - ts) as f64;
+                self.observed.rate = if self.observed.rate > 0.0 {
+                    self.observed.rate + RATE_WEIGHT * (rate - self.observed.rate)
+                } else {
+                    rate
+                };
+            } else if stats.timestamp_ns < ts || stats.wire_bytes < wire {
+                // A new migration or a reset counter: start over.
+                self.observed.rate = 0.0;
+            }
+        }
+        if stats.timestamp_ns > 0 {
+            self.observed.last = Some((stats.timestamp_ns, stats.wire_bytes));
+        }
         self.stats = stats;
     }
 
@@ -148,157 +222,195 @@ impl Policy {
         self.stats
     }
 
-    /// Feeds a measurement of `tier`: `bytes_in` page bytes became
-    /// `bytes_out` bytes in `ns` nanoseconds.
+    /// Link rate observed from `wire_bytes` over time, bytes/s (0 = none).
+    pub fn observed_rate(&self) -> f64 {
+        self.observed.rate
+    }
+
+    /// Feeds a tier measurement: `bytes_in` page bytes became `bytes_out`
+    /// bytes in `ns` nanoseconds.  Tiers map onto the generic class.
     pub fn record(&mut self, tier: Tier, bytes_in: u64, bytes_out: u64, ns: u64) {
-        if bytes_in == 0 {
-            return;
-        }
-        let measured = TierCost {
-            secs_per_byte: ns as f64 * 1e-9 / bytes_in as f64,
-            ratio: bytes_out as f64 / bytes_in as f64,
+        let pages = bytes_in / u64::from(self.page_size);
+        let codec = match tier {
+            Tier::Fast => Codec::Lz,
+            Tier::HighRatio => Codec::Zstd,
         };
-        match tier {
-            Tier::Fast => self.fast.blend(measured),
-            Tier::HighRatio => self.high_ratio.blend(measured),
+        self.record_class(PageClass::Generic, codec, pages, bytes_out, ns);
+    }
+
+    /// Feeds one batch's measurement of one class: `pages` pages of `class`
+    /// routed to `codec` became `bytes` bytes (payloads and table entries)
+    /// in `ns` nanoseconds.
+    pub fn record_class(
+        &mut self,
+        class: PageClass,
+        codec: Codec,
+        pages: u64,
+        bytes: u64,
+        ns: u64,
+    ) {
+        self.table.record(class, codec, pages, bytes, ns);
+    }
+
+    /// Feeds one batch's page count per class.
+    pub fn record_mix(&mut self, counts: &[u64; PageClass::COUNT]) {
+        self.table.record_mix(counts);
+    }
+
+    /// Feeds one batch's timing: it started at `start_ns` (on the encoder's
+    /// clock) and encoding took `busy_ns`.  The busy share tells whether the
+    /// channel waits on the link (the observed rate is the link's) or on its
+    /// own CPU (the link may be faster than observed).
+    pub fn record_batch(&mut self, start_ns: u64, busy_ns: u64) {
+        if let Some(prev) = self.last_batch_start {
+            let period = start_ns.saturating_sub(prev);
+            if period > 0 {
+                let share = (busy_ns as f64 / period as f64).clamp(0.0, 1.0);
+                let busy = self.busy.get_or_insert(share);
+                *busy += BUSY_WEIGHT * (share - *busy);
+            }
         }
+        self.last_batch_start = Some(start_ns);
     }
 
-    /// Current cost estimates (fast, high-ratio).
+    /// The cost estimate of `codec` on `class`.
+    pub fn class_cost(&self, class: PageClass, codec: Codec) -> ClassCost {
+        self.table.get(class, codec)
+    }
+
+    /// Replaces the cost estimate of `codec` on `class` (tests, or callers
+    /// with better priors); non-finite or negative values are ignored.
+    pub fn set_class_cost(&mut self, class: PageClass, codec: Codec, cost: ClassCost) {
+        self.table.set(class, codec, cost);
+    }
+
+    /// Current estimates of the generic class as tiers (LZ, zstd).
     pub fn costs(&self) -> (TierCost, TierCost) {
-        (self.fast, self.high_ratio)
+        let p = f64::from(self.page_size);
+        let tier = |c: ClassCost| TierCost {
+            secs_per_byte: c.ns_per_page * 1e-9 / p,
+            ratio: c.bytes_per_page / p,
+        };
+        (
+            tier(self.table.get(PageClass::Generic, Codec::Lz)),
+            tier(self.table.get(PageClass::Generic, Codec::Zstd)),
+        )
     }
 
-    /// The plan for the next frame.
+    /// Forces every class onto the given codecs (`None` gives control
+    /// back): for tests and benchmarks.  No exploration while pinned.
+    pub fn pin(&mut self, codecs: Option<[Codec; PageClass::COUNT]>) {
+        self.pinned = codecs;
+    }
+
+    /// Whether the dirty rate is at or above the effective bandwidth under
+    /// the current choices (see [`crate::policy`]).
+    pub fn non_converging(&self) -> bool {
+        self.mode == Mode::Adaptive
+            && self.env().regime(&self.table, &self.current) == Regime::NonConverging
+    }
+
+    /// The plan the next frame would use, without advancing the
+    /// controller (see [`Policy::next_plan`]).
     pub fn plan(&self) -> Plan {
-        let fixed = Plan {
+        let codecs = self.decide();
+        self.make_plan(codecs, self.batches + 1)
+    }
+
+    /// The plan for the next frame: commits the choices (the base of the
+    /// next hysteresis step) and advances the exploration schedule.
+    pub fn next_plan(&mut self) -> Plan {
+        let codecs = self.decide();
+        if self.pinned.is_none() {
+            self.current = codecs;
+        }
+        self.batches += 1;
+        let plan = self.make_plan(codecs, self.batches);
+        for class in PageClass::ALL {
+            if plan.explore[class.index()].is_some() {
+                self.cursor[class.index()] += 1;
+            }
+        }
+        plan
+    }
+
+    fn make_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {
+        let exploring = self.mode == Mode::Adaptive
+            && self.pinned.is_none()
+            && batch.is_multiple_of(EXPLORE_EVERY);
+        let explore = PageClass::ALL.map(|class| {
+            if !exploring {
+                return None;
+            }
+            let mut others = self
+                .candidates(class)
+                .filter(|&c| c != codecs[class.index()]);
+            let count = others.clone().count() as u64;
+            let pick = self.cursor[class.index()].checked_rem(count)?;
+            others.nth(pick as usize)
+        });
+        Plan {
             sparse_threshold: self.sparse_threshold,
             similarity_threshold: self.similarity_threshold,
-            high_ratio: self.zstd_enabled,
+            high_ratio: PageClass::ALL
+                .iter()
+                .any(|&c| c != PageClass::Fill && codecs[c.index()] == Codec::Zstd),
             raw_distinct_bytes: RAW_DISTINCT_BYTES,
-        };
-        if self.mode == Mode::Fixed {
-            return fixed;
-        }
-        let adaptive = Plan {
-            high_ratio: false,
-            ..fixed
-        };
-        if self.stats.bandwidth == 0 {
-            // Unknown or unlimited link: only CPU time matters, so the
-            // fast path.
-            return adaptive;
-        }
-        let bandwidth = self.stats.bandwidth as f64;
-        let channels = f64::from(self.stats.channels.max(1));
-        let fast_time = self.fast.time(channels, bandwidth);
-        let high_ratio =
-            self.zstd_enabled && self.high_ratio.time(channels, bandwidth) < HYSTERESIS * fast_time;
-        let dirty_bytes_rate = self.stats.dirty_pages_rate as f64 * f64::from(self.page_size);
-        let cpu_bound = self.fast.secs_per_byte / channels > self.fast.ratio / bandwidth;
-        let similarity_threshold = if dirty_bytes_rate > bandwidth || cpu_bound {
-            self.similarity_threshold.saturating_sub(SIMILARITY_SHIFT)
-        } else {
-            self.similarity_threshold
-                .saturating_add(SIMILARITY_SHIFT)
-                .min(100)
-        };
-        Plan {
-            similarity_threshold,
-            high_ratio,
-            ..adaptive
+            codecs,
+            explore,
+            explore_pages: EXPLORE_PAGES,
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// `class`'s candidates that this configuration offers.
+    fn candidates(&self, class: PageClass) -> impl Iterator<Item = Codec> + Clone + '_ {
+        class
+            .candidates()
+            .iter()
+            .copied()
+            .filter(|&c| c != Codec::Zstd || self.zstd_enabled)
+    }
 
-    const GBIT: u64 = 125_000_000;
-
-    fn policy(mode: Mode) -> Policy {
-        Policy::new(&Config {
-            mode,
-            ..Config::default()
+    /// The codec per class (fixed, pinned, or chosen by the cost model).
+    fn decide(&self) -> [Codec; PageClass::COUNT] {
+        if let Some(pinned) = self.pinned {
+            return pinned;
+        }
+        if self.mode == Mode::Fixed {
+            return self.fixed_codecs();
+        }
+        let env = self.env();
+        let regime = env.regime(&self.table, &self.current);
+        PageClass::ALL.map(|class| {
+            let current = self.current[class.index()];
+            if class == PageClass::Fill {
+                return current;
+            }
+            let costs = self
+                .candidates(class)
+                .map(|c| (c, self.table.get(class, c)));
+            env.choose(regime, self.table.get(class, Codec::Raw), costs, current)
         })
     }
 
-    fn link(bandwidth: u64, dirty_pages_rate: u64, channels: u32) -> LinkStats {
-        LinkStats {
-            bandwidth,
-            dirty_pages_rate,
-            channels,
-            ..LinkStats::default()
-        }
+    /// MECOM's routing: the configured thresholds, zstd (when on) for every
+    /// compressible class.
+    fn fixed_codecs(&self) -> [Codec; PageClass::COUNT] {
+        PageClass::ALL.map(|class| match class {
+            PageClass::Fill | PageClass::Random => Codec::Raw,
+            _ if self.zstd_enabled => Codec::Zstd,
+            PageClass::Sparse => Codec::Sparse,
+            PageClass::Similar => Codec::Wkdm,
+            PageClass::Generic => Codec::Lz,
+        })
     }
 
-    fn base() -> u8 {
-        Config::default().similarity_threshold
-    }
-
-    #[test]
-    fn unknown_link_keeps_the_fast_path() {
-        let p = policy(Mode::Adaptive);
-        let plan = p.plan();
-        assert!(!plan.high_ratio);
-        assert_eq!(plan.similarity_threshold, base());
-    }
-
-    #[test]
-    fn slow_link_takes_the_high_ratio_tier() {
-        let mut p = policy(Mode::Adaptive);
-        p.update_stats(link(GBIT, 1000, 2));
-        assert!(p.plan().high_ratio);
-    }
-
-    #[test]
-    fn fast_link_keeps_the_fast_path() {
-        let mut p = policy(Mode::Adaptive);
-        p.update_stats(link(10 * GBIT, 1000, 2));
-        assert!(!p.plan().high_ratio);
-    }
-
-    #[test]
-    fn dirty_rate_above_the_link_widens_the_fast_path() {
-        let mut p = policy(Mode::Adaptive);
-        // 1 Gbit/s link, guest dirtying 2 GB/s.
-        p.update_stats(link(GBIT, 500_000, 2));
-        assert_eq!(p.plan().similarity_threshold, base() - SIMILARITY_SHIFT);
-        // Same link, quiet guest: the link is the bottleneck, favour ratio.
-        p.update_stats(link(GBIT, 100, 2));
-        assert_eq!(
-            p.plan().similarity_threshold,
-            (base() + SIMILARITY_SHIFT).min(100)
-        );
-    }
-
-    #[test]
-    fn measurements_move_the_decision() {
-        let mut p = policy(Mode::Adaptive);
-        p.update_stats(link(GBIT, 1000, 2));
-        assert!(p.plan().high_ratio);
-        // zstd turns out to be very slow and barely better: stop using it.
-        for _ in 0..100 {
-            p.record(Tier::HighRatio, 1 << 20, 900_000, 50_000_000);
-        }
-        assert!(!p.plan().high_ratio);
-        let (_, hr) = p.costs();
-        assert!(hr.ratio > 0.8);
-    }
-
-    #[test]
-    fn fixed_mode_ignores_the_link() {
-        let mut p = policy(Mode::Fixed);
-        p.update_stats(link(GBIT, 500_000, 2));
-        let plan = p.plan();
-        assert!(plan.high_ratio);
-        assert_eq!(plan.similarity_threshold, base());
-        let p = Policy::new(&Config {
-            mode: Mode::Fixed,
-            zstd_level: 0,
-            ..Config::default()
-        });
-        assert!(!p.plan().high_ratio);
+    fn env(&self) -> Env {
+        Env::new(
+            &self.stats,
+            self.observed.rate,
+            self.busy,
+            f64::from(self.page_size),
+        )
     }
 }

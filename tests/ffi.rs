@@ -221,7 +221,9 @@ fn frame_len_names_a_bad_or_short_header_and_writes_nothing() {
         )
     };
     assert_eq!(st, mecom_status::Ok);
-    let cases: [(usize, Option<(usize, u8)>, mecom_status); 5] = [
+    // (bytes available, bit flips at a header offset, expected status)
+    type Case = (usize, Option<(usize, u8)>, mecom_status);
+    let cases: [Case; 5] = [
         (MECOM_FRAME_HEADER_LEN - 1, None, mecom_status::Truncated),
         (0, None, mecom_status::Truncated),
         (

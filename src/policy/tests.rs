@@ -1,0 +1,289 @@
+//! Deterministic tests of the controller: simulated links, dirty rates and
+//! injected costs; no clocks, no timing asserts.
+
+use super::*;
+
+const GBIT: u64 = 125_000_000;
+const G: PageClass = PageClass::Generic;
+
+fn policy(mode: Mode) -> Policy {
+    Policy::new(&Config {
+        mode,
+        ..Config::default()
+    })
+}
+
+fn no_zstd() -> Policy {
+    Policy::new(&Config {
+        zstd_level: 0,
+        ..Config::default()
+    })
+}
+
+fn link(bandwidth: u64, dirty_pages_rate: u64, channels: u32) -> LinkStats {
+    LinkStats {
+        bandwidth,
+        dirty_pages_rate,
+        channels,
+        ..LinkStats::default()
+    }
+}
+
+fn set(p: &mut Policy, class: PageClass, codec: Codec, ns: f64, bytes: f64) {
+    p.set_class_cost(
+        class,
+        codec,
+        ClassCost {
+            ns_per_page: ns,
+            bytes_per_page: bytes,
+        },
+    );
+}
+
+fn codec(p: &mut Policy, class: PageClass) -> Codec {
+    p.next_plan().codecs[class.index()]
+}
+
+#[test]
+fn unknown_link_takes_the_cheapest_codec_that_compresses() {
+    let mut p = policy(Mode::Adaptive);
+    let plan = p.next_plan();
+    assert_eq!(plan.codecs[PageClass::Sparse.index()], Codec::Sparse);
+    assert_eq!(plan.codecs[PageClass::Similar.index()], Codec::Wkdm);
+    assert_eq!(plan.codecs[G.index()], Codec::Lz);
+    assert_eq!(plan.codecs[PageClass::Random.index()], Codec::Raw);
+    assert!(!plan.high_ratio);
+    // LZ stops compressing generic pages: raw is then the cheapest.
+    set(&mut p, G, Codec::Lz, 3000.0, 4100.0);
+    set(&mut p, G, Codec::Zstd, 9000.0, 4100.0);
+    assert_eq!(codec(&mut p, G), Codec::Raw);
+}
+
+#[test]
+fn a_10_gbit_link_with_cheap_cpu_keeps_generic_pages_on_lz() {
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(link(10 * GBIT, 1000, 2));
+    set(&mut p, G, Codec::Lz, 2000.0, 2052.0);
+    set(&mut p, G, Codec::Zstd, 8000.0, 1400.0);
+    assert_eq!(codec(&mut p, G), Codec::Lz);
+    // The priors agree.
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(link(10 * GBIT, 1000, 2));
+    assert_eq!(codec(&mut p, G), Codec::Lz);
+}
+
+#[test]
+fn a_100_mbit_link_sends_generic_pages_to_zstd() {
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(link(GBIT / 10, 1000, 2));
+    let plan = p.next_plan();
+    assert_eq!(plan.codecs[G.index()], Codec::Zstd);
+    assert!(plan.high_ratio);
+}
+
+#[test]
+fn similar_pages_take_wkdm_unless_lz_is_much_smaller_on_a_slow_link() {
+    let s = PageClass::Similar;
+    let mut p = no_zstd();
+    p.update_stats(link(10 * GBIT, 1000, 2));
+    // Same size, WKdm cheaper.
+    set(&mut p, s, Codec::Wkdm, 2000.0, 1600.0);
+    set(&mut p, s, Codec::Lz, 4000.0, 1600.0);
+    assert_eq!(codec(&mut p, s), Codec::Wkdm);
+    // LZ much smaller and the link is the bottleneck.
+    set(&mut p, s, Codec::Lz, 4000.0, 400.0);
+    p.update_stats(link(GBIT / 10, 1000, 2));
+    assert_eq!(codec(&mut p, s), Codec::Lz);
+}
+
+#[test]
+fn a_very_fast_link_with_expensive_cpu_sends_raw() {
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(link(100 * GBIT, 1000, 2));
+    set(&mut p, G, Codec::Lz, 20_000.0, 2000.0);
+    set(&mut p, G, Codec::Zstd, 40_000.0, 1400.0);
+    assert_eq!(codec(&mut p, G), Codec::Raw);
+}
+
+#[test]
+fn every_unused_codec_is_explored_within_a_few_batches() {
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(link(10 * GBIT, 1000, 2));
+    let mut last_seen = [[None::<u64>; Codec::COUNT]; PageClass::COUNT];
+    for batch in 1..=10 * EXPLORE_EVERY {
+        let plan = p.next_plan();
+        for class in PageClass::ALL {
+            if let Some(c) = plan.explore[class.index()] {
+                assert_ne!(c, plan.codecs[class.index()]);
+                let seen = &mut last_seen[class.index()][c.index()];
+                if let Some(prev) = *seen {
+                    // Round robin over at most 3 unused codecs.
+                    assert!(batch - prev <= 3 * EXPLORE_EVERY, "{class:?} {c:?}");
+                }
+                *seen = Some(batch);
+            }
+        }
+    }
+    for class in PageClass::ALL {
+        let chosen = p.plan().codecs[class.index()];
+        for &c in class.candidates() {
+            let seen = last_seen[class.index()][c.index()];
+            assert_eq!(seen.is_some(), c != chosen, "{class:?} {c:?}");
+        }
+    }
+    // The explored codec takes only the first pages of its class.
+    let plan = (0..EXPLORE_EVERY)
+        .map(|_| p.next_plan())
+        .find(|plan| plan.explore[G.index()].is_some())
+        .unwrap();
+    let explored = plan.explore[G.index()].unwrap();
+    assert_eq!(plan.codec(G, 0), explored);
+    assert_eq!(plan.codec(G, EXPLORE_PAGES), plan.codecs[G.index()]);
+}
+
+#[test]
+fn non_converging_favours_bandwidth_per_cpu_second() {
+    let mut p = policy(Mode::Adaptive);
+    set(&mut p, G, Codec::Lz, 3000.0, 2052.0);
+    set(&mut p, G, Codec::Zstd, 28_000.0, 1700.0);
+    // Converging: zstd is faster end to end (14 us against 16.4 us a page).
+    p.update_stats(link(GBIT, 100, 2));
+    assert!(!p.non_converging());
+    assert_eq!(codec(&mut p, G), Codec::Zstd);
+    // The guest dirties 4 GB/s: LZ buys almost as much bandwidth for a
+    // tenth of the CPU.
+    p.update_stats(link(GBIT, 1_000_000, 2));
+    assert!(p.non_converging());
+    assert_eq!(codec(&mut p, G), Codec::Lz);
+    // Nothing beats raw: raw.
+    set(&mut p, G, Codec::Lz, 3000.0, 4100.0);
+    set(&mut p, G, Codec::Zstd, 28_000.0, 4100.0);
+    assert_eq!(codec(&mut p, G), Codec::Raw);
+}
+
+#[test]
+fn hysteresis_keeps_the_choice_until_a_clear_win() {
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(link(10 * GBIT, 1000, 2));
+    set(&mut p, G, Codec::Lz, 4000.0, 2052.0);
+    set(&mut p, G, Codec::Zstd, 3800.0, 1400.0);
+    // zstd 5 % faster: not enough.
+    assert_eq!(codec(&mut p, G), Codec::Lz);
+    // 25 % faster: switch.
+    set(&mut p, G, Codec::Zstd, 3000.0, 1400.0);
+    assert_eq!(codec(&mut p, G), Codec::Zstd);
+    // LZ back to 3 % better: stay.
+    set(&mut p, G, Codec::Lz, 2900.0, 2052.0);
+    for _ in 0..3 {
+        assert_eq!(codec(&mut p, G), Codec::Zstd);
+    }
+}
+
+#[test]
+fn fixed_mode_ignores_links_costs_and_never_explores() {
+    let base = Config::default();
+    let mut p = policy(Mode::Fixed);
+    p.update_stats(link(100 * GBIT, 500_000, 2));
+    set(&mut p, G, Codec::Zstd, 1e9, 4100.0);
+    for _ in 0..3 * EXPLORE_EVERY {
+        let plan = p.next_plan();
+        assert!(plan.high_ratio);
+        assert_eq!(plan.similarity_threshold, base.similarity_threshold);
+        assert_eq!(plan.sparse_threshold, base.sparse_threshold);
+        assert_eq!(plan.explore, [None; PageClass::COUNT]);
+        for class in [PageClass::Sparse, PageClass::Similar, G] {
+            assert_eq!(plan.codecs[class.index()], Codec::Zstd);
+        }
+        assert_eq!(plan.codecs[PageClass::Random.index()], Codec::Raw);
+    }
+    let mut p = Policy::new(&Config {
+        mode: Mode::Fixed,
+        zstd_level: 0,
+        ..base
+    });
+    p.update_stats(link(GBIT / 100, 0, 1));
+    let plan = p.next_plan();
+    assert!(!plan.high_ratio);
+    assert_eq!(plan.codecs[PageClass::Sparse.index()], Codec::Sparse);
+    assert_eq!(plan.codecs[PageClass::Similar.index()], Codec::Wkdm);
+    assert_eq!(plan.codecs[G.index()], Codec::Lz);
+}
+
+#[test]
+fn the_observed_rate_stands_in_for_an_unknown_link_unless_cpu_bound() {
+    let mut p = policy(Mode::Adaptive);
+    let sample = |t: u64, wire: u64| LinkStats {
+        timestamp_ns: t * 1_000_000_000,
+        wire_bytes: wire,
+        channels: 2,
+        ..LinkStats::default()
+    };
+    p.update_stats(sample(1, 0));
+    p.update_stats(sample(2, 12_500_000));
+    assert_eq!(p.observed_rate(), 12_500_000.0);
+    assert_eq!(codec(&mut p, G), Codec::Zstd);
+    // The channel is busy all the time: the wire rate is its own output
+    // rate, so the link is unknown again.
+    for k in 0..40 {
+        p.record_batch(k * 1000, 1000);
+    }
+    assert_eq!(codec(&mut p, G), Codec::Lz);
+    // A counter going backwards (new migration) forgets the rate.
+    p.update_stats(sample(3, 0));
+    assert_eq!(p.observed_rate(), 0.0);
+}
+
+#[test]
+fn measurements_move_the_decision() {
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(link(GBIT, 1000, 2));
+    assert!(p.plan().high_ratio);
+    // zstd turns out to be very slow and barely better: stop using it.
+    for _ in 0..100 {
+        p.record(Tier::HighRatio, 1 << 20, 900_000, 50_000_000);
+        p.record_class(PageClass::Sparse, Codec::Zstd, 8, 8 * 3600, 8 * 200_000);
+        p.record_class(PageClass::Similar, Codec::Zstd, 8, 8 * 3600, 8 * 200_000);
+    }
+    assert!(!p.next_plan().high_ratio);
+    let (_, hr) = p.costs();
+    assert!(hr.ratio > 0.8);
+}
+
+#[test]
+fn pinned_codecs_win_and_stop_exploration() {
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(link(GBIT, 1000, 2));
+    let pinned = [Codec::Wkdm; PageClass::COUNT];
+    p.pin(Some(pinned));
+    for _ in 0..2 * EXPLORE_EVERY {
+        let plan = p.next_plan();
+        assert_eq!(plan.codecs, pinned);
+        assert_eq!(plan.explore, [None; PageClass::COUNT]);
+    }
+    p.pin(None);
+    assert_eq!(codec(&mut p, G), Codec::Zstd);
+}
+
+#[test]
+fn extreme_statistics_never_panic() {
+    let values = [0, 1, 7, 125_000_000, u64::MAX / 2, u64::MAX];
+    let mut p = policy(Mode::Adaptive);
+    for (i, &a) in values.iter().enumerate() {
+        for &b in &values {
+            p.update_stats(LinkStats {
+                timestamp_ns: a,
+                dirty_pages_rate: b,
+                bandwidth: values[(i + 3) % values.len()],
+                wire_bytes: b,
+                channels: a as u32,
+                ..LinkStats::default()
+            });
+            p.record_class(G, Codec::Lz, a, b, a);
+            p.record_batch(a, b);
+            let plan = p.next_plan();
+            assert!(PageClass::ALL.iter().all(|c| {
+                c.candidates().is_empty() || c.candidates().contains(&plan.codecs[c.index()])
+            }));
+        }
+    }
+}
