@@ -15,6 +15,11 @@
 #define MECOM_VERSION_PATCH 0
 
 /**
+ * Costs are timed on one batch in this many (and on exploring batches).
+ */
+#define TIMED_EVERY 4
+
+/**
  * Slots in the per-method counter arrays.
  */
 #define MECOM_METHOD_SLOTS 16
@@ -23,6 +28,26 @@
  * Bytes of the fixed frame header, the prefix mecom_frame_len() reads.
  */
 #define MECOM_FRAME_HEADER_LEN 32
+
+/**
+ * Every this many batches, each class explores one codec it does not use.
+ */
+#define EXPLORE_EVERY 8
+
+/**
+ * Pages of each class an exploring batch gives to the explored codec.
+ */
+#define EXPLORE_PAGES 2
+
+/**
+ * Number of classes.
+ */
+#define PageClass_COUNT 5
+
+/**
+ * Number of codecs.
+ */
+#define Codec_COUNT 5
 
 /**
  * Result of every fallible mecom call; 0 is success.
@@ -138,6 +163,14 @@ enum mecom_mode
    * The configured thresholds and tier are used as they are.
    */
   MECOM_MODE_FIXED = 1,
+  /**
+   * Each page class takes the codec with the smallest measured output.
+   */
+  MECOM_MODE_BYTES = 2,
+  /**
+   * Each page class takes the cheapest codec that still compresses.
+   */
+  MECOM_MODE_CPU = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -220,6 +253,18 @@ typedef enum mecom_method mecom_method;
 typedef uint32_t mecom_method;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * A first-choice method for the pages of a class.  Every codec falls back
+ * to LZ, then raw, when it does not shrink a page; any codec is safe for
+ * any page (the wire format is the same whatever is chosen).
+ */
+typedef struct Codec Codec;
+
+/**
+ * What the classifier says a page is (MECOM Fig. 2, plus fill and random).
+ */
+typedef struct PageClass PageClass;
 
 /**
  * A decoder for one multifd channel.  Opaque.
@@ -343,6 +388,10 @@ typedef struct mecom_counters {
    */
   uint64_t method_bytes[MECOM_METHOD_SLOTS];
 } mecom_counters;
+
+
+
+
 
 
 

@@ -15,6 +15,14 @@ pub enum Mode {
     /// tier (when its level is non-zero) takes every page the fast path
     /// would give to an LZ codec.
     Fixed,
+    /// Favour bytes: each page class takes the codec with the smallest
+    /// measured output, whatever it costs in CPU (metered or very slow
+    /// links).  Measured and explored like [`Mode::Adaptive`].
+    Bytes,
+    /// Favour CPU: each page class takes the cheapest codec that still
+    /// compresses, raw when none does (CPU-starved hosts).  Measured and
+    /// explored like [`Mode::Adaptive`].
+    Cpu,
 }
 
 /// Which LZ codec the fast path uses for low-similarity pages.

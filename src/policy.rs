@@ -335,7 +335,7 @@ impl Policy {
     }
 
     fn make_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {
-        let exploring = self.mode == Mode::Adaptive
+        let exploring = self.mode != Mode::Fixed
             && self.pinned.is_none()
             && batch.is_multiple_of(EXPLORE_EVERY);
         let explore = PageClass::ALL.map(|class| {
@@ -376,11 +376,13 @@ impl Policy {
         if let Some(pinned) = self.pinned {
             return pinned;
         }
-        if self.mode == Mode::Fixed {
-            return self.fixed_codecs();
-        }
         let env = self.env();
-        let regime = env.regime(&self.table, &self.current);
+        let regime = match self.mode {
+            Mode::Fixed => return self.fixed_codecs(),
+            Mode::Adaptive => env.regime(&self.table, &self.current),
+            Mode::Bytes => Regime::MinBytes,
+            Mode::Cpu => Regime::LinkUnknown,
+        };
         PageClass::ALL.map(|class| {
             let current = self.current[class.index()];
             if class == PageClass::Fill {

@@ -47,6 +47,10 @@ pub enum mecom_mode {
     Adaptive = 0,
     /// The configured thresholds and tier are used as they are.
     Fixed = 1,
+    /// Each page class takes the codec with the smallest measured output.
+    Bytes = 2,
+    /// Each page class takes the cheapest codec that still compresses.
+    Cpu = 3,
 }
 
 /// Which LZ codec the fast path uses (value of `mecom_config.lz_codec`).
@@ -170,6 +174,8 @@ impl From<&Config> for mecom_config {
             mode: match c.mode {
                 Mode::Adaptive => mecom_mode::Adaptive as u32,
                 Mode::Fixed => mecom_mode::Fixed as u32,
+                Mode::Bytes => mecom_mode::Bytes as u32,
+                Mode::Cpu => mecom_mode::Cpu as u32,
             },
             sparse_threshold: u32::from(c.sparse_threshold),
             similarity_threshold: u32::from(c.similarity_threshold),
@@ -193,9 +199,11 @@ impl TryFrom<&mecom_config> for Config {
             mode: match c.mode {
                 0 => Mode::Adaptive,
                 1 => Mode::Fixed,
+                2 => Mode::Bytes,
+                3 => Mode::Cpu,
                 _ => {
                     return Err(Error::InvalidConfig {
-                        reason: "mode must be MECOM_MODE_ADAPTIVE or MECOM_MODE_FIXED",
+                        reason: "mode must be a mecom_mode value (0..=3)",
                     })
                 }
             },

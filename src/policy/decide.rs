@@ -30,6 +30,8 @@ pub(super) enum Regime {
     /// Dirty rate at or above the effective bandwidth: most bandwidth per
     /// extra CPU-second.
     NonConverging,
+    /// Pinned by [`crate::Mode::Bytes`]: the smallest output.
+    MinBytes,
 }
 
 /// What the rules see of the migration.
@@ -101,6 +103,7 @@ impl Env {
             let slack = if codec == current { 1.0 } else { HYSTERESIS };
             match regime {
                 Regime::Converging => Some(self.time(c)),
+                Regime::MinBytes => Some(c.bytes_per_page),
                 Regime::LinkUnknown => (codec != Codec::Raw
                     && c.bytes_per_page <= COMPRESS_LIMIT * self.page * slack)
                     .then_some(c.ns_per_page),

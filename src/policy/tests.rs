@@ -287,3 +287,54 @@ fn extreme_statistics_never_panic() {
         }
     }
 }
+
+#[test]
+fn bytes_mode_takes_the_smallest_output_even_on_a_fast_link() {
+    // A 100 Gbit/s link and costly zstd: adaptive keeps LZ (or raw), the
+    // bytes policy still takes zstd for its smaller output.
+    let mut adaptive = policy(Mode::Adaptive);
+    let mut bytes = policy(Mode::Bytes);
+    for p in [&mut adaptive, &mut bytes] {
+        p.update_stats(link(100 * GBIT, 0, 2));
+        set(p, G, Codec::Lz, 2_000.0, 1_600.0);
+        set(p, G, Codec::Zstd, 40_000.0, 1_100.0);
+    }
+    assert_ne!(codec(&mut adaptive, G), Codec::Zstd);
+    assert_eq!(codec(&mut bytes, G), Codec::Zstd);
+    // Zstd turned off: the smallest of what is left.
+    let mut p = Policy::new(&Config {
+        mode: Mode::Bytes,
+        zstd_level: 0,
+        ..Config::default()
+    });
+    set(&mut p, G, Codec::Lz, 2_000.0, 1_600.0);
+    assert_eq!(codec(&mut p, G), Codec::Lz);
+}
+
+#[test]
+fn cpu_mode_takes_the_cheapest_codec_that_compresses_even_on_a_slow_link() {
+    // A 100 Mbit/s link: adaptive pays for zstd, the CPU policy does not.
+    let mut adaptive = policy(Mode::Adaptive);
+    let mut cpu = policy(Mode::Cpu);
+    for p in [&mut adaptive, &mut cpu] {
+        p.update_stats(link(GBIT / 10, 0, 2));
+        set(p, G, Codec::Lz, 2_000.0, 1_600.0);
+        set(p, G, Codec::Zstd, 9_000.0, 1_000.0);
+    }
+    assert_eq!(codec(&mut adaptive, G), Codec::Zstd);
+    assert_eq!(codec(&mut cpu, G), Codec::Lz);
+    // When nothing compresses, raw.
+    set(&mut cpu, G, Codec::Lz, 2_000.0, 4_100.0);
+    set(&mut cpu, G, Codec::Zstd, 9_000.0, 4_100.0);
+    assert_eq!(codec(&mut cpu, G), Codec::Raw);
+}
+
+#[test]
+fn bytes_and_cpu_modes_keep_exploring() {
+    for mode in [Mode::Bytes, Mode::Cpu] {
+        let mut p = policy(mode);
+        let explored = (0..64).any(|_| p.next_plan().explore.iter().any(Option::is_some));
+        assert!(explored, "{mode:?} never explored");
+        assert!(!p.non_converging());
+    }
+}
