@@ -465,7 +465,9 @@ def cell_verdicts(agg, link, workload, subject="cbc-adaptive"):
     def get(m, k):
         st = agg.get((link, workload, m))
         return None if st is None else st.get(k)
-    peers = [m for (lk, w, m) in agg if lk == link and w == workload and m != subject]
+    # The peers are QEMU's own methods; cbc's other mode is not a peer.
+    peers = [m for (lk, w, m) in agg if lk == link and w == workload
+             and m in ("none", "zlib-1", "zstd-1")]
     out = {}
     if (link, workload, "none") in agg or (link, workload, "zstd-1") in agg:
         ts = [get(m, "total_s") for m in ("none", "zstd-1") if (link, workload, m) in agg]
