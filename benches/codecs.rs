@@ -245,16 +245,26 @@ fn bench_page_codecs(c: &mut Criterion, name: &str, set: &[u8]) {
     g.finish();
 }
 
-/// The CBC settings measured here.
-fn cbc_settings() -> [(&'static str, Config); 2] {
-    let fixed = |zstd_level| Config {
-        mode: Mode::Fixed,
+/// The CBC settings measured here: MECOM's fixed routing with each fast
+/// codec and with the zstd tier, and the controller under each objective
+/// (no link statistics are given, so `adaptive` follows its unknown-link
+/// rule).
+fn cbc_settings() -> [(&'static str, Config); 6] {
+    let with = |mode, zstd_level, lz| Config {
+        mode,
         zstd_level,
-        lz: LzCodec::Lz4,
+        lz,
         max_pages: PAGES,
         ..Config::default()
     };
-    [("fast", fixed(0)), ("ratio", fixed(1))]
+    [
+        ("fast", with(Mode::Fixed, 0, LzCodec::Lz4)),
+        ("fast-lzo", with(Mode::Fixed, 0, LzCodec::Lzo)),
+        ("ratio", with(Mode::Fixed, 1, LzCodec::Lz4)),
+        ("adaptive", with(Mode::Adaptive, 1, LzCodec::Lz4)),
+        ("bytes", with(Mode::Bytes, 1, LzCodec::Lz4)),
+        ("cpu", with(Mode::Cpu, 1, LzCodec::Lz4)),
+    ]
 }
 
 /// `cbc-enc/*` and `cbc-dec/*`: the whole set as one frame.
