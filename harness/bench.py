@@ -257,23 +257,6 @@ def set_method(opts, method_label):
     return method
 
 
-def wait_running(vm, timeout=15):
-    deadline = time.monotonic() + timeout
-    st = {}
-    while time.monotonic() < deadline:
-        st = vm.status()
-        if st.get("running"):
-            return st
-        time.sleep(0.1)
-    return st
-
-
-def resume(vm):
-    if not vm.status().get("running"):
-        vm.qmp.execute("cont")
-    return wait_running(vm)
-
-
 def last_guest_rate(serial_text):
     """Last 'memwrite: N pages/s (X MiB/s)' line of a serial log -> X."""
     found = re.findall(r"memwrite: \d+ pages/s \(([\d.]+) MiB/s\)", serial_text)
@@ -767,7 +750,7 @@ def run_matrix(args, groups, links_bps, csv_path):
                               + (f" ({row['error']})" if row["error"] else ""))
                         if src.alive():
                             try:
-                                st = resume(src)
+                                st = M.resume(src)
                             except (M.HarnessError, M.QMPError) as e:
                                 st = {"status": str(e)}
                             if not st.get("running"):

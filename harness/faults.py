@@ -46,6 +46,9 @@ import migrate as M  # noqa: E402
 # codec state.  The total limit allows a few allocator steps (seen: up to
 # 3 MiB in one cycle, then flat) but not a steady leak.
 RSS_MEDIAN_LIMIT_KIB = 256
+# Below this the second half of a run is still warm-up (about 10 cycles,
+# see run_cancel), so growth is only judged from 20 cycles on.
+MIN_RSS_CYCLES = 20
 RSS_GROWTH_LIMIT_KIB = 16 * 1024
 
 
@@ -78,24 +81,6 @@ def heartbeat_advances(vm, timeout):
     return False
 
 
-def wait_running(vm, timeout=10):
-    deadline = time.monotonic() + timeout
-    st = {}
-    while time.monotonic() < deadline:
-        st = vm.status()
-        if st.get("running"):
-            return st
-        time.sleep(0.1)
-    return st
-
-
-def resume(vm):
-    """`cont` a stopped guest (a source after a completed migration)."""
-    if not vm.status().get("running"):
-        vm.qmp.execute("cont")
-    return wait_running(vm)
-
-
 def new_destination(opts, g, workdir, run_id, name, channels):
     dst = M.Qemu(name, run_id, opts, g, workdir, incoming=True).start()
     M.configure(dst, opts, "cbc", channels, "dst")
@@ -116,7 +101,7 @@ def clean_migration(src, opts, g, workdir, run_id, name, channels):
             res["error"] = f"migration {status}: {res.get('src_error', '')} {res.get('dst_error', '')}"
     finally:
         dst.stop()
-    st = resume(src)
+    st = M.resume(src)
     res["src_running_after"] = bool(st.get("running"))
     if not st.get("running"):
         res["ok"] = False
@@ -152,7 +137,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
         dst_st = dst.status() if dst.alive() else {"status": "exited", "running": False}
         res["dst_runstate"] = dst_st.get("status")
         res["dst_ran"] = bool(dst_st.get("running")) or M.HEARTBEAT in dst.serial()
-        src_st = wait_running(src)
+        src_st = M.wait_running(src)
         res["src_running"] = bool(src_st.get("running")) and heartbeat_advances(src, opts.cont_timeout)
         err = res.get("dst_error", "")
         m = re.search(r"multifd (\d+)", err)
@@ -161,7 +146,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
             # The migration ended before the trigger packet: nothing to detect.
             res["ok"] = status == "completed" and M.verify_after_success(src, dst, opts, res)
             if status == "completed":
-                resume(src)
+                M.resume(src)
         elif status == "completed":
             # The broken frame was accepted.  That is only acceptable when it
             # decoded to exactly the pages that were sent (an LZ match can
@@ -172,7 +157,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
             res["ok"] = res["harmless"]
             if not res["ok"]:
                 res["error"] = f"fault not detected; RAM identical={res.get('ram_identical')}"
-            resume(src)
+            M.resume(src)
         else:
             res["detected"] = status == "failed"
             res["channel_named"] = res["error_channel"] is not None
@@ -325,8 +310,8 @@ def run_cancel(args):
                 dst.stop()
             if cyc["status"] == "completed":
                 # Too late to cancel: the source stopped; resume it and go on.
-                resume(src)
-            st = wait_running(src)
+                M.resume(src)
+            st = M.wait_running(src)
             cyc["src_running"] = bool(st.get("running")) and heartbeat_advances(src, opts.cont_timeout)
             r = clean_migration(src, opts, g, workdir, run_id, f"dst-r{c}", args.channels)
             cyc["retry_ok"] = r["ok"]
@@ -361,7 +346,10 @@ def run_cancel(args):
               f"| {c['rss']['VmRSS']} | {c['rss']['RssAnon']} |")
     growth = None
     extra = []
-    if len(cycles) >= 4:
+    if len(cycles) < MIN_RSS_CYCLES:
+        print(f"\nRSS growth not judged: {len(cycles)} cycles are all warm-up "
+              f"(it lasts about 10; judged from {MIN_RSS_CYCLES} cycles)")
+    else:
         # The first cycles warm up: every migration starts new channel
         # threads, and glibc gives new threads their own malloc arenas
         # until it has 8 per core, so anonymous memory climbs for a few
@@ -435,7 +423,7 @@ def main(argv=None):
             s.add_argument("--max-trigger", type=int, default=120,
                            help="the faulted data packet is drawn from 1..N (default 120)")
         else:
-            s.add_argument("--cycles", type=int, default=20, help="cancel/retry cycles (default 20)")
+            s.add_argument("--cycles", type=int, default=20, help="cancel/retry cycles (default 20; the RSS check needs at least 20)")
             s.add_argument("--max-delay", type=float, default=1.5,
                            help="cancel after a delay drawn from 0..S seconds (default 1.5)")
     args = p.parse_args(argv)

@@ -465,6 +465,25 @@ def wait_serial(vm, needle, timeout, since=0, what=None):
         time.sleep(0.2)
 
 
+def wait_running(vm, timeout=15):
+    """Poll query-status until the guest runs; returns the last status."""
+    deadline = time.monotonic() + timeout
+    st = {}
+    while time.monotonic() < deadline:
+        st = vm.status()
+        if st.get("running"):
+            return st
+        time.sleep(0.1)
+    return st
+
+
+def resume(vm):
+    """`cont` a stopped guest (a source after a completed migration)."""
+    if not vm.status().get("running"):
+        vm.qmp.execute("cont")
+    return wait_running(vm)
+
+
 def guest_files(opts):
     if opts.kernel and opts.initrd:
         return opts.kernel, opts.initrd, None
