@@ -189,13 +189,16 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
     return res
 
 
-def run_inject(args):
+def setup_run(args, what):
+    """Options, guest, log directory, run id and seeded RNG of one run."""
     opts = harness_opts(args, [])
     kernel, initrd, _ = M.guest_files(opts)
     g = {"kernel": kernel, "initrd": initrd, "append": M.kernel_append(opts, args.workload)}
-    workdir = make_workdir(args, "inject")
-    run_id = f"{os.getpid()}-f"
-    rng = random.Random(args.seed)
+    return opts, g, make_workdir(args, what), f"{os.getpid()}-{what[0]}", random.Random(args.seed)
+
+
+def run_inject(args):
+    opts, g, workdir, run_id, rng = setup_run(args, "inject")
     kinds = [k for k in args.kinds.split(",") if k]
     results, retries = [], []
     src = boot_source(opts, g, workdir, run_id, args.channels)
@@ -288,12 +291,7 @@ def cancel_once(src, dst, port, delay, opts):
 
 
 def run_cancel(args):
-    opts = harness_opts(args, [])
-    kernel, initrd, _ = M.guest_files(opts)
-    g = {"kernel": kernel, "initrd": initrd, "append": M.kernel_append(opts, args.workload)}
-    workdir = make_workdir(args, "cancel")
-    run_id = f"{os.getpid()}-c"
-    rng = random.Random(args.seed)
+    opts, g, workdir, run_id, rng = setup_run(args, "cancel")
     cycles = []
     src = boot_source(opts, g, workdir, run_id, args.channels)
     try:

@@ -80,6 +80,28 @@ fn ram_block(pages: usize) -> (Vec<u8>, Vec<u64>) {
     (ram, offsets)
 }
 
+/// Encodes the pages of `ram` at `offsets` into one frame through the C ABI.
+fn encode_frame(enc: *mut mecom_encoder, ram: &[u8], offsets: &[u64]) -> Vec<u8> {
+    let n = offsets.len() as u32;
+    let mut frame = vec![0u8; mecom_max_frame_len(n, 4096)];
+    let mut len = 0usize;
+    // SAFETY: `ram` holds every page at `offsets`; `frame` is its own length.
+    let st = unsafe {
+        mecom_encoder_encode(
+            enc,
+            ram.as_ptr(),
+            offsets.as_ptr(),
+            n,
+            frame.as_mut_ptr(),
+            frame.len(),
+            &mut len,
+        )
+    };
+    assert_eq!(st, mecom_status::Ok);
+    frame.truncate(len);
+    frame
+}
+
 #[test]
 fn encode_decode_through_host_and_offsets() {
     let cfg = config();
@@ -206,21 +228,8 @@ fn a_bad_frame_fails_with_a_named_status_and_writes_nothing() {
 fn frame_len_names_a_bad_or_short_header_and_writes_nothing() {
     let pair = Pair::new(&config());
     let (src, offsets) = ram_block(4);
-    let mut frame = vec![0u8; mecom_max_frame_len(4, 4096)];
+    let frame = encode_frame(pair.enc, &src, &offsets);
     let mut len = 0usize;
-    // SAFETY: every pointer covers what the contract asks.
-    let st = unsafe {
-        mecom_encoder_encode(
-            pair.enc,
-            src.as_ptr(),
-            offsets.as_ptr(),
-            4,
-            frame.as_mut_ptr(),
-            frame.len(),
-            &mut len,
-        )
-    };
-    assert_eq!(st, mecom_status::Ok);
     // (bytes available, bit flips at a header offset, expected status)
     type Case = (usize, Option<(usize, u8)>, mecom_status);
     let cases: [Case; 5] = [
@@ -460,28 +469,15 @@ fn every_mode_is_accepted_and_round_trips() {
         };
         let pair = Pair::new(&cfg);
         let (src, offsets) = ram_block(16);
-        let mut frame = vec![0u8; mecom_max_frame_len(16, 4096)];
+        let frame = encode_frame(pair.enc, &src, &offsets);
         let mut dst = vec![0u8; src.len()];
-        let mut len = 0usize;
-        // SAFETY: every pointer covers what the contract asks.
+        // SAFETY: `dst` holds every page at `offsets`; `frame` is readable.
         unsafe {
-            assert_eq!(
-                mecom_encoder_encode(
-                    pair.enc,
-                    src.as_ptr(),
-                    offsets.as_ptr(),
-                    16,
-                    frame.as_mut_ptr(),
-                    frame.len(),
-                    &mut len,
-                ),
-                mecom_status::Ok
-            );
             assert_eq!(
                 mecom_decoder_decode(
                     pair.dec,
                     frame.as_ptr(),
-                    len,
+                    frame.len(),
                     dst.as_mut_ptr(),
                     offsets.as_ptr(),
                     16,
