@@ -15,11 +15,6 @@
 #define MECOM_VERSION_PATCH 0
 
 /**
- * Costs are timed on one batch in this many (and on exploring batches).
- */
-#define TIMED_EVERY 4
-
-/**
  * Slots in the per-method counter arrays.
  */
 #define MECOM_METHOD_SLOTS 16
@@ -28,16 +23,6 @@
  * Bytes of the fixed frame header, the prefix mecom_frame_len() reads.
  */
 #define MECOM_FRAME_HEADER_LEN 32
-
-/**
- * Every this many batches, each class explores one codec it does not use.
- */
-#define EXPLORE_EVERY 8
-
-/**
- * Pages of each class an exploring batch gives to the explored codec.
- */
-#define EXPLORE_PAGES 2
 
 /**
  * Number of classes.

@@ -1,6 +1,8 @@
 //! Batch encoder: pages in, one frame out.
 //!
-//! Three passes over a batch, all on the encoder's private copy of the pages:
+//! When the plan sends every page raw, one pass copies the pages into their
+//! payload slots and hashes them there.  Otherwise three passes over a
+//! batch, all on the encoder's private copy of the pages:
 //! 1. profile every page and route it to a first-choice method;
 //! 2. compress the pages routed to the high-ratio tier as zstd groups, into a
 //!    side buffer, demoting a group to the fast path when it does not shrink;
@@ -227,18 +229,21 @@ impl Encoder {
             });
         }
         let ps = self.page_size;
-        for i in 0..n {
-            source.copy_page(i, &mut self.batch[i * ps..(i + 1) * ps]);
-        }
-        let checksum = xxhash_rust::xxh3::xxh3_64(&self.batch[..n * ps]);
         let plan = self.policy.next_plan();
-        self.timed =
-            self.sequence.is_multiple_of(TIMED_EVERY) || plan.explore.iter().any(Option::is_some);
-        self.tallies = Tallies::default();
-
-        let counts = self.route(n, &plan);
-        self.compress_groups(n);
-        let payload_len = self.write_frame(n, out);
+        let (checksum, payload_len, counts) = if plan.all_raw() {
+            (self.write_raw_frame(source, n, out), n * ps, None)
+        } else {
+            for i in 0..n {
+                source.copy_page(i, &mut self.batch[i * ps..(i + 1) * ps]);
+            }
+            let checksum = xxhash_rust::xxh3::xxh3_64(&self.batch[..n * ps]);
+            self.timed = self.sequence.is_multiple_of(TIMED_EVERY)
+                || plan.explore.iter().any(Option::is_some);
+            self.tallies = Tallies::default();
+            let counts = self.route(n, &plan);
+            self.compress_groups(n);
+            (checksum, self.write_frame(n, out), Some(counts))
+        };
 
         let header = Header {
             page_shift: self.shift,
@@ -256,7 +261,10 @@ impl Encoder {
 
         let total_ns = self.clock.now_ns().saturating_sub(start);
         let frame_len = HEADER_LEN + n * ENTRY_LEN + payload_len;
-        self.feed_policy(&counts, start, total_ns);
+        self.policy.record_batch(start, total_ns, frame_len as u64);
+        if let Some(counts) = counts {
+            self.feed_policy(&counts);
+        }
         self.counters.frames += 1;
         self.counters.pages += n as u64;
         self.counters.bytes_in += (n * ps) as u64;
@@ -265,10 +273,10 @@ impl Encoder {
         Ok(frame_len)
     }
 
-    /// Gives the policy this batch's measurements.
-    fn feed_policy(&mut self, counts: &[u64; PageClass::COUNT], start: u64, total_ns: u64) {
+    /// Gives the policy this batch's class mix and, on timed batches, the
+    /// cost of every (class, codec) pair used.
+    fn feed_policy(&mut self, counts: &[u64; PageClass::COUNT]) {
         self.policy.record_mix(counts);
-        self.policy.record_batch(start, total_ns);
         if !self.timed {
             return;
         }
@@ -282,6 +290,36 @@ impl Encoder {
                     .record_class(class, codec, t.pages, t.bytes, t.ns);
             }
         }
+    }
+
+    /// The whole frame when the plan sends every page raw (a link probe,
+    /// or a link faster than any codec): the pages are copied once,
+    /// straight into their payload slots, which then lie in page order and
+    /// are hashed in place; no page is classified.  Returns the checksum.
+    /// The policy learns nothing about classes or codecs from such a batch;
+    /// exploring batches, which never take this path, keep it informed.
+    fn write_raw_frame<S: PageSource + ?Sized>(
+        &mut self,
+        source: &S,
+        n: usize,
+        out: &mut [u8],
+    ) -> u64 {
+        let ps = self.page_size;
+        let table_end = HEADER_LEN + n * ENTRY_LEN;
+        // `out` holds max_frame_len(n) >= table_end + n * ps bytes.
+        let payload = &mut out[table_end..table_end + n * ps];
+        for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
+            source.copy_page(i, slot);
+        }
+        let checksum = xxhash_rust::xxh3::xxh3_64(payload);
+        let entry = format::pack_entry(Method::Raw.tag(), ps);
+        for e in out[HEADER_LEN..table_end].chunks_exact_mut(ENTRY_LEN) {
+            e.copy_from_slice(&entry);
+        }
+        let slot = Method::Raw.counter_slot();
+        self.counters.method_pages[slot] += n as u64;
+        self.counters.method_bytes[slot] += (n * ps) as u64;
+        checksum
     }
 
     /// Pass 1: a class and a first-choice method for every page.  Returns

@@ -30,6 +30,7 @@
 mod clock;
 mod cost;
 mod decide;
+mod probe;
 #[cfg(test)]
 mod tests;
 
@@ -38,7 +39,9 @@ pub use cost::{ClassCost, Codec, CostTable, PageClass};
 
 use crate::classify::Profile;
 use crate::config::{Config, Mode};
-use decide::{Env, Regime};
+use decide::{Env, Regime, CPU_BOUND_BUSY, OBSERVED_HEADROOM};
+use probe::Probe;
+pub use probe::{PROBE_BATCHES, PROBE_FIRST, PROBE_INTERVAL_MAX, PROBE_TRUST};
 
 /// Distinct sampled byte values at or above which a page counts as random
 /// (random data shows about 160 of 256).
@@ -112,6 +115,9 @@ pub struct Plan {
     pub explore: [Option<Codec>; PageClass::COUNT],
     /// Pages per class that take the exploring codec.
     pub explore_pages: u32,
+    /// This batch is a link probe: every page goes raw, so the channel can
+    /// time what the link carries (see [`crate::policy`]).
+    pub probing: bool,
 }
 
 impl Plan {
@@ -124,6 +130,15 @@ impl Plan {
             self.similarity_threshold,
             self.raw_distinct_bytes,
         )
+    }
+
+    /// Whether every page goes raw (no class compresses, none explores):
+    /// the encoder can then skip classifying pages.
+    pub fn all_raw(&self) -> bool {
+        self.explore.iter().all(Option::is_none)
+            && PageClass::ALL
+                .iter()
+                .all(|&c| c == PageClass::Fill || self.codecs[c.index()] == Codec::Raw)
     }
 
     /// The codec for the `seen`-th page (from 0) of `class` in the batch.
@@ -158,7 +173,9 @@ pub struct Policy {
     cursor: [u64; PageClass::COUNT],
     observed: Observed,
     busy: Option<f64>,
-    last_batch_start: Option<u64>,
+    /// Start time and encode time of the previous batch.
+    last_batch: Option<(u64, u64)>,
+    probe: Probe,
 }
 
 impl Policy {
@@ -190,7 +207,8 @@ impl Policy {
             cursor: [0; PageClass::COUNT],
             observed: Observed::default(),
             busy: None,
-            last_batch_start: None,
+            last_batch: None,
+            probe: Probe::new(),
         }
     }
 
@@ -258,19 +276,73 @@ impl Policy {
     }
 
     /// Feeds one batch's timing: it started at `start_ns` (on the encoder's
-    /// clock) and encoding took `busy_ns`.  The busy share tells whether the
-    /// channel waits on the link (the observed rate is the link's) or on its
-    /// own CPU (the link may be faster than observed).
-    pub fn record_batch(&mut self, start_ns: u64, busy_ns: u64) {
-        if let Some(prev) = self.last_batch_start {
-            let period = start_ns.saturating_sub(prev);
-            if period > 0 {
-                let share = (busy_ns as f64 / period as f64).clamp(0.0, 1.0);
+    /// clock), encoding took `busy_ns`, and the frame was `out_bytes` long.
+    /// A batch's period runs from its start to the next batch's start, so
+    /// it holds the socket write after encoding.  The busy share of that
+    /// period tells whether the channel waits on the link (the observed
+    /// rate is the link's) or on its own CPU (the link may be faster than
+    /// observed); probe batches time the link itself.
+    pub fn record_batch(&mut self, start_ns: u64, busy_ns: u64, out_bytes: u64) {
+        if let Some((prev_start, prev_busy)) = self.last_batch {
+            let period = start_ns.saturating_sub(prev_start);
+            // A raw probe batch's share says nothing about the plan's.
+            if period > 0 && !self.probe.last_was_probe() {
+                let share = (prev_busy as f64 / period as f64).clamp(0.0, 1.0);
                 let busy = self.busy.get_or_insert(share);
                 *busy += BUSY_WEIGHT * (share - *busy);
             }
         }
-        self.last_batch_start = Some(start_ns);
+        self.last_batch = Some((start_ns, busy_ns));
+        self.probe.on_batch(self.batches, start_ns, out_bytes);
+    }
+
+    /// The link rate the cost model works with, bytes/s over all channels:
+    /// QEMU's `max-bandwidth` when set, else what was measured (the wire
+    /// rate while the channel is not CPU-bound, a recent raw probe, the
+    /// larger of both: each is a lower bound of the link).
+    pub fn link_estimate(&self) -> Option<f64> {
+        if self.stats.bandwidth > 0 {
+            return Some(self.stats.bandwidth as f64);
+        }
+        self.measured_link()
+    }
+
+    /// Probe batches sent so far (see [`crate::policy`]).
+    pub fn probe_batches(&self) -> u64 {
+        self.probe.batches()
+    }
+
+    fn cpu_bound(&self) -> bool {
+        self.busy.is_some_and(|b| b >= CPU_BOUND_BUSY)
+    }
+
+    fn measured_link(&self) -> Option<f64> {
+        let cpu_bound = self.cpu_bound();
+        let observed = (self.observed.rate > 0.0 && !cpu_bound)
+            .then_some(self.observed.rate * OBSERVED_HEADROOM);
+        // While CPU-bound the last probe is all there is, however old.
+        let channels = f64::from(self.stats.channels.max(1));
+        let probed = self
+            .probe
+            .estimate(self.batches, cpu_bound)
+            .map(|r| r * channels);
+        match (observed, probed) {
+            (Some(o), Some(p)) => Some(o.max(p)),
+            (o, p) => o.or(p),
+        }
+    }
+
+    /// Whether a raw probe would tell the cost model something: adaptive,
+    /// no configured bandwidth, the channel CPU-bound (so the wire shows
+    /// only its own output), and some class compressing.
+    fn wants_probe(&self, codecs: &[Codec; PageClass::COUNT]) -> bool {
+        self.mode == Mode::Adaptive
+            && self.pinned.is_none()
+            && self.stats.bandwidth == 0
+            && self.cpu_bound()
+            && PageClass::ALL
+                .iter()
+                .any(|&c| c != PageClass::Fill && codecs[c.index()] != Codec::Raw)
     }
 
     /// The cost estimate of `codec` on `class`.
@@ -318,13 +390,19 @@ impl Policy {
     }
 
     /// The plan for the next frame: commits the choices (the base of the
-    /// next hysteresis step) and advances the exploration schedule.
+    /// next hysteresis step) and advances the exploration and probe
+    /// schedules.  A probe batch sends every page raw and leaves the
+    /// committed choices as they are.
     pub fn next_plan(&mut self) -> Plan {
         let codecs = self.decide();
         if self.pinned.is_none() {
             self.current = codecs;
         }
         self.batches += 1;
+        let wanted = self.wants_probe(&codecs);
+        if self.probe.on_plan(self.batches, wanted) {
+            return self.probe_plan(codecs);
+        }
         let plan = self.make_plan(codecs, self.batches);
         for class in PageClass::ALL {
             if plan.explore[class.index()].is_some() {
@@ -332,6 +410,18 @@ impl Policy {
             }
         }
         plan
+    }
+
+    /// A probe batch's plan: every class raw (fill pages stay tags).
+    fn probe_plan(&self, codecs: [Codec; PageClass::COUNT]) -> Plan {
+        let mut raw = [Codec::Raw; PageClass::COUNT];
+        raw[PageClass::Fill.index()] = codecs[PageClass::Fill.index()];
+        Plan {
+            high_ratio: false,
+            explore: [None; PageClass::COUNT],
+            probing: self.probe.probing(),
+            ..self.make_plan(raw, 1)
+        }
     }
 
     fn make_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {
@@ -359,6 +449,7 @@ impl Policy {
             codecs,
             explore,
             explore_pages: EXPLORE_PAGES,
+            probing: false,
         }
     }
 
@@ -408,11 +499,6 @@ impl Policy {
     }
 
     fn env(&self) -> Env {
-        Env::new(
-            &self.stats,
-            self.observed.rate,
-            self.busy,
-            f64::from(self.page_size),
-        )
+        Env::new(&self.stats, self.measured_link(), f64::from(self.page_size))
     }
 }

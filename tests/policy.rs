@@ -107,3 +107,48 @@ fn exploration_encodes_pages_with_the_unused_codec() {
         .count();
     assert!(explored > 0);
 }
+
+#[test]
+fn probe_batches_send_every_page_raw_and_round_trip() {
+    // A step clock advances only inside the encoder, so every batch looks
+    // CPU-bound, and with no bandwidth configured the controller probes
+    // the link with all-raw batches.
+    let config = Config::default();
+    let mut enc = Encoder::with_clock(config.clone(), Box::new(StepClock::new(900))).unwrap();
+    let mut dec = Decoder::new(config).unwrap();
+    let raw = Method::Raw.counter_slot();
+    let mut probes = 0;
+    for k in 0..40u64 {
+        enc.update_stats(LinkStats {
+            channels: 2,
+            ..LinkStats::default()
+        });
+        let pages = batch(k);
+        let (before, raw_before) = (
+            enc.policy().probe_batches(),
+            enc.counters().method_pages[raw],
+        );
+        let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+        let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
+        let len = enc.encode(&refs, &mut frame).unwrap();
+        let mut out = vec![0u8; refs.len() * 4096];
+        dec.decode_into(&frame[..len], &mut out).unwrap();
+        assert_eq!(out, pages.concat(), "batch {k}");
+        if enc.policy().probe_batches() > before {
+            probes += 1;
+            assert_eq!(
+                enc.counters().method_pages[raw] - raw_before,
+                pages.len() as u64,
+                "probe batch {k}: every page raw"
+            );
+            assert_eq!(
+                len,
+                mecom::format::HEADER_LEN + pages.len() * (mecom::format::ENTRY_LEN + 4096)
+            );
+        }
+    }
+    assert!(
+        probes >= mecom::policy::PROBE_BATCHES,
+        "{probes} probe batches"
+    );
+}

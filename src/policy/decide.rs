@@ -10,9 +10,9 @@ use super::LinkStats;
 const HYSTERESIS: f64 = 0.9;
 /// Busy share above which a channel is CPU-bound: the rate it observes on
 /// the wire is then its own output rate, not the link's.
-const CPU_BOUND_BUSY: f64 = 0.8;
+pub(super) const CPU_BOUND_BUSY: f64 = 0.8;
 /// The observed wire rate is a lower bound of the link: assume a bit more.
-const OBSERVED_HEADROOM: f64 = 1.1;
+pub(super) const OBSERVED_HEADROOM: f64 = 1.1;
 /// A codec "compresses" when its pages average at most this share of a page.
 const COMPRESS_LIMIT: f64 = 31.0 / 32.0;
 /// Smallest extra CPU time per page (ns) the non-converging rule divides by.
@@ -47,13 +47,13 @@ pub(super) struct Env {
 }
 
 impl Env {
-    pub(super) fn new(stats: &LinkStats, observed: f64, busy: Option<f64>, page: f64) -> Env {
+    /// `measured` is the link rate measured by the policy (bytes/s, all
+    /// channels); QEMU's configured bandwidth, when set, wins.
+    pub(super) fn new(stats: &LinkStats, measured: Option<f64>, page: f64) -> Env {
         let link = if stats.bandwidth > 0 {
             Some(stats.bandwidth as f64)
-        } else if observed > 0.0 && busy.is_none_or(|b| b < CPU_BOUND_BUSY) {
-            Some(observed * OBSERVED_HEADROOM)
         } else {
-            None
+            measured.filter(|&b| b > 0.0 && b.is_finite())
         };
         Env {
             channels: f64::from(stats.channels.max(1)),

@@ -225,7 +225,7 @@ fn the_observed_rate_stands_in_for_an_unknown_link_unless_cpu_bound() {
     // The channel is busy all the time: the wire rate is its own output
     // rate, so the link is unknown again.
     for k in 0..40 {
-        p.record_batch(k * 1000, 1000);
+        p.record_batch(k * 1000, 1000, 100_000);
     }
     assert_eq!(codec(&mut p, G), Codec::Lz);
     // A counter going backwards (new migration) forgets the rate.
@@ -279,7 +279,7 @@ fn extreme_statistics_never_panic() {
                 ..LinkStats::default()
             });
             p.record_class(G, Codec::Lz, a, b, a);
-            p.record_batch(a, b);
+            p.record_batch(a, b, a);
             let plan = p.next_plan();
             assert!(PageClass::ALL.iter().all(|c| {
                 c.candidates().is_empty() || c.candidates().contains(&plan.codecs[c.index()])
@@ -337,4 +337,204 @@ fn bytes_and_cpu_modes_keep_exploring() {
         assert!(explored, "{mode:?} never explored");
         assert!(!p.non_converging());
     }
+}
+
+/// A simulated channel for the probe tests: every page generic, fixed
+/// costs per codec, and a link shared evenly by `channels` channels.  A
+/// batch's period is the larger of its encode time and its bytes over the
+/// channel's link share: the steady state of a channel that encodes, then
+/// writes into a full socket buffer.  `gap` adds idle time after one batch
+/// (the migration thread syncing the dirty bitmap).
+struct Sim {
+    link: f64,
+    channels: u32,
+    lz: ClassCost,
+    zstd: ClassCost,
+    raw: ClassCost,
+    gap: Option<(u64, u64)>,
+    /// QEMU's max-bandwidth (0: not set).
+    bandwidth: u64,
+}
+
+/// What a simulated run did.
+#[derive(Debug)]
+struct Run {
+    seconds: f64,
+    last: Plan,
+    probes: u64,
+}
+
+const PAGES: u64 = 128;
+
+impl Sim {
+    /// The 2-core case of the benchmark: LZ at about 4 ns/byte, zstd at
+    /// 7, raw a copy and a hash; `link` in bytes/s.
+    fn costly_codecs(link: f64) -> Sim {
+        Sim {
+            link,
+            channels: 2,
+            lz: ClassCost {
+                ns_per_page: 16_000.0,
+                bytes_per_page: 1_700.0,
+            },
+            zstd: ClassCost {
+                ns_per_page: 30_000.0,
+                bytes_per_page: 1_400.0,
+            },
+            raw: ClassCost {
+                ns_per_page: 400.0,
+                bytes_per_page: 4_100.0,
+            },
+            gap: None,
+            bandwidth: 0,
+        }
+    }
+
+    fn cost(&self, codec: Codec) -> ClassCost {
+        match codec {
+            Codec::Zstd => self.zstd,
+            Codec::Raw => self.raw,
+            _ => self.lz,
+        }
+    }
+
+    fn run(&self, p: &mut Policy, batches: u64) -> Run {
+        let share = self.link / f64::from(self.channels);
+        let (mut now, mut wire, mut last_stats) = (0u64, 0u64, 0u64);
+        let mut last = None;
+        for batch in 1..=batches {
+            if last.is_none() || now - last_stats >= 100_000_000 {
+                p.update_stats(LinkStats {
+                    timestamp_ns: now + 1,
+                    wire_bytes: wire,
+                    channels: self.channels,
+                    bandwidth: self.bandwidth,
+                    ..LinkStats::default()
+                });
+                last_stats = now;
+            }
+            let plan = p.next_plan();
+            let mut busy = 0.0;
+            let mut out = 32.0;
+            let mut used: Vec<(Codec, u64)> = Vec::new();
+            for page in 0..PAGES {
+                let codec = plan.codec(G, page as u32);
+                let c = self.cost(codec);
+                busy += c.ns_per_page;
+                out += c.bytes_per_page;
+                match used.iter_mut().find(|(k, _)| *k == codec) {
+                    Some((_, n)) => *n += 1,
+                    None => used.push((codec, 1)),
+                }
+            }
+            p.record_batch(now, busy as u64, out as u64);
+            // Like the encoder: an all-raw batch classifies nothing.
+            if !plan.all_raw() {
+                p.record_mix(&[0, 0, 0, PAGES, 0]);
+                for (codec, n) in used {
+                    let c = self.cost(codec);
+                    let bytes = (c.bytes_per_page * n as f64) as u64;
+                    p.record_class(G, codec, n, bytes, (c.ns_per_page * n as f64) as u64);
+                }
+            }
+            let mut period = busy.max(out * 1e9 / share) as u64;
+            if self.gap.is_some_and(|(at, _)| at == batch) {
+                period += self.gap.map_or(0, |(_, ns)| ns);
+            }
+            now += period;
+            wire += out as u64 * u64::from(self.channels);
+            last = Some(plan);
+        }
+        Run {
+            seconds: now as f64 / 1e9,
+            last: last.expect("at least one batch"),
+            probes: p.probe_batches(),
+        }
+    }
+
+    /// The same run with every class pinned to `codec`.
+    fn pinned(&self, codec: Codec, batches: u64) -> f64 {
+        let mut p = policy(Mode::Adaptive);
+        p.pin(Some([codec; PageClass::COUNT]));
+        self.run(&mut p, batches).seconds
+    }
+}
+
+#[test]
+fn a_fast_unknown_link_is_probed_and_then_takes_raw_pages() {
+    // 10 Gbit/s, no max-bandwidth: LZ needs 2 ms a batch, the link carries
+    // a raw batch in 0.84 ms.  Without probing the channel stays on LZ.
+    let sim = Sim::costly_codecs(10.0 * GBIT as f64);
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 500);
+    assert_eq!(run.last.codecs[G.index()], Codec::Raw, "{run:?}");
+    assert!(run.probes >= u64::from(PROBE_BATCHES), "{run:?}");
+    let link = p.link_estimate().expect("a measured link");
+    assert!(link > 0.9 * sim.link, "link estimate {link}");
+    let raw = sim.pinned(Codec::Raw, 500);
+    let lz = sim.pinned(Codec::Lz, 500);
+    assert!(run.seconds < 1.05 * raw, "{run:?} raw {raw}");
+    assert!(run.seconds < 0.6 * lz, "{run:?} lz {lz}");
+}
+
+#[test]
+fn a_slow_link_keeps_compressing_and_is_rarely_probed() {
+    // 1 Gbit/s and a costly zstd: once zstd's cost is measured, LZ is the
+    // choice, the link (not the CPU) is the bottleneck, the wire rate is
+    // the link's and no more probes are needed.
+    let mut sim = Sim::costly_codecs(GBIT as f64);
+    sim.zstd.ns_per_page = 40_000.0;
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 1000);
+    assert_eq!(run.last.codecs[G.index()], Codec::Lz, "{run:?}");
+    assert!(run.probes <= u64::from(PROBE_BATCHES), "{run:?}");
+    let best = sim
+        .pinned(Codec::Lz, 1000)
+        .min(sim.pinned(Codec::Zstd, 1000));
+    assert!(run.seconds < 1.05 * best, "{run:?} best pinned {best}");
+}
+
+#[test]
+fn a_cpu_bound_channel_whose_codec_still_wins_probes_rarely() {
+    // 2.5 Gbit/s: LZ is CPU-bound (2 ms a batch) but raw would take 3.4 ms,
+    // so every probe confirms LZ; the doubling interval keeps their cost
+    // small.
+    let sim = Sim::costly_codecs(2.5 * GBIT as f64);
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 2000);
+    assert_eq!(run.last.codecs[G.index()], Codec::Lz, "{run:?}");
+    assert!(run.probes >= u64::from(PROBE_BATCHES), "{run:?}");
+    assert!(run.probes * 20 <= 2000, "{run:?}");
+    let lz = sim.pinned(Codec::Lz, 2000);
+    assert!(run.seconds < 1.05 * lz, "{run:?} lz {lz}");
+}
+
+#[test]
+fn an_idle_gap_inside_a_probe_does_not_hide_a_fast_link() {
+    // One second of idle (a bitmap sync) inside the measured half of the
+    // first probe: the median ignores it.
+    let mut sim = Sim::costly_codecs(10.0 * GBIT as f64);
+    sim.gap = Some((PROBE_FIRST + u64::from(PROBE_BATCHES) - 2, 1_000_000_000));
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, PROBE_FIRST + u64::from(PROBE_BATCHES) + 4);
+    assert_eq!(run.last.codecs[G.index()], Codec::Raw, "{run:?}");
+}
+
+#[test]
+fn configured_links_fixed_modes_and_pins_never_probe() {
+    let mut sim = Sim::costly_codecs(10.0 * GBIT as f64);
+    let mut pinned = policy(Mode::Adaptive);
+    pinned.pin(Some([Codec::Lz; PageClass::COUNT]));
+    let mut ps = vec![pinned];
+    ps.extend([Mode::Fixed, Mode::Bytes, Mode::Cpu].map(policy));
+    for mut p in ps {
+        let run = sim.run(&mut p, 300);
+        assert_eq!(run.probes, 0, "{run:?}");
+    }
+    // max-bandwidth set: the model trusts it, whatever it says.
+    sim.bandwidth = 10 * GBIT;
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 300);
+    assert_eq!(run.probes, 0, "{run:?}");
+    assert_eq!(run.last.codecs[G.index()], Codec::Raw, "{run:?}");
 }
