@@ -261,7 +261,8 @@ impl Encoder {
 
         let total_ns = self.clock.now_ns().saturating_sub(start);
         let frame_len = HEADER_LEN + n * ENTRY_LEN + payload_len;
-        self.policy.record_batch(start, total_ns, frame_len as u64);
+        self.policy
+            .record_batch(start, total_ns, n as u64, frame_len as u64);
         if let Some(counts) = counts {
             self.feed_policy(&counts);
         }

@@ -41,7 +41,7 @@ use crate::classify::Profile;
 use crate::config::{Config, Mode};
 use decide::{Env, Regime, CPU_BOUND_BUSY, OBSERVED_HEADROOM};
 use probe::Probe;
-pub use probe::{PROBE_BATCHES, PROBE_FIRST, PROBE_INTERVAL_MAX, PROBE_TRUST};
+pub use probe::{PROBE_BATCHES, PROBE_FIRST, PROBE_INTERVAL_MAX, PROBE_TRUST, SWITCH_MARGIN};
 
 /// Distinct sampled byte values at or above which a page counts as random
 /// (random data shows about 160 of 256).
@@ -276,16 +276,16 @@ impl Policy {
     }
 
     /// Feeds one batch's timing: it started at `start_ns` (on the encoder's
-    /// clock), encoding took `busy_ns`, and the frame was `out_bytes` long.
-    /// A batch's period runs from its start to the next batch's start, so
-    /// it holds the socket write after encoding.  The busy share of that
-    /// period tells whether the channel waits on the link (the observed
-    /// rate is the link's) or on its own CPU (the link may be faster than
-    /// observed); probe batches time the link itself.
-    pub fn record_batch(&mut self, start_ns: u64, busy_ns: u64, out_bytes: u64) {
+    /// clock), encoding its `pages` pages took `busy_ns`, and the frame was
+    /// `out_bytes` long.  A batch's period runs from its start to the next
+    /// batch's start, so it holds the socket write after encoding.  The
+    /// busy share of that period tells whether the channel waits on the
+    /// link (the observed rate is the link's) or on its own CPU (the link
+    /// may be faster than observed); the probe compares periods per page.
+    pub fn record_batch(&mut self, start_ns: u64, busy_ns: u64, pages: u64, out_bytes: u64) {
         if let Some((prev_start, prev_busy)) = self.last_batch {
             let period = start_ns.saturating_sub(prev_start);
-            // A raw probe batch's share says nothing about the plan's.
+            // A probe batch's share says nothing about the current arm's.
             if period > 0 && !self.probe.last_was_probe() {
                 let share = (prev_busy as f64 / period as f64).clamp(0.0, 1.0);
                 let busy = self.busy.get_or_insert(share);
@@ -293,7 +293,8 @@ impl Policy {
             }
         }
         self.last_batch = Some((start_ns, busy_ns));
-        self.probe.on_batch(self.batches, start_ns, out_bytes);
+        self.probe
+            .on_batch(self.batches, start_ns, out_bytes, pages);
     }
 
     /// The link rate the cost model works with, bytes/s over all channels:
@@ -310,6 +311,17 @@ impl Policy {
     /// Probe batches sent so far (see [`crate::policy`]).
     pub fn probe_batches(&self) -> u64 {
         self.probe.batches()
+    }
+
+    /// Whether the channel currently sends every page raw because probing
+    /// found that faster than the plan.
+    pub fn raw_arm(&self) -> bool {
+        self.probe.raw_arm()
+    }
+
+    /// Times probing changed the current arm.
+    pub fn arm_switches(&self) -> u64 {
+        self.probe.switches()
     }
 
     fn cpu_bound(&self) -> bool {
@@ -332,17 +344,29 @@ impl Policy {
         }
     }
 
-    /// Whether a raw probe would tell the cost model something: adaptive,
-    /// no configured bandwidth, the channel CPU-bound (so the wire shows
-    /// only its own output), and some class compressing.
+    /// Whether probing the other arm could pay: adaptive, not pinned, no
+    /// `max-bandwidth`;
+    /// on the plan arm, when some class compresses; on the raw arm, when
+    /// the plan's encode time per page (which a channel cannot beat) is
+    /// below the raw arm's time per page.
     fn wants_probe(&self, codecs: &[Codec; PageClass::COUNT]) -> bool {
-        self.mode == Mode::Adaptive
-            && self.pinned.is_none()
-            && self.stats.bandwidth == 0
-            && self.cpu_bound()
-            && PageClass::ALL
+        // A configured link leaves only contention unknown; the model is
+        // trusted then, and a plan shown by [`Policy::plan`] is the one used.
+        if self.mode != Mode::Adaptive || self.pinned.is_some() || self.stats.bandwidth > 0 {
+            return false;
+        }
+        if !self.probe.raw_arm() {
+            return PageClass::ALL
                 .iter()
-                .any(|&c| c != PageClass::Fill && codecs[c.index()] != Codec::Raw)
+                .any(|&c| c != PageClass::Fill && codecs[c.index()] != Codec::Raw);
+        }
+        let encode_ns: f64 = PageClass::ALL
+            .iter()
+            .map(|&c| self.table.mix(c) * self.table.get(c, codecs[c.index()]).ns_per_page)
+            .sum();
+        self.probe
+            .current_ns_per_page()
+            .is_some_and(|raw| encode_ns < SWITCH_MARGIN * raw)
     }
 
     /// The cost estimate of `codec` on `class`.
@@ -400,10 +424,17 @@ impl Policy {
         }
         self.batches += 1;
         let wanted = self.wants_probe(&codecs);
-        if self.probe.on_plan(self.batches, wanted) {
-            return self.probe_plan(codecs);
+        let probing = self.probe.on_plan(self.batches, wanted);
+        if self.probe.sends_raw() {
+            return self.raw_plan(codecs, probing);
         }
-        let plan = self.make_plan(codecs, self.batches);
+        let mut plan = self.make_plan(codecs, self.batches);
+        if probing {
+            // The plan's own figure, undisturbed by exploration.
+            plan.explore = [None; PageClass::COUNT];
+            plan.probing = true;
+            return plan;
+        }
         for class in PageClass::ALL {
             if plan.explore[class.index()].is_some() {
                 self.cursor[class.index()] += 1;
@@ -412,16 +443,25 @@ impl Policy {
         plan
     }
 
-    /// A probe batch's plan: every class raw (fill pages stay tags).
-    fn probe_plan(&self, codecs: [Codec; PageClass::COUNT]) -> Plan {
+    /// The raw arm's plan: every class raw (fill pages stay tags).  The
+    /// raw arm still explores, so the plan's costs stay known; a probe
+    /// batch does not.
+    fn raw_plan(&mut self, codecs: [Codec; PageClass::COUNT], probing: bool) -> Plan {
         let mut raw = [Codec::Raw; PageClass::COUNT];
         raw[PageClass::Fill.index()] = codecs[PageClass::Fill.index()];
-        Plan {
-            high_ratio: false,
-            explore: [None; PageClass::COUNT],
-            probing: self.probe.probing(),
-            ..self.make_plan(raw, 1)
+        let mut plan = self.make_plan(raw, self.batches);
+        plan.probing = probing;
+        plan.high_ratio = false;
+        if probing {
+            plan.explore = [None; PageClass::COUNT];
+        } else {
+            for class in PageClass::ALL {
+                if plan.explore[class.index()].is_some() {
+                    self.cursor[class.index()] += 1;
+                }
+            }
         }
+        plan
     }
 
     fn make_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {

@@ -1,57 +1,85 @@
-//! Link probing: what the link carries when this channel sends pages raw.
+//! Probing: is sending every page raw faster than the cost model's plan?
 //!
-//! A channel that compresses flat out sees only its own output rate on the
-//! wire, so it cannot tell whether the link would carry raw pages faster
-//! than it compresses them.  That is the case that makes compression slower
-//! than `none`: a fast link (10 Gbit/s) with no `max-bandwidth` set.  The
-//! probe answers by measurement.  Now and then, for [`PROBE_BATCHES`]
-//! batches, every page goes raw, and the channel times each of those
-//! batches from its start to the next batch's start.  That period holds the
-//! socket write QEMU does after encoding, so a raw batch's bytes over its
-//! period is what this channel's share of the link carried.
+//! The cost model predicts time from per-page costs, but two things it
+//! cannot see decide whether compression pays on a real host:
+//! - the link's capacity, when `max-bandwidth` is not set: a channel that
+//!   compresses flat out sees only its own output rate on the wire;
+//! - CPU contention: on a small host the compressing channels take CPU
+//!   from the migration thread that hands them pages and from the guest,
+//!   so a channel can wait most of the time and still be the reason the
+//!   migration is slow.
 //!
-//! Only the second half of the window is measured (but its last batch,
-//! whose period ends after the next plan is made): the first half refills
-//! the socket buffers, whose writes return before the link has carried the
-//! bytes.  The median of those batches ignores one idle gap (the migration
-//! thread syncing the dirty bitmap).  The result is a lower bound of the
-//! link, which is what the cost model needs: raw wins only when it is
-//! really faster.
+//! So the policy measures both arms: the plan, and all-raw.  A channel's
+//! throughput is its period per page, from one batch's start to the next
+//! batch's start (that period holds the socket write QEMU does after
+//! encoding, and any wait for the next batch).  The current arm's recent
+//! batches give its figure; now and then a window of [`PROBE_BATCHES`]
+//! batches runs the other arm.  Only the window's second half is measured:
+//! the first half refills (or drains) the socket buffers, whose writes
+//! return before the link has carried the bytes.  Medians ignore one idle
+//! gap (a dirty bitmap sync).  When the other arm is faster by
+//! [`SWITCH_MARGIN`], it becomes the current arm.
 //!
-//! Probes start only while the channel is CPU-bound (otherwise the observed
-//! wire rate is already the link's), the first after [`PROBE_FIRST`]
-//! batches, then at doubling intervals up to [`PROBE_INTERVAL_MAX`], so
-//! their cost on a slow link stays a few percent and shrinks over a long
-//! migration.
+//! Raw batches also give the link estimate: their bytes over their period
+//! are what this channel's share of the link carried at least.
+//!
+//! A raw window stops after [`ABORT_AFTER`] raw batches in a row that are
+//! slower than the current arm: early raw batches can only look faster
+//! than they are, so slow ones settle the question (on a slow link a probe
+//! costs a few batches, not a window).
+//!
+//! Windows come at doubling intervals, from [`PROBE_FIRST`] on, up to
+//! [`PROBE_INTERVAL_MAX`] batches apart, so they cost a few percent and
+//! less over a long migration.  On the raw arm, the plan is probed only
+//! when it could win: a channel cannot beat its own encode time per page.
 
 #![forbid(unsafe_code)]
 
 /// Batches in one probe window.
 pub const PROBE_BATCHES: u32 = 12;
-/// The first batch at which a probe may start (the busy share needs a few
-/// batches to mean anything).
-pub const PROBE_FIRST: u64 = 3;
-/// Batches between the first two probes; doubles after every probe.
+/// The first batch at which a probe may start (the current arm needs a
+/// few measured batches to be compared with).
+pub const PROBE_FIRST: u64 = 5;
+/// Batches between the first two windows; doubles after every window.
 const PROBE_INTERVAL_MIN: u64 = 32;
-/// Largest gap between probes, in batches.
+/// Largest gap between windows, in batches.
 pub const PROBE_INTERVAL_MAX: u64 = 512;
-/// Batches for which a probe's result outranks the observed wire rate.
+/// Batches for which a measured raw rate outranks the observed wire rate.
 /// After that the observed rate (of whatever the channel then sends) is
 /// fresher evidence, and a stale overestimate cannot hold the choice.
 pub const PROBE_TRUST: u64 = 64;
+/// The other arm must take at most this share of the current arm's time
+/// per page to become current.
+pub const SWITCH_MARGIN: f64 = 0.9;
 /// Measured batches per window: the second half but the last, whose
 /// period closes only when the batch after the window starts (its plan is
-/// already made by then: measuring it would delay the result a batch).
+/// made by then: measuring it would delay the result a batch).
 const SAMPLES: usize = (PROBE_BATCHES / 2 - 1) as usize;
 /// Window position of the first measured batch.
 const FIRST_SAMPLE: u32 = PROBE_BATCHES / 2;
+/// A raw probe window ends early after this many consecutive raw batches
+/// slower than the current arm.
+pub const ABORT_AFTER: u32 = 2;
+/// Recent batches of the current arm kept for its figure.
+const RECENT: usize = 8;
+/// Recent batches needed before the current arm's figure counts.
+const RECENT_MIN: usize = 3;
 
 /// The previous batch, whose period the next batch's start closes.
 #[derive(Debug, Clone, Copy)]
 struct Last {
     start_ns: u64,
     out_bytes: u64,
+    pages: u64,
     window_pos: Option<u32>,
+    raw: bool,
+}
+
+/// One measured batch: nanoseconds per page, and bytes/s when raw.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    ns_per_page: f64,
+    raw_rate: Option<f64>,
 }
 
 /// Probe state of one channel.
@@ -61,15 +89,24 @@ pub(super) struct Probe {
     /// probe batch).
     window_pos: Option<u32>,
     last: Option<Last>,
-    samples: [f64; SAMPLES],
-    count: usize,
+    window: [Sample; SAMPLES],
+    window_len: usize,
+    recent: [Sample; RECENT],
+    recent_len: usize,
+    recent_next: usize,
     next_at: u64,
     interval: u64,
+    /// The current arm is all-raw.
+    raw_arm: bool,
     /// Raw bytes/s this channel's link share carried, and the batch at
     /// which it was measured.
     estimate: Option<(f64, u64)>,
-    /// Probe batches so far.
     batches: u64,
+    switches: u64,
+    /// The running window was cut short: raw was already slower.
+    aborted: bool,
+    /// Consecutive raw probe batches slower than the current arm.
+    slow_run: u32,
 }
 
 impl Probe {
@@ -77,24 +114,34 @@ impl Probe {
         Probe {
             window_pos: None,
             last: None,
-            samples: [0.0; SAMPLES],
-            count: 0,
+            window: [Sample::default(); SAMPLES],
+            window_len: 0,
+            recent: [Sample::default(); RECENT],
+            recent_len: 0,
+            recent_next: 0,
             next_at: PROBE_FIRST,
             interval: PROBE_INTERVAL_MIN,
+            raw_arm: false,
             estimate: None,
             batches: 0,
+            switches: 0,
+            aborted: false,
+            slow_run: 0,
         }
     }
 
     /// Called once per planned batch: whether batch number `batch` is a
-    /// probe batch.  A window, once started, runs to its end; a new one
-    /// starts when `wanted` and its time has come.
+    /// probe batch (it then runs the arm that is not current).  A window,
+    /// once started, runs to its end; a new one starts when `wanted` and
+    /// its time has come.
     pub(super) fn on_plan(&mut self, batch: u64, wanted: bool) -> bool {
         self.window_pos = match self.window_pos {
-            Some(pos) if pos + 1 < PROBE_BATCHES => Some(pos + 1),
+            Some(pos) if pos + 1 < PROBE_BATCHES && !self.aborted => Some(pos + 1),
             Some(_) => None,
-            None if wanted && batch >= self.next_at => {
-                self.count = 0;
+            None if wanted && batch >= self.next_at && self.recent_len >= RECENT_MIN => {
+                self.window_len = 0;
+                self.aborted = false;
+                self.slow_run = 0;
                 self.next_at = batch
                     .saturating_add(u64::from(PROBE_BATCHES))
                     .saturating_add(self.interval);
@@ -114,37 +161,115 @@ impl Probe {
         self.window_pos.is_some()
     }
 
+    /// Whether the batch being encoded sends every page raw.
+    pub(super) fn sends_raw(&self) -> bool {
+        self.raw_arm != self.probing()
+    }
+
+    /// Whether the current arm is all-raw.
+    pub(super) fn raw_arm(&self) -> bool {
+        self.raw_arm
+    }
+
     /// Whether the previous batch was a probe batch (its period says
     /// nothing about the plan's busy share).
     pub(super) fn last_was_probe(&self) -> bool {
         self.last.is_some_and(|l| l.window_pos.is_some())
     }
 
-    /// Called once per encoded batch, with its start time and frame size;
-    /// `batch` is its number.  Closes the previous batch's period.
-    pub(super) fn on_batch(&mut self, batch: u64, start_ns: u64, out_bytes: u64) {
+    /// Called once per encoded batch, with its start time, frame size and
+    /// page count; `batch` is its number.  Closes the previous batch's
+    /// period, and at a window's end decides which arm is current.
+    pub(super) fn on_batch(&mut self, batch: u64, start_ns: u64, out_bytes: u64, pages: u64) {
         if let Some(last) = self.last {
-            if let Some(pos) = last.window_pos {
-                let period = start_ns.saturating_sub(last.start_ns);
-                if pos >= FIRST_SAMPLE && period > 0 && self.count < SAMPLES {
-                    self.samples[self.count] = last.out_bytes as f64 * 1e9 / period as f64;
-                    self.count += 1;
+            let period = start_ns.saturating_sub(last.start_ns);
+            if period > 0 && last.pages > 0 {
+                let sample = Sample {
+                    ns_per_page: period as f64 / last.pages as f64,
+                    raw_rate: last
+                        .raw
+                        .then(|| last.out_bytes as f64 * 1e9 / period as f64),
+                };
+                match last.window_pos {
+                    Some(_) if self.aborted => {}
+                    Some(_) if last.raw && self.raw_is_slower(sample) => {
+                        self.slow_run += 1;
+                        if self.slow_run >= ABORT_AFTER {
+                            self.aborted = true;
+                        }
+                    }
+                    Some(pos) if pos >= FIRST_SAMPLE && self.window_len < SAMPLES => {
+                        self.slow_run = 0;
+                        self.window[self.window_len] = sample;
+                        self.window_len += 1;
+                    }
+                    Some(_) => self.slow_run = 0,
+                    None => self.push_recent(sample, batch),
                 }
-                // The batch being recorded is the window's last.
-                if pos + 2 == PROBE_BATCHES && self.count > 0 {
-                    self.estimate = Some((median(&mut self.samples[..self.count]), batch));
-                }
+            }
+            // The batch being recorded is the window's last.
+            if !self.aborted && last.window_pos.is_some_and(|pos| pos + 2 == PROBE_BATCHES) {
+                self.end_window(batch);
             }
         }
         self.last = Some(Last {
             start_ns,
             out_bytes,
+            pages,
             window_pos: self.window_pos,
+            raw: self.sends_raw(),
         });
     }
 
-    /// The last probe's rate (bytes/s of this channel), if it is younger
-    /// than [`PROBE_TRUST`] batches at `batch`, or at any age when `stale_ok`.
+    /// Whether a raw probe batch took longer per page than the current
+    /// arm.  Raw batches early in a window can only look faster than they
+    /// are (socket buffers absorb them), so a slow one is conclusive.
+    fn raw_is_slower(&self, sample: Sample) -> bool {
+        self.current_ns_per_page()
+            .is_some_and(|c| sample.ns_per_page > c)
+    }
+
+    fn push_recent(&mut self, sample: Sample, batch: u64) {
+        self.recent[self.recent_next] = sample;
+        self.recent_next = (self.recent_next + 1) % RECENT;
+        self.recent_len = (self.recent_len + 1).min(RECENT);
+        if let Some(rate) = median_of(&self.recent[..self.recent_len], |s| s.raw_rate) {
+            self.estimate = Some((rate, batch));
+        }
+    }
+
+    fn end_window(&mut self, batch: u64) {
+        let window = &self.window[..self.window_len];
+        if let Some(rate) = median_of(window, |s| s.raw_rate) {
+            self.estimate = Some((rate, batch));
+        }
+        let Some(other) = median_of(window, |s| Some(s.ns_per_page)) else {
+            return;
+        };
+        let current = (self.recent_len >= RECENT_MIN)
+            .then(|| median_of(&self.recent[..self.recent_len], |s| Some(s.ns_per_page)))
+            .flatten();
+        if current.is_some_and(|c| other < SWITCH_MARGIN * c) {
+            self.raw_arm = !self.raw_arm;
+            self.switches += 1;
+            // The window's batches are the new arm's recent history.
+            self.recent[..self.window_len].copy_from_slice(window);
+            self.recent_len = self.window_len;
+            self.recent_next = self.window_len % RECENT;
+        }
+    }
+
+    /// The current arm's recent time per page (ns), if measured.
+    pub(super) fn current_ns_per_page(&self) -> Option<f64> {
+        if self.recent_len < RECENT_MIN {
+            return None;
+        }
+        median_of(&self.recent[..self.recent_len], |s| Some(s.ns_per_page))
+    }
+
+    /// The last measured raw rate (bytes/s of this channel), if it is
+    /// younger than [`PROBE_TRUST`] batches at `batch`, or at any age when
+    /// `stale_ok`.
     pub(super) fn estimate(&self, batch: u64, stale_ok: bool) -> Option<f64> {
         self.estimate
             .filter(|&(_, at)| stale_ok || batch.saturating_sub(at) <= PROBE_TRUST)
@@ -155,15 +280,29 @@ impl Probe {
     pub(super) fn batches(&self) -> u64 {
         self.batches
     }
+
+    /// Times the current arm changed.
+    pub(super) fn switches(&self) -> u64 {
+        self.switches
+    }
 }
 
-/// The median of `v` (reorders it); `v` is not empty and holds no NaN.
-fn median(v: &mut [f64]) -> f64 {
+/// The median of the values `f` gives for `samples` (`None` when it gives
+/// none).
+fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+    let mut v = [0.0; RECENT];
+    let mut n = 0;
+    for x in samples.iter().filter_map(f).filter(|x| x.is_finite()) {
+        if n < RECENT {
+            v[n] = x;
+            n += 1;
+        }
+    }
+    let v = &mut v[..n];
     v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
