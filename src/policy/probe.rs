@@ -59,7 +59,7 @@ const SAMPLES: usize = (PROBE_BATCHES / 2 - 1) as usize;
 const FIRST_SAMPLE: u32 = PROBE_BATCHES / 2;
 /// A raw probe window ends early after this many consecutive raw batches
 /// slower than the current arm.
-pub const ABORT_AFTER: u32 = 2;
+const ABORT_AFTER: u32 = 2;
 /// Recent batches of the current arm kept for its figure.
 const RECENT: usize = 8;
 /// Recent batches needed before the current arm's figure counts.
