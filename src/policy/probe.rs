@@ -16,9 +16,12 @@
 //! batches give its figure; now and then a window of [`PROBE_BATCHES`]
 //! batches runs the other arm.  Only the window's second half is measured:
 //! the first half refills (or drains) the socket buffers, whose writes
-//! return before the link has carried the bytes.  Medians ignore one idle
-//! gap (a dirty bitmap sync).  When the other arm is faster by
-//! [`SWITCH_MARGIN`], it becomes the current arm.
+//! return before the link has carried the bytes.  A plan window counts by
+//! its median (ignoring one idle gap, a dirty bitmap sync), a raw window
+//! by its slowest batch (raw batches can only look too fast).  When the
+//! other arm is faster by [`SWITCH_MARGIN`], it becomes the current arm,
+//! and stays so only if its first [`RECENT`] batches of its own are not
+//! slower than the arm it replaced.
 //!
 //! Raw batches also give the link estimate: their bytes over their period
 //! are what this channel's share of the link carried at least.
@@ -36,7 +39,7 @@
 #![forbid(unsafe_code)]
 
 /// Batches in one probe window.
-pub const PROBE_BATCHES: u32 = 12;
+pub const PROBE_BATCHES: u32 = 16;
 /// The first batch at which a probe may start (the current arm needs a
 /// few measured batches to be compared with).
 pub const PROBE_FIRST: u64 = 5;
@@ -103,6 +106,9 @@ pub(super) struct Probe {
     estimate: Option<(f64, u64)>,
     batches: u64,
     switches: u64,
+    /// The figure of the arm left at the last switch, until the new arm
+    /// has [`RECENT`] batches of its own to confirm the switch.
+    before: Option<f64>,
     /// The running window was cut short: raw was already slower.
     aborted: bool,
     /// Consecutive raw probe batches slower than the current arm.
@@ -125,6 +131,7 @@ impl Probe {
             estimate: None,
             batches: 0,
             switches: 0,
+            before: None,
             aborted: false,
             slow_run: 0,
         }
@@ -236,6 +243,23 @@ impl Probe {
         if let Some(rate) = median_of(&self.recent[..self.recent_len], |s| s.raw_rate) {
             self.estimate = Some((rate, batch));
         }
+        // A switch is confirmed by the new arm's own steady state: a window
+        // can still be flattered by socket buffers, a full history cannot.
+        if self.recent_len == RECENT {
+            if let (Some(before), Some(now)) = (self.before.take(), self.current_ns_per_page()) {
+                if now > before {
+                    self.switch_arm();
+                }
+            }
+        }
+    }
+
+    fn switch_arm(&mut self) {
+        self.before = None;
+        self.raw_arm = !self.raw_arm;
+        self.switches += 1;
+        self.recent_len = 0;
+        self.recent_next = 0;
     }
 
     fn end_window(&mut self, batch: u64) {
@@ -243,19 +267,20 @@ impl Probe {
         if let Some(rate) = median_of(window, |s| s.raw_rate) {
             self.estimate = Some((rate, batch));
         }
-        let Some(other) = median_of(window, |s| Some(s.ns_per_page)) else {
+        // Raw batches can only look too fast (buffers absorb them): judge
+        // a raw window by its slowest batch, a plan window by its median.
+        let probed_raw = !self.raw_arm;
+        let other = if probed_raw {
+            window.iter().map(|s| s.ns_per_page).reduce(f64::max)
+        } else {
+            median_of(window, |s| Some(s.ns_per_page))
+        };
+        let (Some(other), Some(current)) = (other, self.current_ns_per_page()) else {
             return;
         };
-        let current = (self.recent_len >= RECENT_MIN)
-            .then(|| median_of(&self.recent[..self.recent_len], |s| Some(s.ns_per_page)))
-            .flatten();
-        if current.is_some_and(|c| other < SWITCH_MARGIN * c) {
-            self.raw_arm = !self.raw_arm;
-            self.switches += 1;
-            // The window's batches are the new arm's recent history.
-            self.recent[..self.window_len].copy_from_slice(window);
-            self.recent_len = self.window_len;
-            self.recent_next = self.window_len % RECENT;
+        if other < SWITCH_MARGIN * current {
+            self.switch_arm();
+            self.before = Some(current);
         }
     }
 

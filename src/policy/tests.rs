@@ -518,7 +518,9 @@ fn a_cpu_bound_channel_whose_codec_still_wins_probes_rarely() {
 #[test]
 fn an_idle_gap_inside_a_probe_does_not_hide_a_fast_link() {
     // One second of idle (a bitmap sync) inside the measured half of the
-    // first probe: the median ignores it.
+    // first probe.  The window, judged by its slowest raw batch, does not
+    // switch arms, but the link estimate (the median raw batch rate)
+    // ignores the gap, so the model itself sends generic pages raw.
     let mut sim = Sim::costly_codecs(10.0 * GBIT as f64);
     sim.gap = Some((PROBE_FIRST + u64::from(PROBE_BATCHES) - 2, 1_000_000_000));
     let mut p = policy(Mode::Adaptive);
