@@ -16,9 +16,10 @@
 //! batches give its figure; now and then a window of [`PROBE_BATCHES`]
 //! batches runs the other arm.  Only the window's second half is measured:
 //! the first half refills (or drains) the socket buffers, whose writes
-//! return before the link has carried the bytes.  A plan window counts by
-//! its median (ignoring one idle gap, a dirty bitmap sync), a raw window
-//! by its slowest batch (raw batches can only look too fast).  When the
+//! return before the link has carried the bytes.  Figures are sums, not
+//! medians: summed periods over summed pages, because a socket write blocks
+//! in bursts (most batches of a link-bound channel look fast, a few wait
+//! for all of them).  When the
 //! other arm is faster by [`SWITCH_MARGIN`], it becomes the current arm,
 //! and stays so only if its first [`RECENT`] batches of its own are not
 //! slower than the arm it replaced.
@@ -26,10 +27,10 @@
 //! Raw batches also give the link estimate: their bytes over their period
 //! are what this channel's share of the link carried at least.
 //!
-//! A raw window stops after [`ABORT_AFTER`] raw batches in a row that are
-//! slower than the current arm: early raw batches can only look faster
-//! than they are, so slow ones settle the question (on a slow link a probe
-//! costs a few batches, not a window).
+//! A raw window stops as soon as its batches so far (at least
+//! [`ABORT_AFTER`]) took longer per page than the current arm: early raw
+//! batches can only look faster than they are, so that settles the
+//! question (on a slow link a probe costs a few batches, not a window).
 //!
 //! Windows come at doubling intervals, from [`PROBE_FIRST`] on, up to
 //! [`PROBE_INTERVAL_MAX`] batches apart, so they cost a few percent and
@@ -60,8 +61,8 @@ pub const SWITCH_MARGIN: f64 = 0.9;
 const SAMPLES: usize = (PROBE_BATCHES / 2 - 1) as usize;
 /// Window position of the first measured batch.
 const FIRST_SAMPLE: u32 = PROBE_BATCHES / 2;
-/// A raw probe window ends early after this many consecutive raw batches
-/// slower than the current arm.
+/// A raw probe window ends early when, after at least this many batches,
+/// its batches so far took longer per page than the current arm.
 const ABORT_AFTER: u32 = 2;
 /// Recent batches of the current arm kept for its figure.
 const RECENT: usize = 8;
@@ -78,12 +79,14 @@ struct Last {
     raw: bool,
 }
 
-/// One measured batch: nanoseconds per page, and bytes/s when raw.
+/// One measured batch: its period, its pages, and its bytes when raw.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
-    ns_per_page: f64,
-    raw_rate: Option<f64>,
+    period_ns: f64,
+    pages: f64,
+    raw_bytes: Option<f64>,
 }
+
 
 /// Probe state of one channel.
 #[derive(Debug, Clone)]
@@ -111,8 +114,8 @@ pub(super) struct Probe {
     before: Option<f64>,
     /// The running window was cut short: raw was already slower.
     aborted: bool,
-    /// Consecutive raw probe batches slower than the current arm.
-    slow_run: u32,
+    /// Summed period and pages of the running window's batches so far.
+    so_far: (f64, f64),
 }
 
 impl Probe {
@@ -133,7 +136,7 @@ impl Probe {
             switches: 0,
             before: None,
             aborted: false,
-            slow_run: 0,
+            so_far: (0.0, 0.0),
         }
     }
 
@@ -148,7 +151,7 @@ impl Probe {
             None if wanted && batch >= self.next_at && self.recent_len >= RECENT_MIN => {
                 self.window_len = 0;
                 self.aborted = false;
-                self.slow_run = 0;
+                self.so_far = (0.0, 0.0);
                 self.next_at = batch
                     .saturating_add(u64::from(PROBE_BATCHES))
                     .saturating_add(self.interval);
@@ -192,25 +195,26 @@ impl Probe {
             let period = start_ns.saturating_sub(last.start_ns);
             if period > 0 && last.pages > 0 {
                 let sample = Sample {
-                    ns_per_page: period as f64 / last.pages as f64,
-                    raw_rate: last
-                        .raw
-                        .then(|| last.out_bytes as f64 * 1e9 / period as f64),
+                    period_ns: period as f64,
+                    pages: last.pages as f64,
+                    raw_bytes: last.raw.then_some(last.out_bytes as f64),
                 };
                 match last.window_pos {
                     Some(_) if self.aborted => {}
-                    Some(_) if last.raw && self.raw_is_slower(sample) => {
-                        self.slow_run += 1;
-                        if self.slow_run >= ABORT_AFTER {
+                    Some(pos) => {
+                        self.so_far.0 += sample.period_ns;
+                        self.so_far.1 += sample.pages;
+                        // Early raw batches can only look too fast (buffers
+                        // absorb them), so raw that is slower over the
+                        // window so far is slower: stop paying for it.
+                        if last.raw && pos + 1 >= ABORT_AFTER && self.raw_is_slower(self.so_far) {
                             self.aborted = true;
                         }
+                        if pos >= FIRST_SAMPLE && self.window_len < SAMPLES {
+                            self.window[self.window_len] = sample;
+                            self.window_len += 1;
+                        }
                     }
-                    Some(pos) if pos >= FIRST_SAMPLE && self.window_len < SAMPLES => {
-                        self.slow_run = 0;
-                        self.window[self.window_len] = sample;
-                        self.window_len += 1;
-                    }
-                    Some(_) => self.slow_run = 0,
                     None => self.push_recent(sample, batch),
                 }
             }
@@ -231,16 +235,18 @@ impl Probe {
     /// Whether a raw probe batch took longer per page than the current
     /// arm.  Raw batches early in a window can only look faster than they
     /// are (socket buffers absorb them), so a slow one is conclusive.
-    fn raw_is_slower(&self, sample: Sample) -> bool {
-        self.current_ns_per_page()
-            .is_some_and(|c| sample.ns_per_page > c)
+    fn raw_is_slower(&self, (period_ns, pages): (f64, f64)) -> bool {
+        pages > 0.0
+            && self
+                .current_ns_per_page()
+                .is_some_and(|c| period_ns / pages > c)
     }
 
     fn push_recent(&mut self, sample: Sample, batch: u64) {
         self.recent[self.recent_next] = sample;
         self.recent_next = (self.recent_next + 1) % RECENT;
         self.recent_len = (self.recent_len + 1).min(RECENT);
-        if let Some(rate) = median_of(&self.recent[..self.recent_len], |s| s.raw_rate) {
+        if let Some(rate) = raw_rate(&self.recent[..self.recent_len]) {
             self.estimate = Some((rate, batch));
         }
         // A switch is confirmed by the new arm's own steady state: a window
@@ -264,17 +270,10 @@ impl Probe {
 
     fn end_window(&mut self, batch: u64) {
         let window = &self.window[..self.window_len];
-        if let Some(rate) = median_of(window, |s| s.raw_rate) {
+        if let Some(rate) = raw_rate(window) {
             self.estimate = Some((rate, batch));
         }
-        // Raw batches can only look too fast (buffers absorb them): judge
-        // a raw window by its slowest batch, a plan window by its median.
-        let probed_raw = !self.raw_arm;
-        let other = if probed_raw {
-            window.iter().map(|s| s.ns_per_page).reduce(f64::max)
-        } else {
-            median_of(window, |s| Some(s.ns_per_page))
-        };
+        let other = ns_per_page(window);
         let (Some(other), Some(current)) = (other, self.current_ns_per_page()) else {
             return;
         };
@@ -289,7 +288,7 @@ impl Probe {
         if self.recent_len < RECENT_MIN {
             return None;
         }
-        median_of(&self.recent[..self.recent_len], |s| Some(s.ns_per_page))
+        ns_per_page(&self.recent[..self.recent_len])
     }
 
     /// The last measured raw rate (bytes/s of this channel), if it is
@@ -312,22 +311,22 @@ impl Probe {
     }
 }
 
-/// The median of the values `f` gives for `samples` (`None` when it gives
-/// none).
-fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
-    let mut v = [0.0; RECENT];
-    let mut n = 0;
-    for x in samples.iter().filter_map(f).filter(|x| x.is_finite()) {
-        if n < RECENT {
-            v[n] = x;
-            n += 1;
-        }
-    }
-    let v = &mut v[..n];
-    v.sort_by(f64::total_cmp);
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
+/// Time per page over `samples`: their summed periods over their summed
+/// pages.  A sum, not a median: a socket write blocks in bursts (a full
+/// buffer frees room in large steps), so most batches of a link-bound
+/// channel look fast and a few take the wait for all of them.
+fn ns_per_page(samples: &[Sample]) -> Option<f64> {
+    let (period, pages) = samples
+        .iter()
+        .fold((0.0, 0.0), |(t, n), s| (t + s.period_ns, n + s.pages));
+    (pages > 0.0).then(|| period / pages)
+}
+
+/// Bytes/s of the raw batches among `samples`, summed the same way.
+fn raw_rate(samples: &[Sample]) -> Option<f64> {
+    let (bytes, period) = samples
+        .iter()
+        .filter_map(|s| s.raw_bytes.map(|b| (b, s.period_ns)))
+        .fold((0.0, 0.0), |(b, t), (sb, st)| (b + sb, t + st));
+    (period > 0.0).then(|| bytes * 1e9 / period)
 }
