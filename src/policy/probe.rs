@@ -87,7 +87,6 @@ struct Sample {
     raw_bytes: Option<f64>,
 }
 
-
 /// Probe state of one channel.
 #[derive(Debug, Clone)]
 pub(super) struct Probe {
