@@ -433,14 +433,18 @@ impl Policy {
             // The plan's own figure, undisturbed by exploration.
             plan.explore = [None; PageClass::COUNT];
             plan.probing = true;
-            return plan;
         }
+        self.advance_exploration(&plan);
+        plan
+    }
+
+    /// Moves each class that explores in `plan` on to its next codec.
+    fn advance_exploration(&mut self, plan: &Plan) {
         for class in PageClass::ALL {
             if plan.explore[class.index()].is_some() {
                 self.cursor[class.index()] += 1;
             }
         }
-        plan
     }
 
     /// The raw arm's plan: every class raw (fill pages stay tags).  The
@@ -450,17 +454,11 @@ impl Policy {
         let mut raw = [Codec::Raw; PageClass::COUNT];
         raw[PageClass::Fill.index()] = codecs[PageClass::Fill.index()];
         let mut plan = self.make_plan(raw, self.batches);
-        plan.probing = probing;
-        plan.high_ratio = false;
         if probing {
             plan.explore = [None; PageClass::COUNT];
-        } else {
-            for class in PageClass::ALL {
-                if plan.explore[class.index()].is_some() {
-                    self.cursor[class.index()] += 1;
-                }
-            }
+            plan.probing = true;
         }
+        self.advance_exploration(&plan);
         plan
     }
 
