@@ -425,40 +425,28 @@ impl Policy {
         self.batches += 1;
         let wanted = self.wants_probe(&codecs);
         let probing = self.probe.on_plan(self.batches, wanted);
-        if self.probe.sends_raw() {
-            return self.raw_plan(codecs, probing);
-        }
-        let mut plan = self.make_plan(codecs, self.batches);
+        // The raw arm (or a raw probe) sends every class raw; fill pages
+        // stay tags.  The raw arm still explores, so the plan's costs stay
+        // known.
+        let routed = if self.probe.sends_raw() {
+            PageClass::ALL.map(|c| match c {
+                PageClass::Fill => codecs[c.index()],
+                _ => Codec::Raw,
+            })
+        } else {
+            codecs
+        };
+        let mut plan = self.make_plan(routed, self.batches);
         if probing {
-            // The plan's own figure, undisturbed by exploration.
+            // The probed arm's own figure, undisturbed by exploration.
             plan.explore = [None; PageClass::COUNT];
             plan.probing = true;
         }
-        self.advance_exploration(&plan);
-        plan
-    }
-
-    /// Moves each class that explores in `plan` on to its next codec.
-    fn advance_exploration(&mut self, plan: &Plan) {
         for class in PageClass::ALL {
             if plan.explore[class.index()].is_some() {
                 self.cursor[class.index()] += 1;
             }
         }
-    }
-
-    /// The raw arm's plan: every class raw (fill pages stay tags).  The
-    /// raw arm still explores, so the plan's costs stay known; a probe
-    /// batch does not.
-    fn raw_plan(&mut self, codecs: [Codec; PageClass::COUNT], probing: bool) -> Plan {
-        let mut raw = [Codec::Raw; PageClass::COUNT];
-        raw[PageClass::Fill.index()] = codecs[PageClass::Fill.index()];
-        let mut plan = self.make_plan(raw, self.batches);
-        if probing {
-            plan.explore = [None; PageClass::COUNT];
-            plan.probing = true;
-        }
-        self.advance_exploration(&plan);
         plan
     }
 
