@@ -18,7 +18,10 @@
 //!   codec that raises delivered guest bytes/s most per extra CPU-second;
 //! - exploration: every [`EXPLORE_EVERY`] batches, a few pages of each class
 //!   take a codec the class does not use, round robin, so estimates stay
-//!   fresh;
+//!   fresh ([`EXPLORE_EVERY_RAW`] while every page goes raw anyway);
+//! - all raw in effect: when the classes the plan would compress make up
+//!   under [`RAW_ENOUGH`] of recent pages, batches skip classification and
+//!   go out raw in one pass;
 //! - hysteresis: a class changes codec only for a 10 % better score.
 //!
 //! Everything here is deterministic: the encoder measures (through a
@@ -50,6 +53,17 @@ const RAW_DISTINCT_BYTES: u32 = 140;
 pub const EXPLORE_EVERY: u64 = 8;
 /// Pages of each class an exploring batch gives to the explored codec.
 pub const EXPLORE_PAGES: u32 = 2;
+/// Every this many batches, exploration while every page goes raw anyway
+/// (raw arm, or all raw in effect).  Such a batch is the only one that
+/// classifies pages, at about four times a raw batch's CPU: on a host whose
+/// cores are all busy that CPU is migration time.  32 batches of 128 pages
+/// still notice a change of workload within 16 MiB per channel.
+pub const EXPLORE_EVERY_RAW: u64 = 32;
+/// Share of recent pages below which the classes a plan compresses (fill
+/// pages included, whose tags save a page each) are not worth classifying
+/// every page for: the batch goes out raw in one pass instead.  The class
+/// mix stays fresh through exploring batches, which always classify.
+pub const RAW_ENOUGH: f64 = 0.03;
 /// Weight of a new sample in the observed link rate.
 const RATE_WEIGHT: f64 = 0.25;
 /// Weight of a new batch in the busy fraction.
@@ -410,7 +424,39 @@ impl Policy {
     /// controller (see [`Policy::next_plan`]).
     pub fn plan(&self) -> Plan {
         let codecs = self.decide();
-        self.make_plan(codecs, self.batches + 1)
+        self.routed_plan(codecs, self.batches + 1)
+    }
+
+    /// The plan for batch `batch` from the chosen `codecs`: every class
+    /// raw on the raw arm, on a raw probe batch or when the classes that
+    /// compress are too rare to pay for classifying ([`RAW_ENOUGH`]); fill
+    /// pages stay tags on the arms.  Exploration goes on either way, so
+    /// the plan's costs and the class mix stay known.
+    fn routed_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {
+        if self.probe.sends_raw() || self.raw_in_effect(&codecs) {
+            let raw = PageClass::ALL.map(|c| match c {
+                PageClass::Fill if self.probe.sends_raw() => codecs[c.index()],
+                _ => Codec::Raw,
+            });
+            self.make_plan(raw, batch, EXPLORE_EVERY_RAW)
+        } else {
+            self.make_plan(codecs, batch, EXPLORE_EVERY)
+        }
+    }
+
+    /// Whether the classes `codecs` compress (fill included) made up less
+    /// than [`RAW_ENOUGH`] of recent pages (adaptive mode only: the other
+    /// modes send what they are told).
+    fn raw_in_effect(&self, codecs: &[Codec; PageClass::COUNT]) -> bool {
+        if self.mode != Mode::Adaptive || self.pinned.is_some() {
+            return false;
+        }
+        let compressed: f64 = PageClass::ALL
+            .iter()
+            .filter(|&&c| c == PageClass::Fill || codecs[c.index()] != Codec::Raw)
+            .map(|&c| self.table.mix(c))
+            .sum();
+        compressed < RAW_ENOUGH
     }
 
     /// The plan for the next frame: commits the choices (the base of the
@@ -425,18 +471,7 @@ impl Policy {
         self.batches += 1;
         let wanted = self.wants_probe(&codecs);
         let probing = self.probe.on_plan(self.batches, wanted);
-        // The raw arm (or a raw probe) sends every class raw; fill pages
-        // stay tags.  The raw arm still explores, so the plan's costs stay
-        // known.
-        let routed = if self.probe.sends_raw() {
-            PageClass::ALL.map(|c| match c {
-                PageClass::Fill => codecs[c.index()],
-                _ => Codec::Raw,
-            })
-        } else {
-            codecs
-        };
-        let mut plan = self.make_plan(routed, self.batches);
+        let mut plan = self.routed_plan(codecs, self.batches);
         if probing {
             // The probed arm's own figure, undisturbed by exploration.
             plan.explore = [None; PageClass::COUNT];
@@ -450,10 +485,9 @@ impl Policy {
         plan
     }
 
-    fn make_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {
-        let exploring = self.mode != Mode::Fixed
-            && self.pinned.is_none()
-            && batch.is_multiple_of(EXPLORE_EVERY);
+    fn make_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64, every: u64) -> Plan {
+        let exploring =
+            self.mode != Mode::Fixed && self.pinned.is_none() && batch.is_multiple_of(every);
         let explore = PageClass::ALL.map(|class| {
             if !exploring {
                 return None;

@@ -152,3 +152,50 @@ fn probe_batches_send_every_page_raw_and_round_trip() {
         "{probes} probe batches"
     );
 }
+
+#[test]
+fn rare_compressible_pages_go_raw_in_one_pass_until_the_mix_changes() {
+    // A configured link turns probing off, so only the class mix decides.
+    // 63 random pages and one fill page per batch: once the mix shows the
+    // fill class under RAW_ENOUGH, batches skip classification and even the
+    // fill page goes raw.  Then the guest turns to text: the next exploring
+    // batch classifies, and compression comes back.
+    let config = Config::default();
+    let mut enc = Encoder::with_clock(config.clone(), Box::new(StepClock::new(900))).unwrap();
+    let mut dec = Decoder::new(config).unwrap();
+    let full_raw = |n: usize| mecom::format::HEADER_LEN + n * (mecom::format::ENTRY_LEN + 4096);
+    let mut lens = Vec::new();
+    for k in 0..140u64 {
+        enc.update_stats(LinkStats {
+            channels: 2,
+            bandwidth: 125_000_000,
+            ..LinkStats::default()
+        });
+        let pages: Vec<Vec<u8>> = (0..64u64)
+            .map(|i| match (k < 80, i) {
+                (true, 0) => page(common::Kind::Fill, 4096, k),
+                (true, _) => page(common::Kind::Random, 4096, k * 100 + i),
+                (false, _) => page(common::Kind::Text, 4096, k * 100 + i),
+            })
+            .collect();
+        let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+        let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
+        let len = enc.encode(&refs, &mut frame).unwrap();
+        let mut out = vec![0u8; refs.len() * 4096];
+        dec.decode_into(&frame[..len], &mut out).unwrap();
+        assert_eq!(out, pages.concat(), "batch {k}");
+        lens.push(len);
+    }
+    let full = full_raw(64);
+    assert!(lens[0] < full, "first batch classifies: {}", lens[0]);
+    assert!(
+        lens[60..80].iter().filter(|&&l| l == full).count() >= 18,
+        "random phase ends all raw in one pass: {:?}",
+        &lens[60..80]
+    );
+    assert!(
+        lens[130..].iter().all(|&l| l < full / 2),
+        "text compresses again: {:?}",
+        &lens[130..]
+    );
+}
