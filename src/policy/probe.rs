@@ -123,8 +123,6 @@ pub(super) struct Probe {
     aborted: bool,
     /// Summed period and pages of the running window's batches so far.
     so_far: (f64, f64),
-    /// Summed bytes and period of the running window's raw batches so far.
-    raw_so_far: (f64, f64),
 }
 
 impl Probe {
@@ -146,7 +144,6 @@ impl Probe {
             before: None,
             aborted: false,
             so_far: (0.0, 0.0),
-            raw_so_far: (0.0, 0.0),
         }
     }
 
@@ -162,7 +159,6 @@ impl Probe {
                 self.window_len = 0;
                 self.aborted = false;
                 self.so_far = (0.0, 0.0);
-                self.raw_so_far = (0.0, 0.0);
                 self.next_at = batch
                     .saturating_add(u64::from(PROBE_BATCHES))
                     .saturating_add(self.interval);
@@ -215,23 +211,11 @@ impl Probe {
                     Some(pos) => {
                         self.so_far.0 += sample.period_ns;
                         self.so_far.1 += sample.pages;
-                        if let Some(bytes) = sample.raw_bytes {
-                            self.raw_so_far.0 += bytes;
-                            self.raw_so_far.1 += sample.period_ns;
-                        }
                         // Early raw batches can only look too fast (buffers
                         // absorb them), so raw that is slower over the
                         // window so far is slower: stop paying for it.
                         if last.raw && pos + 1 >= ABORT_AFTER && self.raw_is_slower(self.so_far) {
                             self.aborted = true;
-                            // What raw carried so far is still a measure of
-                            // the link (the plan had filled the socket
-                            // buffer, so none of it was absorbed): without
-                            // it a slow link would stay unknown.
-                            let (bytes, period) = self.raw_so_far;
-                            if period > 0.0 {
-                                self.estimate = Some((bytes * 1e9 / period, batch));
-                            }
                         }
                         if pos >= FIRST_SAMPLE && self.window_len < SAMPLES {
                             self.window[self.window_len] = sample;
