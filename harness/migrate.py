@@ -447,6 +447,23 @@ def compare_ram(a, b, chunk=16 << 20, max_list=16):
     return res
 
 
+def save_diff_pages(a, b, offsets, dest):
+    """Copy the differing pages (hex offsets from compare_ram) of both RAM
+    files into dest as src-<offset>.bin / dst-<offset>.bin, so a mismatch
+    can be studied after the QEMUs and their RAM files are gone."""
+    os.makedirs(dest, exist_ok=True)
+    saved = []
+    for side, path in (("src", a), ("dst", b)):
+        with open(path, "rb") as f:
+            for off in offsets:
+                f.seek(int(off, 16))
+                name = os.path.join(dest, f"{side}-{off}.bin")
+                with open(name, "wb") as out:
+                    out.write(f.read(PAGE))
+                saved.append(name)
+    return saved
+
+
 def wait_serial(vm, needle, timeout, since=0, what=None):
     """Wait until `needle` appears in vm's serial log after offset `since`."""
     deadline = time.monotonic() + timeout
@@ -680,6 +697,12 @@ def verify_after_success(src, dst, opts, result):
         ok = False
         result["error"] = (f"RAM differs: {cmp['diff_pages']} of {cmp['pages']} pages, "
                            f"first at {hex(cmp['first_diff_offset'] or 0)}")
+        dest = os.path.join(dst.workdir, f"{dst.role}.diff-pages")
+        try:
+            result["diff_pages_saved"] = dest if save_diff_pages(
+                src.shm, dst.shm, cmp["diff_offsets"], dest) else None
+        except OSError as e:
+            result["diff_pages_saved"] = f"not saved: {e}"
     if opts.cont_check and ok:
         before = dst.serial().count(HEARTBEAT)
         dst.qmp.execute("cont")

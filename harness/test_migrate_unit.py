@@ -53,6 +53,13 @@ class CompareTest(unittest.TestCase):
             self.assertEqual(r["first_diff_offset"], 4096 * 3)
             self.assertEqual(r["diff_offsets"], [hex(4096 * 3), hex(4096 * 4500)])
             self.assertTrue(migrate.compare_ram(a, a)["identical"])
+            saved = migrate.save_diff_pages(a, b, r["diff_offsets"], os.path.join(d, "diff"))
+            self.assertEqual(len(saved), 4)
+            with open(os.path.join(d, "diff", f"dst-{hex(4096 * 3)}.bin"), "rb") as f:
+                page = f.read()
+            self.assertEqual((len(page), page[5]), (4096, 1))
+            with open(os.path.join(d, "diff", f"src-{hex(4096 * 4500)}.bin"), "rb") as f:
+                self.assertEqual(f.read(), bytes(4096))
 
 
 if __name__ == "__main__":

@@ -20,13 +20,16 @@ fn batch(seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn round_trip(enc: &mut Encoder, dec: &mut Decoder, pages: &[Vec<u8>]) {
+/// Encodes `pages`, decodes the frame, checks the pages come back bit-exact;
+/// returns the frame's length.
+fn round_trip(enc: &mut Encoder, dec: &mut Decoder, pages: &[Vec<u8>]) -> usize {
     let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
     let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
     let len = enc.encode(&refs, &mut frame).unwrap();
     let mut out = vec![0u8; refs.len() * 4096];
     dec.decode_into(&frame[..len], &mut out).unwrap();
     assert_eq!(out, pages.concat());
+    len
 }
 
 #[test]
@@ -128,12 +131,7 @@ fn probe_batches_send_every_page_raw_and_round_trip() {
             enc.policy().probe_batches(),
             enc.counters().method_pages[raw],
         );
-        let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
-        let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
-        let len = enc.encode(&refs, &mut frame).unwrap();
-        let mut out = vec![0u8; refs.len() * 4096];
-        dec.decode_into(&frame[..len], &mut out).unwrap();
-        assert_eq!(out, pages.concat(), "batch {k}");
+        let len = round_trip(&mut enc, &mut dec, &pages);
         if enc.policy().probe_batches() > before {
             probes += 1;
             assert_eq!(
@@ -178,12 +176,7 @@ fn rare_compressible_pages_go_raw_in_one_pass_until_the_mix_changes() {
                 (false, _) => page(common::Kind::Text, 4096, k * 100 + i),
             })
             .collect();
-        let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
-        let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
-        let len = enc.encode(&refs, &mut frame).unwrap();
-        let mut out = vec![0u8; refs.len() * 4096];
-        dec.decode_into(&frame[..len], &mut out).unwrap();
-        assert_eq!(out, pages.concat(), "batch {k}");
+        let len = round_trip(&mut enc, &mut dec, &pages);
         lens.push(len);
     }
     let full = full_raw(64);

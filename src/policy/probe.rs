@@ -28,12 +28,9 @@
 //! are what this channel's share of the link carried at least.
 //!
 //! A raw window stops as soon as its batches so far (at least
-//! [`ABORT_AFTER`]) took [`ABORT_FACTOR`] times longer per page than the
-//! current arm: early raw batches can only look faster than they are, so
-//! that settles the question (on a slow link a probe costs a few batches,
-//! not a window).  The margin and the batch count are there for hosts
-//! whose cores are all busy: there a batch now and then waits milliseconds
-//! for a CPU, whatever it sends, and one such wait must not end a window.
+//! [`ABORT_AFTER`]) took longer per page than the current arm: early raw
+//! batches can only look faster than they are, so that settles the
+//! question (on a slow link a probe costs a few batches, not a window).
 //!
 //! Windows come at doubling intervals, from [`PROBE_FIRST`] on, up to
 //! [`PROBE_INTERVAL_MAX`] batches apart, so they cost a few percent and
@@ -65,13 +62,8 @@ const SAMPLES: usize = (PROBE_BATCHES / 2 - 1) as usize;
 /// Window position of the first measured batch.
 const FIRST_SAMPLE: u32 = PROBE_BATCHES / 2;
 /// A raw probe window ends early when, after at least this many batches,
-/// its batches so far took [`ABORT_FACTOR`] times longer per page than the
-/// current arm.
-const ABORT_AFTER: u32 = 4;
-/// See [`ABORT_AFTER`]: raw on a link it cannot fill is slower than the
-/// plan by its compression ratio (2 and more), so a margin this size still
-/// ends such windows early.
-const ABORT_FACTOR: f64 = 1.25;
+/// its batches so far took longer per page than the current arm.
+const ABORT_AFTER: u32 = 2;
 /// Recent batches of the current arm kept for its figure.
 const RECENT: usize = 8;
 /// Recent batches needed before the current arm's figure counts.
@@ -239,15 +231,14 @@ impl Probe {
         });
     }
 
-    /// Whether raw probe batches took [`ABORT_FACTOR`] times longer per
-    /// page than the current arm.  Raw batches early in a window can only
-    /// look faster than they are (socket buffers absorb them), so slow ones
-    /// are conclusive.
+    /// Whether a raw probe batch took longer per page than the current
+    /// arm.  Raw batches early in a window can only look faster than they
+    /// are (socket buffers absorb them), so a slow one is conclusive.
     fn raw_is_slower(&self, (period_ns, pages): (f64, f64)) -> bool {
         pages > 0.0
             && self
                 .current_ns_per_page()
-                .is_some_and(|c| period_ns / pages > ABORT_FACTOR * c)
+                .is_some_and(|c| period_ns / pages > c)
     }
 
     fn push_recent(&mut self, sample: Sample, batch: u64) {
