@@ -429,13 +429,15 @@ impl Policy {
 
     /// The plan for batch `batch` from the chosen `codecs`: every class
     /// raw on the raw arm, on a raw probe batch or when the classes that
-    /// compress are too rare to pay for classifying ([`RAW_ENOUGH`]); fill
-    /// pages stay tags on the arms.  Exploration goes on either way, so
-    /// the plan's costs and the class mix stay known.
+    /// compress are too rare to pay for classifying ([`RAW_ENOUGH`]).  The
+    /// fill class's entry is left alone: fill pages are tags whenever a
+    /// batch classifies, and an all-raw batch does not look at them.
+    /// Exploration goes on either way, so the plan's costs and the class
+    /// mix stay known.
     fn routed_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {
         if self.probe.sends_raw() || self.raw_in_effect(&codecs) {
             let raw = PageClass::ALL.map(|c| match c {
-                PageClass::Fill if self.probe.sends_raw() => codecs[c.index()],
+                PageClass::Fill => codecs[c.index()],
                 _ => Codec::Raw,
             });
             self.make_plan(raw, batch, EXPLORE_EVERY_RAW)
