@@ -341,6 +341,39 @@ typedef struct mecom_link_stats {
 } mecom_link_stats;
 
 /**
+ * Cumulative statistics of one channel's connection (see
+ * mecom_encoder_update_transport()); counters only grow while the
+ * connection lives.
+ */
+typedef struct mecom_transport_stats {
+  /**
+   * Monotonic timestamp of the sample, nanoseconds.
+   */
+  uint64_t timestamp_ns;
+  /**
+   * Microseconds the connection had data queued or in flight.
+   */
+  uint64_t busy_us;
+  /**
+   * Of those, microseconds stalled by the receiver's window.
+   */
+  uint64_t receiver_limited_us;
+  /**
+   * Of those, microseconds stalled by the send buffer.
+   */
+  uint64_t sndbuf_limited_us;
+  /**
+   * The latest delivery rate estimate, bytes per second.
+   */
+  uint64_t delivery_rate;
+  /**
+   * 1 when that estimate was taken while the sender had too little to
+   * send to fill the link, else 0.
+   */
+  uint32_t delivery_rate_app_limited;
+} mecom_transport_stats;
+
+/**
  * Running totals of one handle.
  */
 typedef struct mecom_counters {
@@ -478,6 +511,37 @@ mecom_status mecom_encoder_encode(struct mecom_encoder *enc,
  */
 mecom_status mecom_encoder_update_stats(struct mecom_encoder *enc,
                                         const struct mecom_link_stats *stats);
+
+/**
+ * Gives the encoder a sample of its channel's connection: what limits it
+ * (the network, the receiver or the sender) decides whether compressing
+ * can pay.  Call it before mecom_encoder_encode(), as often as once per
+ * batch.  See mecom_encoder_update_tcp_info() for Linux TCP sockets.
+ *
+ * # Safety
+ * `enc` is a live encoder used by no other thread during the call; `stats`
+ * points to a readable `mecom_transport_stats`.
+ */
+mecom_status mecom_encoder_update_transport(struct mecom_encoder *enc,
+                                            const struct mecom_transport_stats *stats);
+
+/**
+ * Like mecom_encoder_update_transport(), from the bytes of a Linux
+ * `struct tcp_info` as `getsockopt(fd, IPPROTO_TCP, TCP_INFO, info,
+ * &info_len)` returned them, sampled at `timestamp_ns` (monotonic).  The
+ * library reads the fields it needs at their UAPI offsets, so the caller
+ * needs no `<linux/tcp.h>` (whose `struct tcp_info` clashes with glibc's).
+ * Returns MECOM_STATUS_INVALID_ARGUMENT, and changes nothing, when
+ * `info_len` is under 192 bytes (kernels before 4.10).
+ *
+ * # Safety
+ * `enc` is a live encoder used by no other thread during the call; `info`
+ * points to `info_len` readable bytes.
+ */
+mecom_status mecom_encoder_update_tcp_info(struct mecom_encoder *enc,
+                                           uint64_t timestamp_ns,
+                                           const uint8_t *info,
+                                           size_t info_len);
 
 /**
  * Copies the encoder's running totals into `*out`.

@@ -28,7 +28,7 @@ use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::format::{self, Header, ENTRY_LEN, HEADER_LEN};
 use crate::method::Method;
-use crate::policy::{Clock, Codec, LinkStats, PageClass, Plan, Policy, WallClock};
+use crate::policy::{Clock, Codec, LinkStats, PageClass, Plan, Policy, TransportStats, WallClock};
 
 /// Costs are timed on one batch in this many (and on exploring batches).
 pub const TIMED_EVERY: u32 = 4;
@@ -168,6 +168,13 @@ impl Encoder {
     /// Takes the migration's latest statistics (see [`crate::policy`]).
     pub fn update_stats(&mut self, stats: LinkStats) {
         self.policy.update_stats(stats);
+    }
+
+    /// Takes a sample of the channel's connection (see
+    /// [`crate::policy::TransportStats`]); call it before
+    /// [`Encoder::encode`], as often as once per batch.
+    pub fn update_transport(&mut self, stats: TransportStats) {
+        self.policy.update_transport(stats);
     }
 
     /// The routing plan the next frame would use.

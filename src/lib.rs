@@ -64,7 +64,7 @@ pub use decoder::{Decoder, FrameInfo};
 pub use encoder::Encoder;
 pub use error::{Error, Result};
 pub use method::{slot_name, Method, METHOD_SLOTS};
-pub use policy::LinkStats;
+pub use policy::{LinkStats, TransportStats};
 
 /// Page-level codecs, exposed for benchmarks and the `mecom` tool.
 pub mod codecs {

@@ -22,7 +22,11 @@
 //! - all raw in effect: when the classes the plan would compress make up
 //!   under [`RAW_ENOUGH`] of recent pages, batches skip classification and
 //!   go out raw in one pass;
-//! - hysteresis: a class changes codec only for a 10 % better score.
+//! - hysteresis: a class changes codec only for a 10 % better score;
+//! - the connection's word: when the caller samples the channel's TCP
+//!   statistics ([`TransportStats`]) and they show that raw pages were
+//!   held up by the receiver, not the link, every page goes raw; while raw
+//!   pages wait for the sender, the plan is not probed (see `transport`).
 //!
 //! Everything here is deterministic: the encoder measures (through a
 //! [`Clock`]), the policy only does arithmetic, so tests drive it with
@@ -36,6 +40,7 @@ mod decide;
 mod probe;
 #[cfg(test)]
 mod tests;
+mod transport;
 
 pub use clock::{Clock, StepClock, WallClock};
 pub use cost::{ClassCost, Codec, CostTable, PageClass};
@@ -45,6 +50,8 @@ use crate::config::{Config, Mode};
 use decide::{Env, Regime, CPU_BOUND_BUSY, OBSERVED_HEADROOM};
 use probe::Probe;
 pub use probe::{PROBE_BATCHES, PROBE_FIRST, PROBE_INTERVAL_MAX, PROBE_TRUST, SWITCH_MARGIN};
+use transport::Transport;
+pub use transport::{Bottleneck, TransportStats, JUDGE_NS, LINUX_TCP_INFO_MIN_LEN, RECEIVER_BOUND};
 
 /// Distinct sampled byte values at or above which a page counts as random
 /// (random data shows about 160 of 256).
@@ -64,6 +71,9 @@ pub const EXPLORE_EVERY_RAW: u64 = 32;
 /// every page for: the batch goes out raw in one pass instead.  The class
 /// mix stays fresh through exploring batches, which always classify.
 pub const RAW_ENOUGH: f64 = 0.03;
+/// Batches for which a verdict of the connection holds on the raw arm
+/// (where raw intervals renew it all the time).
+pub const VERDICT_TRUST: u64 = PROBE_TRUST;
 /// Weight of a new sample in the observed link rate.
 const RATE_WEIGHT: f64 = 0.25;
 /// Weight of a new batch in the busy fraction.
@@ -190,6 +200,7 @@ pub struct Policy {
     /// Start time and encode time of the previous batch.
     last_batch: Option<(u64, u64)>,
     probe: Probe,
+    transport: Transport,
 }
 
 impl Policy {
@@ -223,6 +234,7 @@ impl Policy {
             busy: None,
             last_batch: None,
             probe: Probe::new(),
+            transport: Transport::default(),
         }
     }
 
@@ -247,6 +259,23 @@ impl Policy {
             self.observed.last = Some((stats.timestamp_ns, stats.wire_bytes));
         }
         self.stats = stats;
+    }
+
+    /// Takes a sample of the channel's connection (see [`TransportStats`]);
+    /// call it before encoding a batch, as often as once per batch.
+    pub fn update_transport(&mut self, stats: TransportStats) {
+        self.transport.on_sample(stats, self.batches);
+    }
+
+    /// What limited the channel the last time it sent raw pages, if its
+    /// connection was sampled (see [`Policy::update_transport`]).
+    pub fn bottleneck(&self) -> Option<Bottleneck> {
+        self.transport.verdict(self.batches, u64::MAX)
+    }
+
+    /// Verdicts on the connection made so far.
+    pub fn bottleneck_verdicts(&self) -> u64 {
+        self.transport.verdicts()
     }
 
     /// The statistics last given.
@@ -374,6 +403,14 @@ impl Policy {
                 .iter()
                 .any(|&c| c != PageClass::Fill && codecs[c.index()] != Codec::Raw);
         }
+        // Raw pages that wait for the receiver or the sender cannot go
+        // faster compressed.  The network verdict must hold twice in a
+        // row: on a busy host single verdicts swing.
+        if let Some(v) = self.transport.verdict(self.batches, VERDICT_TRUST) {
+            if v != Bottleneck::Network || self.transport.streak() < 2 {
+                return false;
+            }
+        }
         let encode_ns: f64 = PageClass::ALL
             .iter()
             .map(|&c| self.table.mix(c) * self.table.get(c, codecs[c.index()]).ns_per_page)
@@ -471,6 +508,18 @@ impl Policy {
             self.current = codecs;
         }
         self.batches += 1;
+        // A new verdict from raw intervals (a probe window's, or all raw in
+        // effect) that the receiver held raw pages up: raw is as fast as
+        // the destination takes pages, so it is the arm.  Only the receiver
+        // settles it; a sender verdict may come from an idle gap (a bitmap
+        // sync), and the probe's periods judge that case.
+        if self.mode == Mode::Adaptive
+            && self.pinned.is_none()
+            && self.stats.bandwidth == 0
+            && self.transport.verdict(self.batches, 1) == Some(Bottleneck::Receiver)
+        {
+            self.probe.settle_raw();
+        }
         let wanted = self.wants_probe(&codecs);
         let probing = self.probe.on_plan(self.batches, wanted);
         let mut plan = self.routed_plan(codecs, self.batches);
@@ -484,6 +533,7 @@ impl Policy {
                 self.cursor[class.index()] += 1;
             }
         }
+        self.transport.on_batch(plan.all_raw());
         plan
     }
 

@@ -456,6 +456,73 @@ fn stats_updates_move_the_plan() {
 }
 
 #[test]
+fn transport_samples_are_statuses_and_never_fail_a_batch() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let info = [0u8; 232];
+    // SAFETY: a live encoder; `info` is its own length or shorter.
+    unsafe {
+        assert_eq!(
+            mecom_encoder_update_tcp_info(pair.enc, 1, info.as_ptr(), info.len()),
+            mecom_status::Ok
+        );
+        assert_eq!(
+            mecom_encoder_update_tcp_info(pair.enc, 2, info.as_ptr(), 191),
+            mecom_status::InvalidArgument
+        );
+        assert_eq!(
+            mecom_encoder_update_tcp_info(pair.enc, 2, ptr::null(), 0),
+            mecom_status::NullParameter
+        );
+        assert_eq!(
+            mecom_encoder_update_tcp_info(ptr::null_mut(), 2, info.as_ptr(), info.len()),
+            mecom_status::NullParameter
+        );
+        assert_eq!(
+            mecom_encoder_update_transport(pair.enc, ptr::null()),
+            mecom_status::NullParameter
+        );
+    }
+    let error = text(
+        // SAFETY: a live encoder.
+        unsafe { mecom_encoder_last_error(pair.enc) },
+    );
+    assert!(error.contains("tcp_info"), "{error}");
+    // Samples from a receiver-limited connection, between batches that
+    // still encode and decode.
+    let (ram, offsets) = ram_block(16);
+    let mut out = vec![0u8; ram.len()];
+    for k in 0..40u64 {
+        let s = mecom_transport_stats {
+            timestamp_ns: k * 2_000_000,
+            busy_us: k * 2_000,
+            receiver_limited_us: k * 2_000,
+            ..Default::default()
+        };
+        // SAFETY: a live encoder and a valid sample.
+        let st = unsafe { mecom_encoder_update_transport(pair.enc, &s) };
+        assert_eq!(st, mecom_status::Ok);
+        let frame = encode_frame(pair.enc, &ram, &offsets);
+        // SAFETY: `out` holds every page at `offsets`.
+        let st = unsafe {
+            mecom_decoder_decode(
+                pair.dec,
+                frame.as_ptr(),
+                frame.len(),
+                out.as_mut_ptr(),
+                offsets.as_ptr(),
+                offsets.len() as u32,
+            )
+        };
+        assert_eq!(st, mecom_status::Ok, "{}", dec_error(pair.dec));
+    }
+    for &off in &offsets {
+        let r = off as usize..off as usize + 4096;
+        assert_eq!(out[r.clone()], ram[r]);
+    }
+}
+
+#[test]
 fn every_mode_is_accepted_and_round_trips() {
     for mode in [
         mecom_mode::Adaptive,

@@ -28,7 +28,7 @@ use crate::encoder::{Encoder, PageSource};
 use crate::error::Error;
 use crate::format;
 use crate::method::METHOD_SLOTS;
-use crate::policy::LinkStats;
+use crate::policy::{LinkStats, TransportStats};
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -130,6 +130,27 @@ pub struct mecom_link_stats {
     pub channels: u32,
     /// Downtime limit in milliseconds.
     pub downtime_limit_ms: u32,
+}
+
+/// Cumulative statistics of one channel's connection (see
+/// mecom_encoder_update_transport()); counters only grow while the
+/// connection lives.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct mecom_transport_stats {
+    /// Monotonic timestamp of the sample, nanoseconds.
+    pub timestamp_ns: u64,
+    /// Microseconds the connection had data queued or in flight.
+    pub busy_us: u64,
+    /// Of those, microseconds stalled by the receiver's window.
+    pub receiver_limited_us: u64,
+    /// Of those, microseconds stalled by the send buffer.
+    pub sndbuf_limited_us: u64,
+    /// The latest delivery rate estimate, bytes per second.
+    pub delivery_rate: u64,
+    /// 1 when that estimate was taken while the sender had too little to
+    /// send to fill the link, else 0.
+    pub delivery_rate_app_limited: u32,
 }
 
 /// Running totals of one handle.
@@ -554,6 +575,76 @@ pub unsafe extern "C" fn mecom_encoder_update_stats(
             channels: s.channels,
             downtime_limit_ms: s.downtime_limit_ms,
         });
+        Ok(())
+    })
+}
+
+/// Gives the encoder a sample of its channel's connection: what limits it
+/// (the network, the receiver or the sender) decides whether compressing
+/// can pay.  Call it before mecom_encoder_encode(), as often as once per
+/// batch.  See mecom_encoder_update_tcp_info() for Linux TCP sockets.
+///
+/// # Safety
+/// `enc` is a live encoder used by no other thread during the call; `stats`
+/// points to a readable `mecom_transport_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_update_transport(
+    enc: *mut mecom_encoder,
+    stats: *const mecom_transport_stats,
+) -> mecom_status {
+    if enc.is_null() || stats.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL and readable by contract; plain integers.
+    let s = unsafe { stats.read() };
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*enc).0 };
+    handle.call(|e| {
+        e.update_transport(TransportStats {
+            timestamp_ns: s.timestamp_ns,
+            busy_us: s.busy_us,
+            receiver_limited_us: s.receiver_limited_us,
+            sndbuf_limited_us: s.sndbuf_limited_us,
+            delivery_rate: s.delivery_rate,
+            delivery_rate_app_limited: s.delivery_rate_app_limited != 0,
+        });
+        Ok(())
+    })
+}
+
+/// Like mecom_encoder_update_transport(), from the bytes of a Linux
+/// `struct tcp_info` as `getsockopt(fd, IPPROTO_TCP, TCP_INFO, info,
+/// &info_len)` returned them, sampled at `timestamp_ns` (monotonic).  The
+/// library reads the fields it needs at their UAPI offsets, so the caller
+/// needs no `<linux/tcp.h>` (whose `struct tcp_info` clashes with glibc's).
+/// Returns MECOM_STATUS_INVALID_ARGUMENT, and changes nothing, when
+/// `info_len` is under 192 bytes (kernels before 4.10).
+///
+/// # Safety
+/// `enc` is a live encoder used by no other thread during the call; `info`
+/// points to `info_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_update_tcp_info(
+    enc: *mut mecom_encoder,
+    timestamp_ns: u64,
+    info: *const u8,
+    info_len: usize,
+) -> mecom_status {
+    if enc.is_null() || info.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: `info` holds `info_len` readable bytes owned by the caller
+    // (a local buffer getsockopt() filled), unchanged during the call.
+    let info = unsafe { std::slice::from_raw_parts(info, info_len) };
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*enc).0 };
+    handle.call(|e| {
+        let stats = TransportStats::from_linux_tcp_info(info, timestamp_ns).ok_or(
+            Error::InvalidArgument {
+                reason: "tcp_info is shorter than Linux 4.10's 192 bytes",
+            },
+        )?;
+        e.update_transport(stats);
         Ok(())
     })
 }

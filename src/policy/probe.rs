@@ -259,6 +259,20 @@ impl Probe {
         }
     }
 
+    /// Makes all-raw the current arm at once, without a window's figures
+    /// or a confirmation: the connection showed that raw is the fastest
+    /// there is (see [`super::transport`]).  A running window is dropped.
+    pub(super) fn settle_raw(&mut self) {
+        if self.raw_arm {
+            return;
+        }
+        self.window_pos = None;
+        // The dropped window's last batch, still to be recorded, must not
+        // end it.
+        self.aborted = true;
+        self.switch_arm();
+    }
+
     fn switch_arm(&mut self) {
         self.before = None;
         self.raw_arm = !self.raw_arm;

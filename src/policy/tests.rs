@@ -358,6 +358,16 @@ struct Sim {
     /// batch by this many nanoseconds (the migration thread that hands out
     /// pages, starved of CPU on a small host).
     starve: f64,
+    /// The destination's time per page, whatever its codec (decoding a
+    /// page costs it at least what taking a raw one does): a batch also
+    /// waits for the receiver.
+    receiver_ns: f64,
+    /// The channel's connection is sampled before every batch
+    /// ([`Policy::update_transport`]).
+    sampled: bool,
+    /// Idle time after every batch: the migration thread hands out pages
+    /// no faster (sampled connections then show a sender limit).
+    idle_ns: u64,
 }
 
 /// What a simulated run did.
@@ -392,6 +402,9 @@ impl Sim {
             gap: None,
             bandwidth: 0,
             starve: 0.0,
+            receiver_ns: 0.0,
+            sampled: false,
+            idle_ns: 0,
         }
     }
 
@@ -407,7 +420,17 @@ impl Sim {
         let share = self.link / f64::from(self.channels);
         let (mut now, mut wire, mut last_stats) = (0u64, 0u64, 0u64);
         let mut last = None;
+        // The connection's cumulative counters, ns.
+        let (mut busy_total, mut receiver_total) = (0u64, 0u64);
         for batch in 1..=batches {
+            if self.sampled {
+                p.update_transport(TransportStats {
+                    timestamp_ns: now,
+                    busy_us: busy_total / 1000,
+                    receiver_limited_us: receiver_total / 1000,
+                    ..TransportStats::default()
+                });
+            }
             if last.is_none() || now - last_stats >= 100_000_000 {
                 p.update_stats(LinkStats {
                     timestamp_ns: now + 1,
@@ -442,7 +465,17 @@ impl Sim {
                     p.record_class(G, codec, n, bytes, (c.ns_per_page * n as f64) as u64);
                 }
             }
-            let mut period = (busy * (1.0 + self.starve)).max(out * 1e9 / share) as u64;
+            let network = out * 1e9 / share;
+            let receiver = self.receiver_ns * PAGES as f64;
+            let sending = network.max(receiver);
+            let mut period = (busy * (1.0 + self.starve)).max(sending) as u64;
+            busy_total += sending as u64;
+            // A receiver slower than the link keeps the window full: Linux
+            // counts the whole time as receiver-limited.
+            if receiver > network {
+                receiver_total += receiver as u64;
+            }
+            period += self.idle_ns;
             if self.gap.is_some_and(|(at, _)| at == batch) {
                 period += self.gap.map_or(0, |(_, ns)| ns);
             }
@@ -578,4 +611,71 @@ fn a_faster_plan_takes_back_over_from_raw() {
     assert!(!p.raw_arm(), "{run:?}");
     assert_ne!(run.last.codecs[G.index()], Codec::Raw, "{run:?}");
     assert!(p.arm_switches() >= 2);
+}
+
+#[test]
+fn raw_pages_held_up_by_the_receiver_settle_the_raw_arm() {
+    // 10 Gbit/s, but the destination takes 10 us a page, raw or decoded:
+    // the receiver sets the pace on both arms (1.3 ms a batch), and LZ
+    // (1.2 ms of encoding) ties with raw.  Periods cannot tell them apart
+    // (the probe wants 10 % before it switches) and leave the channel
+    // compressing; the connection says who waits, and raw gets the same
+    // time for 1/40 of the CPU.
+    let mut sim = Sim::costly_codecs(10.0 * GBIT as f64);
+    sim.lz.ns_per_page = 9_500.0;
+    sim.receiver_ns = 10_000.0;
+    sim.sampled = true;
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 1000);
+    assert!(p.raw_arm(), "{run:?}");
+    assert_eq!(p.bottleneck(), Some(Bottleneck::Receiver));
+    assert_eq!(p.arm_switches(), 1, "{run:?}");
+    let lz = sim.pinned(Codec::Lz, 1000);
+    assert!(run.seconds < 1.02 * lz, "{run:?} lz {lz}");
+
+    // Without samples of the connection the same channel stays on LZ.
+    let mut blind = sim;
+    blind.sampled = false;
+    let mut p = policy(Mode::Adaptive);
+    let run = blind.run(&mut p, 1000);
+    assert!(!p.raw_arm(), "{run:?}");
+    assert_eq!(p.bottleneck(), None);
+}
+
+#[test]
+fn a_network_limited_raw_window_leaves_the_choice_to_the_probe() {
+    // 1 Gbit/s with a fast destination: raw probe windows are
+    // network-limited, so compressing may pay and the figures decide (LZ).
+    let mut sim = Sim::costly_codecs(GBIT as f64);
+    sim.zstd.ns_per_page = 40_000.0;
+    sim.receiver_ns = 100.0;
+    sim.sampled = true;
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 1000);
+    assert_eq!(p.bottleneck(), Some(Bottleneck::Network));
+    assert!(!p.raw_arm(), "{run:?}");
+    assert_eq!(run.last.codecs[G.index()], Codec::Lz, "{run:?}");
+}
+
+#[test]
+fn raw_pages_that_wait_for_the_sender_are_not_probed_against_the_plan() {
+    // The migration thread hands out a batch every 3 ms: on the raw arm
+    // the link idles most of the time, and a plan that encodes a batch in
+    // 2 ms looks worth a probe by periods alone.  Every such probe only
+    // adds encoding in front of pages the link would have carried at once.
+    let mut sim = Sim::costly_codecs(10.0 * GBIT as f64);
+    sim.idle_ns = 3_000_000;
+    sim.receiver_ns = 100.0;
+    sim.sampled = true;
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 3000);
+    assert!(p.raw_arm(), "{run:?}");
+    assert_eq!(p.bottleneck(), Some(Bottleneck::Sender));
+
+    let mut blind = sim;
+    blind.sampled = false;
+    let mut q = policy(Mode::Adaptive);
+    let blind_run = blind.run(&mut q, 3000);
+    assert!(q.raw_arm(), "{blind_run:?}");
+    assert!(run.probes < blind_run.probes, "{run:?} blind {blind_run:?}");
 }

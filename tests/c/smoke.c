@@ -117,6 +117,17 @@ int main(void)
         stats.channels = 2;
         st = mecom_encoder_update_stats(enc, &stats);
         CHECK(st == MECOM_STATUS_OK, "update_stats");
+        {
+            /* a zeroed Linux struct tcp_info, as QEMU's glue passes it */
+            uint8_t tcp_info[232] = { 0 };
+
+            st = mecom_encoder_update_tcp_info(enc, round * 1000000ULL,
+                                               tcp_info, sizeof(tcp_info));
+            CHECK(st == MECOM_STATUS_OK, "update_tcp_info");
+            st = mecom_encoder_update_tcp_info(enc, 0, tcp_info, 100);
+            CHECK(st == MECOM_STATUS_INVALID_ARGUMENT,
+                  "update_tcp_info with 100 bytes: %s", mecom_status_str(st));
+        }
         st = mecom_encoder_encode(enc, src, offsets, NPAGES, frame, cap, &len);
         CHECK(st == MECOM_STATUS_OK, "encode: %s: %s", mecom_status_str(st),
               mecom_encoder_last_error(enc));
