@@ -15,6 +15,13 @@
 #define MECOM_VERSION_PATCH 0
 
 /**
+ * In the payload lengths of a frame handled in parts: the page's payload
+ * is the page itself, at `host + offsets[i]` (see
+ * mecom_encoder_encode_parts() and mecom_decoder_begin_parts()).
+ */
+#define MECOM_PAYLOAD_IN_PLACE UINT32_MAX
+
+/**
  * Slots in the per-method counter arrays.
  */
 #define MECOM_METHOD_SLOTS 16
@@ -23,6 +30,13 @@
  * Bytes of the fixed frame header, the prefix mecom_frame_len() reads.
  */
 #define MECOM_FRAME_HEADER_LEN 32
+
+/**
+ * Bytes per page in a frame's page table, which follows the header: the
+ * head of a frame of n pages is `MECOM_FRAME_HEADER_LEN +
+ * n * MECOM_FRAME_ENTRY_LEN` bytes.
+ */
+#define MECOM_FRAME_ENTRY_LEN 4
 
 /**
  * Number of classes.
@@ -503,6 +517,31 @@ mecom_status mecom_encoder_encode(struct mecom_encoder *enc,
                                   size_t *out_len);
 
 /**
+ * Like mecom_encoder_encode(), but raw pages stay where they are: `out`
+ * receives the frame's header and page table, then the payloads of the
+ * pages that are not raw, back to back; `payload_lens[i]` receives the
+ * length of page i's payload in `out`, or MECOM_PAYLOAD_IN_PLACE when its
+ * payload is the page itself at `host + offsets[i]`.  The frame to send is
+ * the first `32 + 4 * n_pages` bytes of `out`, then, page by page, either
+ * the next `payload_lens[i]` bytes of `out` or the page.  `*out_len`
+ * receives the bytes used in `out`.  The frame's checksum leaves raw pages
+ * out, so the guest may change them until they are sent: such a page is
+ * dirty and will be sent again.
+ *
+ * # Safety
+ * As mecom_encoder_encode(); `payload_lens` points to `n_pages` writable
+ * values.
+ */
+mecom_status mecom_encoder_encode_parts(struct mecom_encoder *enc,
+                                        const uint8_t *host,
+                                        const uint64_t *offsets,
+                                        uint32_t n_pages,
+                                        uint8_t *out,
+                                        size_t out_cap,
+                                        size_t *out_len,
+                                        uint32_t *payload_lens);
+
+/**
  * Gives the encoder the migration's latest statistics.
  *
  * # Safety
@@ -599,6 +638,50 @@ mecom_status mecom_decoder_decode(struct mecom_decoder *dec,
                                   uint8_t *host,
                                   const uint64_t *offsets,
                                   uint32_t n_pages);
+
+/**
+ * Starts reading a frame in parts, for a transport that reads raw pages
+ * straight into place.  `head` holds the frame's first `32 + 4 * n_pages`
+ * bytes (header and page table; `head_len` may be more), which are checked
+ * as mecom_decoder_decode() checks them.  On success `payload_lens[i]`
+ * tells where page i's payload, which comes next on the wire in page
+ * order, goes: MECOM_PAYLOAD_IN_PLACE for a raw page to be read straight
+ * into `host + offsets[i]` (one page), otherwise that many bytes into the
+ * caller's buffer, right after the head and the payloads before it.
+ * `*buffered_len` receives the length the buffer then has; pass it to
+ * mecom_decoder_finish_parts().  Only frames whose checksum leaves raw
+ * pages out (all this library writes) have pages in place.
+ *
+ * # Safety
+ * `dec` is a live decoder used by no other thread during the call; `head`
+ * points to `head_len` readable bytes; `payload_lens` to `n_pages`
+ * writable values; `buffered_len` to a writable `size_t`.
+ */
+mecom_status mecom_decoder_begin_parts(struct mecom_decoder *dec,
+                                       const uint8_t *head,
+                                       size_t head_len,
+                                       uint32_t n_pages,
+                                       uint32_t *payload_lens,
+                                       size_t *buffered_len);
+
+/**
+ * Finishes the frame mecom_decoder_begin_parts() started, once its
+ * payloads were read: `buf` holds the head and the buffered payloads
+ * (`buf_len` must be the `*buffered_len` it gave).  The pages that were
+ * not read in place are decoded and verified, then written to
+ * `host + offsets[i]`; on any error none of them is written (pages read
+ * in place already hold what the transport carried, and the caller must
+ * fail the migration).  Must follow a successful begin_parts on `dec`.
+ *
+ * # Safety
+ * As mecom_decoder_decode(), with `buf` and `buf_len` for the frame.
+ */
+mecom_status mecom_decoder_finish_parts(struct mecom_decoder *dec,
+                                        const uint8_t *buf,
+                                        size_t buf_len,
+                                        uint8_t *host,
+                                        const uint64_t *offsets,
+                                        uint32_t n_pages);
 
 /**
  * Copies the decoder's running totals into `*out`.

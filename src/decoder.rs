@@ -6,10 +6,22 @@
 //!    decodes anything;
 //! 2. decodes every page into its own scratch buffer, sized at construction
 //!    for `max_pages`, so no size read from the wire is ever allocated;
-//! 3. verifies the checksum over the decoded pages;
+//! 3. verifies the checksum over the decoded pages (frames with
+//!    `FEATURE_RAW_UNCHECKED`, which this library writes: over the pages
+//!    that are not raw);
 //! 4. only then hands the pages to the caller.
 //!
 //! So a frame that fails in any way leaves the caller's pages untouched.
+//!
+//! A frame can also be read in parts ([`Decoder::begin_parts`]): the
+//! header and table first, checked as above, which tells the caller where
+//! each payload goes; raw pages of a frame whose checksum leaves them out
+//! are read by the caller straight into their place, the other payloads
+//! into its buffer, and [`Decoder::finish_parts`] decodes and verifies
+//! those and hands them over.  A raw page read into place is the bytes the
+//! transport carried, as with QEMU's `none`; if the frame then fails, the
+//! caller's pages hold a part of it, and the caller (QEMU) fails the
+//! migration.
 
 #![forbid(unsafe_code)]
 
@@ -17,7 +29,7 @@ use crate::codec::{lz, sparse, wkdm, zstd_group::GroupDecoder, DecodeResult};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, ENTRY_LEN, HEADER_LEN};
+use crate::format::{self, Header, ENTRY_LEN, FEATURE_RAW_UNCHECKED, HEADER_LEN, PAYLOAD_IN_PLACE};
 use crate::method::Method;
 use std::time::Instant;
 
@@ -25,9 +37,20 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     method: Method,
-    /// Payload offset from the start of the frame.
+    /// Payload offset in the buffer being decoded (for a frame read in
+    /// parts, the caller's buffer, which lacks the payloads read in place).
     offset: usize,
     len: usize,
+    /// The caller reads this raw page straight into its place.
+    in_place: bool,
+}
+
+/// A frame whose head [`Decoder::begin_parts`] checked.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    header: Header,
+    /// Bytes the caller's buffer must hold: head and buffered payloads.
+    buffered_end: usize,
 }
 
 /// What a successful decode found.
@@ -50,6 +73,7 @@ pub struct Decoder {
     zstd: GroupDecoder,
     sequence: u32,
     counters: Counters,
+    pending: Option<Pending>,
 }
 
 impl Decoder {
@@ -71,6 +95,7 @@ impl Decoder {
             zstd,
             sequence: 0,
             counters: Counters::default(),
+            pending: None,
             config,
         })
     }
@@ -121,22 +146,138 @@ impl Decoder {
         &mut self,
         frame: &[u8],
         expected_pages: usize,
-        mut sink: impl FnMut(usize, &[u8]),
+        sink: impl FnMut(usize, &[u8]),
     ) -> Result<FrameInfo> {
         let start = Instant::now();
-        let header = self.check(frame, expected_pages)?;
+        self.pending = None;
+        let table_end = HEADER_LEN.saturating_add(expected_pages.saturating_mul(ENTRY_LEN));
+        let available = frame.len().saturating_sub(table_end);
+        let header = self.check(frame, expected_pages, Some(available), false)?;
+        self.finish(frame, header, start, sink)
+    }
+
+    /// Starts decoding a frame in parts: `head` holds at least its header
+    /// and page table (`32 + 4 * expected_pages` bytes), which are checked
+    /// as by [`Decoder::decode`].  `lens[i]` receives where page `i`'s
+    /// payload goes: [`PAYLOAD_IN_PLACE`] when it is a raw page the caller
+    /// reads straight into the page's place (only when the frame's checksum
+    /// leaves raw pages out), else its length in the caller's buffer, where
+    /// the payloads follow the table back to back.  Returns the length the
+    /// buffer must then have: head and buffered payloads.  The frame on the
+    /// wire is the head, then each page's payload in order.
+    pub fn begin_parts(
+        &mut self,
+        head: &[u8],
+        expected_pages: usize,
+        lens: &mut [u32],
+    ) -> Result<usize> {
+        self.pending = None;
+        if lens.len() < expected_pages {
+            return Err(Error::InvalidArgument {
+                reason: "fewer payload lengths than pages",
+            });
+        }
+        let header = self.check(head, expected_pages, None, true)?;
+        let n = usize::from(header.page_count);
+        for (len, e) in lens.iter_mut().zip(&self.entries[..n]) {
+            *len = if e.in_place {
+                PAYLOAD_IN_PLACE
+            } else {
+                e.len as u32
+            };
+        }
+        let buffered_end = self.entries[..n]
+            .iter()
+            .filter(|e| !e.in_place)
+            .fold(HEADER_LEN + n * ENTRY_LEN, |end, e| end + e.len);
+        self.pending = Some(Pending {
+            header,
+            buffered_end,
+        });
+        Ok(buffered_end)
+    }
+
+    /// Finishes the frame [`Decoder::begin_parts`] started: `frame` holds
+    /// its head and buffered payloads (the length `begin_parts` returned).
+    /// Decodes and verifies the pages that were not read in place, then
+    /// writes them to `pages` (one page each, as many as the frame holds);
+    /// pages read in place are not touched.  On error no page is written.
+    pub fn finish_parts(&mut self, frame: &[u8], pages: &mut [&mut [u8]]) -> Result<FrameInfo> {
+        if pages.iter().any(|p| p.len() != self.page_size) {
+            self.pending = None;
+            return Err(Error::InvalidArgument {
+                reason: "every page must be exactly page_size bytes",
+            });
+        }
+        self.finish_parts_with(frame, pages.len(), |i, page| {
+            pages[i].copy_from_slice(page);
+        })
+    }
+
+    /// [`Decoder::finish_parts`] with a sink; `capacity` is how many
+    /// pages the caller can take.
+    pub(crate) fn finish_parts_with(
+        &mut self,
+        frame: &[u8],
+        capacity: usize,
+        sink: impl FnMut(usize, &[u8]),
+    ) -> Result<FrameInfo> {
+        let start = Instant::now();
+        let pending = self.pending.take().ok_or(Error::InvalidArgument {
+            reason: "finish_parts without a successful begin_parts",
+        })?;
+        if frame.len() != pending.buffered_end {
+            return Err(Error::LengthMismatch {
+                declared: pending.buffered_end,
+                actual: frame.len(),
+            });
+        }
+        if capacity < usize::from(pending.header.page_count) {
+            return Err(Error::PageCountMismatch {
+                frame: usize::from(pending.header.page_count),
+                expected: capacity,
+            });
+        }
+        self.finish(frame, pending.header, start, sink)
+    }
+
+    /// Decodes the checked frame's pages that are in `frame`, verifies the
+    /// checksum, hands them to `sink` and counts the frame.
+    fn finish(
+        &mut self,
+        frame: &[u8],
+        header: Header,
+        start: Instant,
+        mut sink: impl FnMut(usize, &[u8]),
+    ) -> Result<FrameInfo> {
         let n = usize::from(header.page_count);
         let ps = self.page_size;
         self.decode_pages(frame, n)?;
-        let computed = xxhash_rust::xxh3::xxh3_64(&self.scratch[..n * ps]);
+        let computed = if header.features & FEATURE_RAW_UNCHECKED != 0 {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            for (page, e) in self.scratch[..n * ps].chunks_exact(ps).zip(&self.entries) {
+                if e.method != Method::Raw {
+                    hasher.update(page);
+                }
+            }
+            hasher.digest()
+        } else {
+            xxhash_rust::xxh3::xxh3_64(&self.scratch[..n * ps])
+        };
         if computed != header.checksum {
             return Err(Error::ChecksumMismatch {
                 expected: header.checksum,
                 computed,
             });
         }
-        for (i, page) in self.scratch[..n * ps].chunks_exact(ps).enumerate() {
-            sink(i, page);
+        for (i, (page, e)) in self.scratch[..n * ps]
+            .chunks_exact(ps)
+            .zip(&self.entries)
+            .enumerate()
+        {
+            if !e.in_place {
+                sink(i, page);
+            }
         }
         self.sequence = self.sequence.wrapping_add(1);
         let c = &mut self.counters;
@@ -148,7 +289,7 @@ impl Decoder {
         c.frames += 1;
         c.pages += n as u64;
         c.bytes_in += (n * ps) as u64;
-        c.bytes_out += frame.len() as u64;
+        c.bytes_out += (HEADER_LEN + n * ENTRY_LEN) as u64 + u64::from(header.payload_len);
         c.ns += start.elapsed().as_nanos() as u64;
         Ok(FrameInfo {
             pages: n,
@@ -156,8 +297,19 @@ impl Decoder {
         })
     }
 
-    /// Checks the header and the page table; fills `self.entries`.
-    fn check(&mut self, frame: &[u8], expected_pages: usize) -> Result<Header> {
+    /// Checks the header and the page table at the start of `frame`; fills
+    /// `self.entries`.  `available` is the payload bytes after the table
+    /// when `frame` is the whole frame (`None`: only its head).  With
+    /// `in_place`, raw pages of a frame whose checksum leaves them out are
+    /// marked to be read in place, and the other payloads' offsets follow
+    /// the table back to back.
+    fn check(
+        &mut self,
+        frame: &[u8],
+        expected_pages: usize,
+        available: Option<usize>,
+        in_place: bool,
+    ) -> Result<Header> {
         let header = Header::parse(frame)?;
         if header.page_shift != self.shift {
             return Err(Error::PageSizeMismatch {
@@ -189,16 +341,20 @@ impl Decoder {
             needed: table_end,
             available: frame.len(),
         })?;
-        let payload = frame.len() - table_end;
-        if header.payload_len as usize != payload {
-            return Err(Error::LengthMismatch {
-                declared: header.payload_len as usize,
-                actual: payload,
-            });
+        let declared = header.payload_len as usize;
+        if let Some(payload) = available {
+            if declared != payload {
+                return Err(Error::LengthMismatch {
+                    declared,
+                    actual: payload,
+                });
+            }
         }
+        let raw_in_place = in_place && header.features & FEATURE_RAW_UNCHECKED != 0;
         let ps = self.page_size;
         self.entries.clear();
         let mut offset = table_end;
+        let mut total = 0usize;
         let mut in_group = false;
         for (page, raw) in table.chunks_exact(ENTRY_LEN).enumerate() {
             let (tag, len) = format::unpack_entry([raw[0], raw[1], raw[2], raw[3]]);
@@ -225,17 +381,22 @@ impl Decoder {
                 });
             }
             in_group |= method == Method::Zstd;
+            let page_in_place = raw_in_place && method == Method::Raw;
             self.entries.push(Entry {
                 method,
                 offset,
                 len,
+                in_place: page_in_place,
             });
-            offset += len;
+            total += len;
+            if !page_in_place {
+                offset += len;
+            }
         }
-        if offset != frame.len() {
+        if total != declared {
             return Err(Error::LengthMismatch {
-                declared: offset - table_end,
-                actual: payload,
+                declared: total,
+                actual: available.unwrap_or(declared),
             });
         }
         Ok(header)
@@ -246,8 +407,18 @@ impl Decoder {
         let ps = self.page_size;
         for i in 0..n {
             let e = self.entries[i];
-            // `check` proved offset + len <= frame.len() for every entry.
-            let src = &frame[e.offset..e.offset + e.len];
+            if e.in_place {
+                continue;
+            }
+            // `check` proved offset + len <= frame.len() for every entry
+            // of a whole frame; `finish_parts_with` proved the buffer is
+            // as long as the entries that are in it.
+            let src = frame
+                .get(e.offset..e.offset + e.len)
+                .ok_or(Error::Truncated {
+                    needed: e.offset + e.len,
+                    available: frame.len(),
+                })?;
             let page = &mut self.scratch[i * ps..(i + 1) * ps];
             let result: DecodeResult = match e.method {
                 Method::Raw => {

@@ -1,13 +1,20 @@
 //! Batch encoder: pages in, one frame out.
 //!
 //! When the plan sends every page raw, one pass copies the pages into their
-//! payload slots and hashes them there.  Otherwise three passes over a
+//! payload slots (or, for a frame built in parts, writes only the table: the
+//! caller sends raw pages from their place).  Otherwise three passes over a
 //! batch, all on the encoder's private copy of the pages:
 //! 1. profile every page and route it to a first-choice method;
 //! 2. compress the pages routed to the high-ratio tier as zstd groups, into a
 //!    side buffer, demoting a group to the fast path when it does not shrink;
 //! 3. write the table and the payloads in page order, falling back along
-//!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up.
+//!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up, and
+//!    hash every page that is not raw (feature `FEATURE_RAW_UNCHECKED`).
+//!
+//! Raw pages are outside the checksum so that they need not pass through
+//! the encoder at all: QEMU sends them from guest memory and the receiver
+//! reads them into place, as `none` does.  The checksum guards what the
+//! codecs rebuild; a raw page is the bytes the transport carried.
 //!
 //! Every buffer is sized at construction for `max_pages`; encoding allocates
 //! nothing (except inside the LZO crate, which allocates its output).
@@ -26,7 +33,7 @@ use crate::codec::{lz, sparse, wkdm, zstd_group::GroupEncoder};
 use crate::config::{Config, LzCodec};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, ENTRY_LEN, HEADER_LEN};
+use crate::format::{self, Header, ENTRY_LEN, FEATURE_RAW_UNCHECKED, HEADER_LEN, PAYLOAD_IN_PLACE};
 use crate::method::Method;
 use crate::policy::{Clock, Codec, LinkStats, PageClass, Plan, Policy, TransportStats, WallClock};
 
@@ -211,14 +218,37 @@ impl Encoder {
                 reason: "every page must be exactly page_size bytes",
             });
         }
-        self.encode_from(pages, out)
+        self.encode_from(pages, out, None)
     }
 
-    /// Encodes from any page source; see [`Encoder::encode`].
+    /// Encodes `pages` like [`Encoder::encode`], but leaves raw pages out
+    /// of `out`: it holds the header, the table and the other payloads in
+    /// page order, and `lens[i]` is the payload length of page `i` in
+    /// `out`, or [`PAYLOAD_IN_PLACE`] when its payload is the page itself.
+    /// The frame on the wire is `out`'s header and table, then for each
+    /// page in order either its bytes from `out` or the page.  Returns the
+    /// bytes used in `out`.
+    pub fn encode_parts(
+        &mut self,
+        pages: &[&[u8]],
+        out: &mut [u8],
+        lens: &mut [u32],
+    ) -> Result<usize> {
+        if pages.iter().any(|p| p.len() != self.page_size) {
+            return Err(Error::InvalidArgument {
+                reason: "every page must be exactly page_size bytes",
+            });
+        }
+        self.encode_from(pages, out, Some(lens))
+    }
+
+    /// Encodes from any page source; see [`Encoder::encode`] and, with
+    /// `parts`, [`Encoder::encode_parts`].
     pub(crate) fn encode_from<S: PageSource + ?Sized>(
         &mut self,
         source: &S,
         out: &mut [u8],
+        parts: Option<&mut [u32]>,
     ) -> Result<usize> {
         let start = self.clock.now_ns();
         let n = source.len();
@@ -235,30 +265,35 @@ impl Encoder {
                 given: out.len(),
             });
         }
+        if parts.as_ref().is_some_and(|lens| lens.len() < n) {
+            return Err(Error::InvalidArgument {
+                reason: "fewer payload lengths than pages",
+            });
+        }
+        let in_place = parts.is_some();
         let ps = self.page_size;
         let plan = self.policy.next_plan();
-        let (checksum, payload_len, counts) = if plan.all_raw() {
-            (self.write_raw_frame(source, n, out), n * ps, None)
+        let (written, counts) = if plan.all_raw() {
+            (self.write_raw_frame(source, n, out, in_place), None)
         } else {
             for i in 0..n {
                 source.copy_page(i, &mut self.batch[i * ps..(i + 1) * ps]);
             }
-            let checksum = xxhash_rust::xxh3::xxh3_64(&self.batch[..n * ps]);
             self.timed = self.sequence.is_multiple_of(TIMED_EVERY)
                 || plan.explore.iter().any(Option::is_some);
             self.tallies = Tallies::default();
             let counts = self.route(n, &plan);
             self.compress_groups(n);
-            (checksum, self.write_frame(n, out), Some(counts))
+            (self.write_frame(n, out, in_place), Some(counts))
         };
 
         let header = Header {
             page_shift: self.shift,
             page_count: n as u16,
             sequence: self.sequence,
-            features: 0,
-            payload_len: payload_len as u32,
-            checksum,
+            features: FEATURE_RAW_UNCHECKED,
+            payload_len: written.payload as u32,
+            checksum: written.checksum,
         };
         // `out` holds at least max_frame_len(n) > HEADER_LEN bytes.
         if let Some(head) = out.first_chunk_mut::<HEADER_LEN>() {
@@ -266,8 +301,20 @@ impl Encoder {
         }
         self.sequence = self.sequence.wrapping_add(1);
 
+        if let Some(lens) = parts {
+            let table = &out[HEADER_LEN..HEADER_LEN + n * ENTRY_LEN];
+            for (len, e) in lens.iter_mut().zip(table.chunks_exact(ENTRY_LEN)) {
+                let (tag, l) = format::unpack_entry([e[0], e[1], e[2], e[3]]);
+                *len = if tag == Method::Raw.tag() {
+                    PAYLOAD_IN_PLACE
+                } else {
+                    l as u32
+                };
+            }
+        }
+
         let total_ns = self.clock.now_ns().saturating_sub(start);
-        let frame_len = HEADER_LEN + n * ENTRY_LEN + payload_len;
+        let frame_len = HEADER_LEN + n * ENTRY_LEN + written.payload;
         self.policy
             .record_batch(start, total_ns, n as u64, frame_len as u64);
         if let Some(counts) = counts {
@@ -278,7 +325,7 @@ impl Encoder {
         self.counters.bytes_in += (n * ps) as u64;
         self.counters.bytes_out += frame_len as u64;
         self.counters.ns += total_ns;
-        Ok(frame_len)
+        Ok(HEADER_LEN + n * ENTRY_LEN + written.buffered)
     }
 
     /// Gives the policy this batch's class mix and, on timed batches, the
@@ -302,8 +349,8 @@ impl Encoder {
 
     /// The whole frame when the plan sends every page raw (a link probe,
     /// or a link faster than any codec): the pages are copied once,
-    /// straight into their payload slots, which then lie in page order and
-    /// are hashed in place; no page is classified.  Returns the checksum.
+    /// straight into their payload slots, or not at all when `in_place`;
+    /// no page is classified or hashed.
     /// The policy learns nothing about classes or codecs from such a batch;
     /// exploring batches, which never take this path, keep it informed.
     fn write_raw_frame<S: PageSource + ?Sized>(
@@ -311,15 +358,17 @@ impl Encoder {
         source: &S,
         n: usize,
         out: &mut [u8],
-    ) -> u64 {
+        in_place: bool,
+    ) -> Written {
         let ps = self.page_size;
         let table_end = HEADER_LEN + n * ENTRY_LEN;
-        // `out` holds max_frame_len(n) >= table_end + n * ps bytes.
-        let payload = &mut out[table_end..table_end + n * ps];
-        for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
-            source.copy_page(i, slot);
+        if !in_place {
+            // `out` holds max_frame_len(n) >= table_end + n * ps bytes.
+            let payload = &mut out[table_end..table_end + n * ps];
+            for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
+                source.copy_page(i, slot);
+            }
         }
-        let checksum = xxhash_rust::xxh3::xxh3_64(payload);
         let entry = format::pack_entry(Method::Raw.tag(), ps);
         for e in out[HEADER_LEN..table_end].chunks_exact_mut(ENTRY_LEN) {
             e.copy_from_slice(&entry);
@@ -327,7 +376,11 @@ impl Encoder {
         let slot = Method::Raw.counter_slot();
         self.counters.method_pages[slot] += n as u64;
         self.counters.method_bytes[slot] += (n * ps) as u64;
-        checksum
+        Written {
+            payload: n * ps,
+            buffered: if in_place { 0 } else { n * ps },
+            checksum: xxhash_rust::xxh3::xxh3_64(&[]),
+        }
     }
 
     /// Pass 1: a class and a first-choice method for every page.  Returns
@@ -426,11 +479,14 @@ impl Encoder {
         }
     }
 
-    /// Pass 3: the page table and payloads.  Returns the payload length.
-    fn write_frame(&mut self, n: usize, out: &mut [u8]) -> usize {
+    /// Pass 3: the page table and payloads, raw ones left out when
+    /// `in_place`, and the checksum of the pages that are not raw.
+    fn write_frame(&mut self, n: usize, out: &mut [u8], in_place: bool) -> Written {
         let ps = self.page_size;
         let table_end = HEADER_LEN + n * ENTRY_LEN;
         let mut pos = table_end;
+        let mut payload = 0;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         // A codec must save at least 1/32 of the page, else the page goes raw.
         let limit = ps - ps / 32;
         let mut run: Option<((PageClass, Codec), u64)> = None;
@@ -485,8 +541,12 @@ impl Encoder {
                     lz_encode(self.config.lz, page, window, limit, &mut self.lz_scratch)
                         .unwrap_or_else(|| raw(page, window))
                 }
+                Route::Raw if in_place => (Method::Raw, ps),
                 Route::Raw => raw(page, &mut out[pos..pos + ps]),
             };
+            if method != Method::Raw {
+                hasher.update(page);
+            }
             let entry = HEADER_LEN + i * ENTRY_LEN;
             out[entry..entry + ENTRY_LEN].copy_from_slice(&format::pack_entry(method.tag(), len));
             let slot = method.counter_slot();
@@ -497,14 +557,34 @@ impl Encoder {
                 t.pages += 1;
                 t.bytes += (len + ENTRY_LEN) as u64;
             }
-            pos += len;
+            payload += len;
+            // A raw page sent from its place leaves nothing in `out` (a
+            // codec's fallback may have copied it there: it is overwritten).
+            if !(in_place && method == Method::Raw) {
+                pos += len;
+            }
         }
         if let Some((k, since)) = run {
             let now = self.clock.now_ns();
             self.tallies[k.0.index()][k.1.index()].ns += now.saturating_sub(since);
         }
-        pos - table_end
+        Written {
+            payload,
+            buffered: pos - table_end,
+            checksum: hasher.digest(),
+        }
     }
+}
+
+/// What writing a frame's payloads produced.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    /// Payload bytes on the wire (raw pages included).
+    payload: usize,
+    /// Payload bytes in the caller's buffer.
+    buffered: usize,
+    /// xxh3-64 of the pages that are not raw, in order.
+    checksum: u64,
 }
 
 /// Books a zstd group's time (and, when it was kept, its pages and bytes)

@@ -8,10 +8,12 @@
 //!      5     1  page_shift (12..=16: page size 4 KiB..64 KiB)
 //!      6     2  page_count (1..=1024)
 //!      8     4  sequence (per-channel frame counter, from 0, wrapping)
-//!     12     4  features (no bits defined in v1; unknown bits are rejected)
+//!     12     4  features (bit 0: raw pages are outside the checksum;
+//!                 unknown bits are rejected)
 //!     16     4  payload_len (bytes of page payloads after the table)
 //!     20     4  reserved (0)
-//!     24     8  checksum: xxh3-64 (seed 0) of all decoded pages, in order
+//!     24     8  checksum: xxh3-64 (seed 0) of the decoded pages, in order
+//!                 (with feature bit 0: of the pages that are not raw)
 //!     32  4*n   page table: per page u32 = tag << 24 | payload length
 //!      …        payloads, in table order
 //! ```
@@ -35,8 +37,18 @@ pub const MAX_PAGES: usize = 1024;
 pub const MIN_PAGE_SIZE: u32 = 4096;
 /// Largest supported page size.
 pub const MAX_PAGE_SIZE: u32 = 65536;
-/// Feature bits this decoder understands (none in v1).
-pub const KNOWN_FEATURES: u32 = 0;
+/// Feature bit: the checksum covers only the pages that are not raw, so a
+/// transport can send raw pages straight from guest memory and read them
+/// straight into it (`docs/FORMAT.md` §4).  Every frame this library
+/// encodes sets it.
+pub const FEATURE_RAW_UNCHECKED: u32 = 1;
+/// Feature bits this decoder understands.
+pub const KNOWN_FEATURES: u32 = FEATURE_RAW_UNCHECKED;
+/// In the payload lengths of a frame handled in parts
+/// ([`crate::Encoder::encode_parts`], [`crate::Decoder::begin_parts`]):
+/// this page's payload is the page itself, sent from or read into its
+/// place, not held in the frame buffer.
+pub const PAYLOAD_IN_PLACE: u32 = u32::MAX;
 /// Largest payload length one table entry can express.
 const MAX_ENTRY_LEN: usize = (1 << 24) - 1;
 
@@ -215,10 +227,10 @@ mod tests {
             Err(Error::UnsupportedVersion { version: 2 })
         );
         let mut b = buf;
-        b[12] = 1;
+        b[12] = 3;
         assert_eq!(
             Header::parse(&b),
-            Err(Error::UnsupportedFeature { features: 1 })
+            Err(Error::UnsupportedFeature { features: 2 })
         );
         let mut b = buf;
         b[5] = 11;

@@ -96,6 +96,59 @@ fn frame_checksum(frame: &[u8]) -> u64 {
     u64::from_le_bytes(c)
 }
 
+/// The checksum `n` decoded pages in `out` give under the frame's rule:
+/// all pages, or (`FEATURE_RAW_UNCHECKED`) those its table does not call
+/// raw.
+fn pages_checksum(frame: &[u8], out: &[u8], n: usize, ps: usize) -> u64 {
+    let unchecked =
+        Header::parse(frame).is_ok_and(|h| h.features & mecom::format::FEATURE_RAW_UNCHECKED != 0);
+    if !unchecked {
+        return xxhash_rust::xxh3::xxh3_64(&out[..n * ps]);
+    }
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for i in 0..n {
+        let e = mecom::format::HEADER_LEN + 4 * i;
+        let entry = [frame[e], frame[e + 1], frame[e + 2], frame[e + 3]];
+        if mecom::format::unpack_entry(entry).0 != mecom::Method::Raw.tag() {
+            hasher.update(&out[i * ps..(i + 1) * ps]);
+        }
+    }
+    hasher.digest()
+}
+
+/// Decodes `frame` in parts on a fresh decoder, the way QEMU's glue reads
+/// a packet: the head, then each payload straight into its page or into
+/// the buffer.  `None` when the frame is refused, or is not exactly as
+/// long as it declares (the glue checks that before reading on).
+fn decode_in_parts(config: &Config, frame: &[u8], pages: usize) -> Option<Vec<u8>> {
+    let ps = config.page_size as usize;
+    let header = Header::parse(frame).ok()?;
+    let head = mecom::format::HEADER_LEN + 4 * pages;
+    if frame.len() != head + header.payload_len as usize {
+        return None;
+    }
+    let mut dec = Decoder::new(config.clone()).expect("valid decoder config");
+    let mut lens = vec![0u32; pages];
+    let buffered = dec.begin_parts(&frame[..head], pages, &mut lens).ok()?;
+    let mut out = vec![SENTINEL; pages * ps];
+    let mut buf = frame[..head].to_vec();
+    let mut at = head;
+    for (i, &len) in lens.iter().enumerate() {
+        if len == mecom::format::PAYLOAD_IN_PLACE {
+            out[i * ps..(i + 1) * ps].copy_from_slice(frame.get(at..at + ps)?);
+            at += ps;
+        } else {
+            buf.extend_from_slice(frame.get(at..at + len as usize)?);
+            at += len as usize;
+        }
+    }
+    assert_eq!(buf.len(), buffered, "begin_parts announced another length");
+    assert_eq!(at, frame.len(), "parts do not add up to the frame");
+    let mut slices: Vec<&mut [u8]> = out.chunks_exact_mut(ps).collect();
+    dec.finish_parts(&buf, &mut slices).ok()?;
+    Some(out)
+}
+
 // ---------------------------------------------------------------------------
 // decode_frame: arbitrary bytes into Decoder::decode_into / Decoder::decode
 // ---------------------------------------------------------------------------
@@ -154,10 +207,13 @@ pub fn decode_frame(data: &[u8]) -> Outcome {
             assert!(n >= 1 && n <= max, "decoded {n} pages");
             assert!(n * ps <= out.len(), "decoded more pages than fit");
             assert_eq!(
-                xxhash_rust::xxh3::xxh3_64(&out[..n * ps]),
+                pages_checksum(frame, &out, n, ps),
                 frame_checksum(frame),
                 "decoded pages do not match the frame's checksum"
             );
+            // Read in parts, the frame gives the same pages.
+            let parts = decode_in_parts(&config, frame, n).expect("a whole frame decodes in parts");
+            assert!(parts == out[..n * ps], "decoded in parts to other pages");
             assert!(untouched(&out[n * ps..]), "decode wrote past its pages");
             for b in &out[..n * ps] {
                 black_box(*b);
@@ -1057,25 +1113,73 @@ pub fn gen_structured(src: &mut impl Source) -> StructuredCase {
     }
 }
 
+/// What a frame that decoded must have given: `original`, with every page
+/// the frame's table calls raw replaced by that page's payload bytes.
+fn expect_with_raw_payloads(frame: &[u8], original: &[u8], ps: usize) -> Vec<u8> {
+    let mut want = original.to_vec();
+    let Ok(header) = Header::parse(frame) else {
+        return want;
+    };
+    if header.features & mecom::format::FEATURE_RAW_UNCHECKED == 0 {
+        return want;
+    }
+    let n = usize::from(header.page_count);
+    let table_end = mecom::format::HEADER_LEN + 4 * n;
+    let mut at = table_end;
+    for i in 0..n {
+        let e = mecom::format::HEADER_LEN + 4 * i;
+        let Some(entry) = frame.get(e..e + 4) else {
+            return want;
+        };
+        let (tag, len) = mecom::format::unpack_entry([entry[0], entry[1], entry[2], entry[3]]);
+        if tag == mecom::Method::Raw.tag() {
+            if let (Some(src), Some(dst)) =
+                (frame.get(at..at + len), want.get_mut(i * ps..(i + 1) * ps))
+            {
+                if src.len() == dst.len() {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        at += len;
+    }
+    want
+}
+
 /// Decodes the channel's frames in order on one decoder: a frame either
-/// fails and writes nothing, or decodes to exactly the pages it was encoded
-/// from.  Unmutated channels decode completely.
-pub fn check_structured(case: &StructuredCase) -> Outcome {
-    let mut dec = Decoder::new(Config {
+/// fails and writes nothing, or decodes to the pages it was encoded from,
+/// except that a page the frame sends raw is its payload bytes as they
+/// arrived (frames leave raw pages outside the checksum, as QEMU's `none`
+/// carries them; docs/FORMAT.md §4).  Unmutated channels decode completely.
+fn dec_config(case: &StructuredCase) -> Config {
+    Config {
         page_size: case.page_size,
         max_pages: case.max_pages,
         ..Config::default()
-    })
-    .expect("case config");
+    }
+}
+
+pub fn check_structured(case: &StructuredCase) -> Outcome {
+    let mut dec = Decoder::new(dec_config(case)).expect("case config");
     let ps = case.page_size as usize;
     let mut outcome = Outcome::Rejected;
     for (k, (origin, frame)) in case.frames.iter().enumerate() {
         let expected = &case.originals[*origin];
         let mut out = vec![SENTINEL; expected.len() + ps];
+        let mut parts_dec_ok = None;
+        if k == 0 {
+            // The first frame of the channel, read in parts by a decoder of
+            // its own, decodes exactly when the whole frame does.
+            let pages = expected.len() / ps;
+            parts_dec_ok = Some(decode_in_parts(&dec_config(case), frame, pages));
+        }
         match dec.decode_into(frame, &mut out) {
             Err(e) => {
                 assert!(untouched(&out), "frame {k}: failed decode ({e}) wrote");
                 assert!(!case.must_succeed, "frame {k}: unmutated frame failed: {e}");
+                if let Some(Some(_)) = parts_dec_ok {
+                    panic!("frame {k}: decoded in parts, but not whole: {e}");
+                }
             }
             Ok(info) => {
                 assert_eq!(
@@ -1083,14 +1187,23 @@ pub fn check_structured(case: &StructuredCase) -> Outcome {
                     expected.len(),
                     "frame {k}: decoded a different number of pages"
                 );
+                let want = expect_with_raw_payloads(frame, expected, ps);
                 assert!(
-                    out[..expected.len()] == expected[..],
+                    out[..expected.len()] == want[..],
                     "frame {k}: SILENT CORRUPTION: decoded pages differ from the encoded ones"
                 );
                 assert!(
                     untouched(&out[expected.len()..]),
                     "frame {k}: wrote past its pages"
                 );
+                if let Some(parts) = parts_dec_ok {
+                    let parts = parts
+                        .unwrap_or_else(|| panic!("frame {k}: decoded whole, but not in parts"));
+                    assert!(
+                        parts[..] == out[..expected.len()],
+                        "frame {k}: decoded in parts to other pages"
+                    );
+                }
                 outcome = Outcome::Decoded;
             }
         }

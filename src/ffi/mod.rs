@@ -33,6 +33,13 @@ use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
+/// In the payload lengths of a frame handled in parts: the page's payload
+/// is the page itself, at `host + offsets[i]` (see
+/// mecom_encoder_encode_parts() and mecom_decoder_begin_parts()).
+pub const MECOM_PAYLOAD_IN_PLACE: u32 = u32::MAX;
+// The C constant is spelled out for cbindgen; it must equal the crate's.
+const _: () = assert!(MECOM_PAYLOAD_IN_PLACE == format::PAYLOAD_IN_PLACE);
+
 /// Slots in the per-method counter arrays.
 pub const MECOM_METHOD_SLOTS: usize = 16;
 // The C constant is spelled out for cbindgen; it must equal the crate's.
@@ -356,6 +363,12 @@ pub extern "C" fn mecom_max_frame_len(n_pages: u32, page_size: u32) -> usize {
 pub const MECOM_FRAME_HEADER_LEN: usize = 32;
 const _: () = assert!(MECOM_FRAME_HEADER_LEN == format::HEADER_LEN);
 
+/// Bytes per page in a frame's page table, which follows the header: the
+/// head of a frame of n pages is `MECOM_FRAME_HEADER_LEN +
+/// n * MECOM_FRAME_ENTRY_LEN` bytes.
+pub const MECOM_FRAME_ENTRY_LEN: usize = 4;
+const _: () = assert!(MECOM_FRAME_ENTRY_LEN == format::ENTRY_LEN);
+
 /// Reads the total length a frame declares (header, page table and payload)
 /// from its first `header_len` bytes, of which MECOM_FRAME_HEADER_LEN are
 /// needed, into `*out_len`.
@@ -537,7 +550,64 @@ pub unsafe extern "C" fn mecom_encoder_encode(
     let out = unsafe { std::slice::from_raw_parts_mut(out, out_cap) };
     let mut written = 0;
     let status = handle.call(|e| {
-        written = e.encode_from(&GuestPages { host, offsets }, out)?;
+        written = e.encode_from(&GuestPages { host, offsets }, out, None)?;
+        Ok(())
+    });
+    if status == mecom_status::Ok {
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { out_len.write(written) };
+    }
+    status
+}
+
+/// Like mecom_encoder_encode(), but raw pages stay where they are: `out`
+/// receives the frame's header and page table, then the payloads of the
+/// pages that are not raw, back to back; `payload_lens[i]` receives the
+/// length of page i's payload in `out`, or MECOM_PAYLOAD_IN_PLACE when its
+/// payload is the page itself at `host + offsets[i]`.  The frame to send is
+/// the first `32 + 4 * n_pages` bytes of `out`, then, page by page, either
+/// the next `payload_lens[i]` bytes of `out` or the page.  `*out_len`
+/// receives the bytes used in `out`.  The frame's checksum leaves raw pages
+/// out, so the guest may change them until they are sent: such a page is
+/// dirty and will be sent again.
+///
+/// # Safety
+/// As mecom_encoder_encode(); `payload_lens` points to `n_pages` writable
+/// values.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_encode_parts(
+    enc: *mut mecom_encoder,
+    host: *const u8,
+    offsets: *const u64,
+    n_pages: u32,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+    payload_lens: *mut u32,
+) -> mecom_status {
+    if enc.is_null()
+        || host.is_null()
+        || offsets.is_null()
+        || out.is_null()
+        || out_len.is_null()
+        || payload_lens.is_null()
+    {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*enc).0 };
+    // SAFETY: `offsets` holds `n_pages` readable values owned by the caller
+    // (not guest memory), unchanged during the call.
+    let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
+    // SAFETY: `out` is `out_cap` writable bytes owned by the caller and not
+    // aliased by the pages (QEMU's channel buffer).
+    let out = unsafe { std::slice::from_raw_parts_mut(out, out_cap) };
+    // SAFETY: `payload_lens` is `n_pages` writable values owned by the
+    // caller, aliasing neither `out` nor `offsets`.
+    let lens = unsafe { std::slice::from_raw_parts_mut(payload_lens, n_pages as usize) };
+    let mut written = 0;
+    let status = handle.call(|e| {
+        written = e.encode_from(&GuestPages { host, offsets }, out, Some(lens))?;
         Ok(())
     });
     if status == mecom_status::Ok {
@@ -746,6 +816,97 @@ pub unsafe extern "C" fn mecom_decoder_decode(
             // bytes not overlapping `frame`; `page` is one page of the
             // decoder's own scratch buffer.  Raw copies (no `&mut` slices)
             // keep even a repeated offset free of aliasing.
+            unsafe {
+                ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len())
+            };
+        })
+        .map(|_| ())
+    })
+}
+
+/// Starts reading a frame in parts, for a transport that reads raw pages
+/// straight into place.  `head` holds the frame's first `32 + 4 * n_pages`
+/// bytes (header and page table; `head_len` may be more), which are checked
+/// as mecom_decoder_decode() checks them.  On success `payload_lens[i]`
+/// tells where page i's payload, which comes next on the wire in page
+/// order, goes: MECOM_PAYLOAD_IN_PLACE for a raw page to be read straight
+/// into `host + offsets[i]` (one page), otherwise that many bytes into the
+/// caller's buffer, right after the head and the payloads before it.
+/// `*buffered_len` receives the length the buffer then has; pass it to
+/// mecom_decoder_finish_parts().  Only frames whose checksum leaves raw
+/// pages out (all this library writes) have pages in place.
+///
+/// # Safety
+/// `dec` is a live decoder used by no other thread during the call; `head`
+/// points to `head_len` readable bytes; `payload_lens` to `n_pages`
+/// writable values; `buffered_len` to a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_decoder_begin_parts(
+    dec: *mut mecom_decoder,
+    head: *const u8,
+    head_len: usize,
+    n_pages: u32,
+    payload_lens: *mut u32,
+    buffered_len: *mut usize,
+) -> mecom_status {
+    if dec.is_null() || head.is_null() || payload_lens.is_null() || buffered_len.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*dec).0 };
+    // SAFETY: `head` is `head_len` readable bytes (QEMU's receive buffer)
+    // that nobody writes during the call.
+    let head = unsafe { std::slice::from_raw_parts(head, head_len) };
+    // SAFETY: `payload_lens` is `n_pages` writable values owned by the
+    // caller, not aliasing `head`.
+    let lens = unsafe { std::slice::from_raw_parts_mut(payload_lens, n_pages as usize) };
+    let mut end = 0;
+    let status = handle.call(|d| {
+        end = d.begin_parts(head, lens.len(), lens)?;
+        Ok(())
+    });
+    if status == mecom_status::Ok {
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { buffered_len.write(end) };
+    }
+    status
+}
+
+/// Finishes the frame mecom_decoder_begin_parts() started, once its
+/// payloads were read: `buf` holds the head and the buffered payloads
+/// (`buf_len` must be the `*buffered_len` it gave).  The pages that were
+/// not read in place are decoded and verified, then written to
+/// `host + offsets[i]`; on any error none of them is written (pages read
+/// in place already hold what the transport carried, and the caller must
+/// fail the migration).  Must follow a successful begin_parts on `dec`.
+///
+/// # Safety
+/// As mecom_decoder_decode(), with `buf` and `buf_len` for the frame.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_decoder_finish_parts(
+    dec: *mut mecom_decoder,
+    buf: *const u8,
+    buf_len: usize,
+    host: *mut u8,
+    offsets: *const u64,
+    n_pages: u32,
+) -> mecom_status {
+    if dec.is_null() || buf.is_null() || host.is_null() || offsets.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*dec).0 };
+    // SAFETY: `buf` is `buf_len` readable bytes (QEMU's receive buffer)
+    // that nobody writes during the call.
+    let frame = unsafe { std::slice::from_raw_parts(buf, buf_len) };
+    // SAFETY: `offsets` holds `n_pages` readable values owned by the caller.
+    let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
+    handle.call(|d| {
+        d.finish_parts_with(frame, offsets.len(), |i, page| {
+            let offset = offsets[i] as usize;
+            // SAFETY: as in mecom_decoder_decode(): `host + offsets[i]` is
+            // `page_size` writable bytes not overlapping `buf`, and `page`
+            // is one page of the decoder's scratch buffer.
             unsafe {
                 ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len())
             };
