@@ -537,6 +537,26 @@ pub unsafe extern "C" fn mecom_encoder_encode(
     out_cap: usize,
     out_len: *mut usize,
 ) -> mecom_status {
+    // SAFETY: forwarded contract of this function; no payload lengths.
+    unsafe { encode_guest(enc, host, offsets, n_pages, out, out_cap, out_len, None) }
+}
+
+/// The shared body of mecom_encoder_encode() and
+/// mecom_encoder_encode_parts() (`lens`: the latter's payload lengths).
+///
+/// # Safety
+/// The contract of mecom_encoder_encode().
+#[allow(clippy::too_many_arguments)]
+unsafe fn encode_guest(
+    enc: *mut mecom_encoder,
+    host: *const u8,
+    offsets: *const u64,
+    n_pages: u32,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+    lens: Option<&mut [u32]>,
+) -> mecom_status {
     if enc.is_null() || host.is_null() || offsets.is_null() || out.is_null() || out_len.is_null() {
         return mecom_status::NullParameter;
     }
@@ -550,7 +570,7 @@ pub unsafe extern "C" fn mecom_encoder_encode(
     let out = unsafe { std::slice::from_raw_parts_mut(out, out_cap) };
     let mut written = 0;
     let status = handle.call(|e| {
-        written = e.encode_from(&GuestPages { host, offsets }, out, None)?;
+        written = e.encode_from(&GuestPages { host, offsets }, out, lens)?;
         Ok(())
     });
     if status == mecom_status::Ok {
@@ -585,36 +605,25 @@ pub unsafe extern "C" fn mecom_encoder_encode_parts(
     out_len: *mut usize,
     payload_lens: *mut u32,
 ) -> mecom_status {
-    if enc.is_null()
-        || host.is_null()
-        || offsets.is_null()
-        || out.is_null()
-        || out_len.is_null()
-        || payload_lens.is_null()
-    {
+    if payload_lens.is_null() {
         return mecom_status::NullParameter;
     }
-    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
-    let handle = unsafe { &mut (*enc).0 };
-    // SAFETY: `offsets` holds `n_pages` readable values owned by the caller
-    // (not guest memory), unchanged during the call.
-    let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
-    // SAFETY: `out` is `out_cap` writable bytes owned by the caller and not
-    // aliased by the pages (QEMU's channel buffer).
-    let out = unsafe { std::slice::from_raw_parts_mut(out, out_cap) };
     // SAFETY: `payload_lens` is `n_pages` writable values owned by the
     // caller, aliasing neither `out` nor `offsets`.
     let lens = unsafe { std::slice::from_raw_parts_mut(payload_lens, n_pages as usize) };
-    let mut written = 0;
-    let status = handle.call(|e| {
-        written = e.encode_from(&GuestPages { host, offsets }, out, Some(lens))?;
-        Ok(())
-    });
-    if status == mecom_status::Ok {
-        // SAFETY: non-NULL and writable by contract.
-        unsafe { out_len.write(written) };
+    // SAFETY: forwarded contract of this function.
+    unsafe {
+        encode_guest(
+            enc,
+            host,
+            offsets,
+            n_pages,
+            out,
+            out_cap,
+            out_len,
+            Some(lens),
+        )
     }
-    status
 }
 
 /// Gives the encoder the migration's latest statistics.
@@ -799,6 +808,24 @@ pub unsafe extern "C" fn mecom_decoder_decode(
     offsets: *const u64,
     n_pages: u32,
 ) -> mecom_status {
+    // SAFETY: forwarded contract of this function.
+    unsafe { decode_guest(dec, frame, frame_len, host, offsets, n_pages, false) }
+}
+
+/// The shared body of mecom_decoder_decode() and, with `parts`,
+/// mecom_decoder_finish_parts().
+///
+/// # Safety
+/// The contract of mecom_decoder_decode().
+unsafe fn decode_guest(
+    dec: *mut mecom_decoder,
+    frame: *const u8,
+    frame_len: usize,
+    host: *mut u8,
+    offsets: *const u64,
+    n_pages: u32,
+    parts: bool,
+) -> mecom_status {
     if dec.is_null() || frame.is_null() || host.is_null() || offsets.is_null() {
         return mecom_status::NullParameter;
     }
@@ -809,17 +836,20 @@ pub unsafe extern "C" fn mecom_decoder_decode(
     let frame = unsafe { std::slice::from_raw_parts(frame, frame_len) };
     // SAFETY: `offsets` holds `n_pages` readable values owned by the caller.
     let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
+    let sink = |i: usize, page: &[u8]| {
+        let offset = offsets[i] as usize;
+        // SAFETY: by contract `host + offsets[i]` is `page_size` writable
+        // bytes not overlapping `frame`; `page` is one page of the
+        // decoder's own scratch buffer.  Raw copies (no `&mut` slices)
+        // keep even a repeated offset free of aliasing.
+        unsafe { ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len()) };
+    };
     handle.call(|d| {
-        d.decode_with(frame, offsets.len(), |i, page| {
-            let offset = offsets[i] as usize;
-            // SAFETY: by contract `host + offsets[i]` is `page_size` writable
-            // bytes not overlapping `frame`; `page` is one page of the
-            // decoder's own scratch buffer.  Raw copies (no `&mut` slices)
-            // keep even a repeated offset free of aliasing.
-            unsafe {
-                ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len())
-            };
-        })
+        if parts {
+            d.finish_parts_with(frame, offsets.len(), sink)
+        } else {
+            d.decode_with(frame, offsets.len(), sink)
+        }
         .map(|_| ())
     })
 }
@@ -891,28 +921,8 @@ pub unsafe extern "C" fn mecom_decoder_finish_parts(
     offsets: *const u64,
     n_pages: u32,
 ) -> mecom_status {
-    if dec.is_null() || buf.is_null() || host.is_null() || offsets.is_null() {
-        return mecom_status::NullParameter;
-    }
-    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
-    let handle = unsafe { &mut (*dec).0 };
-    // SAFETY: `buf` is `buf_len` readable bytes (QEMU's receive buffer)
-    // that nobody writes during the call.
-    let frame = unsafe { std::slice::from_raw_parts(buf, buf_len) };
-    // SAFETY: `offsets` holds `n_pages` readable values owned by the caller.
-    let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
-    handle.call(|d| {
-        d.finish_parts_with(frame, offsets.len(), |i, page| {
-            let offset = offsets[i] as usize;
-            // SAFETY: as in mecom_decoder_decode(): `host + offsets[i]` is
-            // `page_size` writable bytes not overlapping `buf`, and `page`
-            // is one page of the decoder's scratch buffer.
-            unsafe {
-                ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len())
-            };
-        })
-        .map(|_| ())
-    })
+    // SAFETY: forwarded contract of this function.
+    unsafe { decode_guest(dec, buf, buf_len, host, offsets, n_pages, true) }
 }
 
 /// Copies the decoder's running totals into `*out`.
