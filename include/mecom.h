@@ -641,7 +641,7 @@ mecom_status mecom_decoder_decode(struct mecom_decoder *dec,
 
 /**
  * Starts reading a frame in parts, for a transport that reads raw pages
- * straight into place.  `head` holds the frame's first `32 + 4 * n_pages`
+ * straight into place (where mecom_decoder_finish_parts() verifies them).  `head` holds the frame's first `32 + 4 * n_pages`
  * bytes (header and page table; `head_len` may be more), which are checked
  * as mecom_decoder_decode() checks them.  On success `payload_lens[i]`
  * tells where page i's payload, which comes next on the wire in page
@@ -649,8 +649,7 @@ mecom_status mecom_decoder_decode(struct mecom_decoder *dec,
  * into `host + offsets[i]` (one page), otherwise that many bytes into the
  * caller's buffer, right after the head and the payloads before it.
  * `*buffered_len` receives the length the buffer then has; pass it to
- * mecom_decoder_finish_parts().  Only frames whose checksum leaves raw
- * pages out (all this library writes) have pages in place.
+ * mecom_decoder_finish_parts().
  *
  * # Safety
  * `dec` is a live decoder used by no other thread during the call; `head`
@@ -667,11 +666,13 @@ mecom_status mecom_decoder_begin_parts(struct mecom_decoder *dec,
 /**
  * Finishes the frame mecom_decoder_begin_parts() started, once its
  * payloads were read: `buf` holds the head and the buffered payloads
- * (`buf_len` must be the `*buffered_len` it gave).  The pages that were
- * not read in place are decoded and verified, then written to
- * `host + offsets[i]`; on any error none of them is written (pages read
- * in place already hold what the transport carried, and the caller must
- * fail the migration).  Must follow a successful begin_parts on `dec`.
+ * (`buf_len` must be the `*buffered_len` it gave), and the raw pages are
+ * at `host + offsets[i]`.  The other pages are decoded, the checksum is
+ * verified over all of them (raw pages read where they are), then the
+ * decoded pages are written to `host + offsets[i]`; on any error none of
+ * them is written (the raw pages in place hold what arrived, and the
+ * caller must fail the migration).  Must follow a successful begin_parts
+ * on `dec`.
  *
  * # Safety
  * As mecom_decoder_decode(), with `buf` and `buf_len` for the frame.

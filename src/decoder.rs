@@ -15,13 +15,13 @@
 //!
 //! A frame can also be read in parts ([`Decoder::begin_parts`]): the
 //! header and table first, checked as above, which tells the caller where
-//! each payload goes; raw pages of a frame whose checksum leaves them out
-//! are read by the caller straight into their place, the other payloads
-//! into its buffer, and [`Decoder::finish_parts`] decodes and verifies
-//! those and hands them over.  A raw page read into place is the bytes the
-//! transport carried, as with QEMU's `none`; if the frame then fails, the
-//! caller's pages hold a part of it, and the caller (QEMU) fails the
-//! migration.
+//! each payload goes; raw pages are read by the caller straight into their
+//! place, the other payloads into its buffer, and
+//! [`Decoder::finish_parts`] decodes those, verifies the checksum over
+//! every page (raw pages read where they were put, unless the frame leaves
+//! them out of its checksum) and hands the decoded pages over.  If the
+//! frame then fails, the raw pages already in place hold what arrived,
+//! and the caller (QEMU) fails the migration.
 
 #![forbid(unsafe_code)]
 
@@ -160,8 +160,8 @@ impl Decoder {
     /// and page table (`32 + 4 * expected_pages` bytes), which are checked
     /// as by [`Decoder::decode`].  `lens[i]` receives where page `i`'s
     /// payload goes: [`PAYLOAD_IN_PLACE`] when it is a raw page the caller
-    /// reads straight into the page's place (only when the frame's checksum
-    /// leaves raw pages out), else its length in the caller's buffer, where
+    /// reads straight into the page's place (it is verified there), else
+    /// its length in the caller's buffer, where
     /// the payloads follow the table back to back.  Returns the length the
     /// buffer must then have: head and buffered payloads.  The frame on the
     /// wire is the head, then each page's payload in order.
@@ -198,10 +198,11 @@ impl Decoder {
     }
 
     /// Finishes the frame [`Decoder::begin_parts`] started: `frame` holds
-    /// its head and buffered payloads (the length `begin_parts` returned).
-    /// Decodes and verifies the pages that were not read in place, then
-    /// writes them to `pages` (one page each, as many as the frame holds);
-    /// pages read in place are not touched.  On error no page is written.
+    /// its head and buffered payloads (the length `begin_parts` returned),
+    /// and `pages` (one page each, as many as the frame holds) the raw
+    /// pages read in place.  Decodes the other pages, verifies the
+    /// checksum over all of them, then writes the decoded ones to `pages`.
+    /// On error no page is written (the raw pages in place stay as read).
     pub fn finish_parts(&mut self, frame: &[u8], pages: &mut [&mut [u8]]) -> Result<FrameInfo> {
         if pages.iter().any(|p| p.len() != self.page_size) {
             self.pending = None;
@@ -209,13 +210,44 @@ impl Decoder {
                 reason: "every page must be exactly page_size bytes",
             });
         }
+        if let Some(p) = self
+            .pending
+            .filter(|p| pages.len() >= usize::from(p.header.page_count))
+        {
+            self.load_in_place(p.header, |i, dst| dst.copy_from_slice(pages[i]));
+        }
         self.finish_parts_with(frame, pages.len(), |i, page| {
             pages[i].copy_from_slice(page);
         })
     }
 
+    /// Copies the pages read in place into the scratch buffer, when the
+    /// frame's checksum covers them, with `placed(i, dst)`.
+    pub(crate) fn load_in_place(
+        &mut self,
+        header: Header,
+        mut placed: impl FnMut(usize, &mut [u8]),
+    ) {
+        if header.features & FEATURE_RAW_UNCHECKED != 0 {
+            return;
+        }
+        let ps = self.page_size;
+        let n = usize::from(header.page_count);
+        for (i, e) in self.entries[..n].iter().enumerate() {
+            if e.in_place {
+                placed(i, &mut self.scratch[i * ps..(i + 1) * ps]);
+            }
+        }
+    }
+
+    /// The frame [`Decoder::begin_parts`] checked, if any.
+    pub(crate) fn pending_header(&self) -> Option<Header> {
+        self.pending.map(|p| p.header)
+    }
+
     /// [`Decoder::finish_parts`] with a sink; `capacity` is how many
-    /// pages the caller can take.
+    /// pages the caller can take.  The pages read in place must already be
+    /// loaded ([`Decoder::load_in_place`]).
     pub(crate) fn finish_parts_with(
         &mut self,
         frame: &[u8],
@@ -300,9 +332,8 @@ impl Decoder {
     /// Checks the header and the page table at the start of `frame`; fills
     /// `self.entries`.  `available` is the payload bytes after the table
     /// when `frame` is the whole frame (`None`: only its head).  With
-    /// `in_place`, raw pages of a frame whose checksum leaves them out are
-    /// marked to be read in place, and the other payloads' offsets follow
-    /// the table back to back.
+    /// `in_place`, raw pages are marked to be read in place, and the other
+    /// payloads' offsets follow the table back to back.
     fn check(
         &mut self,
         frame: &[u8],
@@ -350,7 +381,7 @@ impl Decoder {
                 });
             }
         }
-        let raw_in_place = in_place && header.features & FEATURE_RAW_UNCHECKED != 0;
+        let raw_in_place = in_place;
         let ps = self.page_size;
         self.entries.clear();
         let mut offset = table_end;

@@ -9,12 +9,14 @@
 //!    side buffer, demoting a group to the fast path when it does not shrink;
 //! 3. write the table and the payloads in page order, falling back along
 //!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up, and
-//!    hash every page that is not raw (feature `FEATURE_RAW_UNCHECKED`).
+//!    hash the pages.
 //!
-//! Raw pages are outside the checksum so that they need not pass through
-//! the encoder at all: QEMU sends them from guest memory and the receiver
-//! reads them into place, as `none` does.  The checksum guards what the
-//! codecs rebuild; a raw page is the bytes the transport carried.
+//! The checksum covers every page, raw ones included: the receiver may
+//! read raw pages straight into place, but it verifies them there, so a
+//! broken stream fails the migration instead of corrupting a page.  Only
+//! a frame built in parts ([`Encoder::encode_parts`], whose raw pages the
+//! caller sends from where they are, as they are at that moment) leaves
+//! raw pages out of the checksum (`FEATURE_RAW_UNCHECKED`).
 //!
 //! Every buffer is sized at construction for `max_pages`; encoding allocates
 //! nothing (except inside the LZO crate, which allocates its output).
@@ -291,7 +293,7 @@ impl Encoder {
             page_shift: self.shift,
             page_count: n as u16,
             sequence: self.sequence,
-            features: FEATURE_RAW_UNCHECKED,
+            features: if in_place { FEATURE_RAW_UNCHECKED } else { 0 },
             payload_len: written.payload as u32,
             checksum: written.checksum,
         };
@@ -349,8 +351,9 @@ impl Encoder {
 
     /// The whole frame when the plan sends every page raw (a link probe,
     /// or a link faster than any codec): the pages are copied once,
-    /// straight into their payload slots, or not at all when `in_place`;
-    /// no page is classified or hashed.
+    /// straight into their payload slots, where they are hashed, or not
+    /// at all when `in_place` (and then not hashed); no page is
+    /// classified.
     /// The policy learns nothing about classes or codecs from such a batch;
     /// exploring batches, which never take this path, keep it informed.
     fn write_raw_frame<S: PageSource + ?Sized>(
@@ -362,13 +365,16 @@ impl Encoder {
     ) -> Written {
         let ps = self.page_size;
         let table_end = HEADER_LEN + n * ENTRY_LEN;
-        if !in_place {
+        let checksum = if in_place {
+            xxhash_rust::xxh3::xxh3_64(&[])
+        } else {
             // `out` holds max_frame_len(n) >= table_end + n * ps bytes.
             let payload = &mut out[table_end..table_end + n * ps];
             for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
                 source.copy_page(i, slot);
             }
-        }
+            xxhash_rust::xxh3::xxh3_64(payload)
+        };
         let entry = format::pack_entry(Method::Raw.tag(), ps);
         for e in out[HEADER_LEN..table_end].chunks_exact_mut(ENTRY_LEN) {
             e.copy_from_slice(&entry);
@@ -379,7 +385,7 @@ impl Encoder {
         Written {
             payload: n * ps,
             buffered: if in_place { 0 } else { n * ps },
-            checksum: xxhash_rust::xxh3::xxh3_64(&[]),
+            checksum,
         }
     }
 
@@ -480,7 +486,8 @@ impl Encoder {
     }
 
     /// Pass 3: the page table and payloads, raw ones left out when
-    /// `in_place`, and the checksum of the pages that are not raw.
+    /// `in_place`, and the checksum of the pages (raw ones only when they
+    /// are in the frame).
     fn write_frame(&mut self, n: usize, out: &mut [u8], in_place: bool) -> Written {
         let ps = self.page_size;
         let table_end = HEADER_LEN + n * ENTRY_LEN;
@@ -544,7 +551,7 @@ impl Encoder {
                 Route::Raw if in_place => (Method::Raw, ps),
                 Route::Raw => raw(page, &mut out[pos..pos + ps]),
             };
-            if method != Method::Raw {
+            if !(in_place && method == Method::Raw) {
                 hasher.update(page);
             }
             let entry = HEADER_LEN + i * ENTRY_LEN;
@@ -583,7 +590,7 @@ struct Written {
     payload: usize,
     /// Payload bytes in the caller's buffer.
     buffered: usize,
-    /// xxh3-64 of the pages that are not raw, in order.
+    /// xxh3-64 of the pages the checksum covers, in order.
     checksum: u64,
 }
 

@@ -846,6 +846,26 @@ unsafe fn decode_guest(
     };
     handle.call(|d| {
         if parts {
+            if let Some(header) = d
+                .pending_header()
+                .filter(|h| usize::from(h.page_count) <= offsets.len())
+            {
+                d.load_in_place(header, |i, dst| {
+                    let offset = offsets[i] as usize;
+                    // SAFETY: by contract `host + offsets[i]` is `page_size`
+                    // readable bytes (the raw page the caller read there),
+                    // not overlapping `dst`, one page of the decoder's own
+                    // scratch buffer.  A copy, never a slice over guest
+                    // memory.
+                    unsafe {
+                        ptr::copy_nonoverlapping(
+                            host.wrapping_add(offset),
+                            dst.as_mut_ptr(),
+                            dst.len(),
+                        )
+                    };
+                });
+            }
             d.finish_parts_with(frame, offsets.len(), sink)
         } else {
             d.decode_with(frame, offsets.len(), sink)
@@ -855,7 +875,7 @@ unsafe fn decode_guest(
 }
 
 /// Starts reading a frame in parts, for a transport that reads raw pages
-/// straight into place.  `head` holds the frame's first `32 + 4 * n_pages`
+/// straight into place (where mecom_decoder_finish_parts() verifies them).  `head` holds the frame's first `32 + 4 * n_pages`
 /// bytes (header and page table; `head_len` may be more), which are checked
 /// as mecom_decoder_decode() checks them.  On success `payload_lens[i]`
 /// tells where page i's payload, which comes next on the wire in page
@@ -863,8 +883,7 @@ unsafe fn decode_guest(
 /// into `host + offsets[i]` (one page), otherwise that many bytes into the
 /// caller's buffer, right after the head and the payloads before it.
 /// `*buffered_len` receives the length the buffer then has; pass it to
-/// mecom_decoder_finish_parts().  Only frames whose checksum leaves raw
-/// pages out (all this library writes) have pages in place.
+/// mecom_decoder_finish_parts().
 ///
 /// # Safety
 /// `dec` is a live decoder used by no other thread during the call; `head`
@@ -904,11 +923,13 @@ pub unsafe extern "C" fn mecom_decoder_begin_parts(
 
 /// Finishes the frame mecom_decoder_begin_parts() started, once its
 /// payloads were read: `buf` holds the head and the buffered payloads
-/// (`buf_len` must be the `*buffered_len` it gave).  The pages that were
-/// not read in place are decoded and verified, then written to
-/// `host + offsets[i]`; on any error none of them is written (pages read
-/// in place already hold what the transport carried, and the caller must
-/// fail the migration).  Must follow a successful begin_parts on `dec`.
+/// (`buf_len` must be the `*buffered_len` it gave), and the raw pages are
+/// at `host + offsets[i]`.  The other pages are decoded, the checksum is
+/// verified over all of them (raw pages read where they are), then the
+/// decoded pages are written to `host + offsets[i]`; on any error none of
+/// them is written (the raw pages in place hold what arrived, and the
+/// caller must fail the migration).  Must follow a successful begin_parts
+/// on `dec`.
 ///
 /// # Safety
 /// As mecom_decoder_decode(), with `buf` and `buf_len` for the frame.
