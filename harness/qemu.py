@@ -355,18 +355,18 @@ class Qemu:
 # --------------------------------------------------------------------------
 # waits
 # --------------------------------------------------------------------------
-def wait_serial(path, needle, timeout, since=0, what=None, vm=None):
-    """Wait until `needle` appears in the serial log `path` after offset
-    `since`; returns the log's text.  Fails at once on a guest error marker
-    or, given the Qemu `vm` the log belongs to, when that QEMU exits."""
+def wait_serial(path, needle, timeout, what=None, vm=None):
+    """Wait until `needle` appears in the serial log `path`; returns the
+    log's text.  Fails at once on a guest error marker or, given the Qemu
+    `vm` the log belongs to, when that QEMU exits."""
     who = vm.role if vm is not None else path
     deadline = time.monotonic() + timeout
     while True:
         text = read_text(path)
-        if needle in text[since:]:
+        if needle in text:
             return text
         for bad in GUEST_ERRORS:
-            if bad in text[since:]:
+            if bad in text:
                 line = next((ln for ln in text.splitlines() if bad in ln), bad)
                 raise HarnessError(f"{who} guest error: {line.strip()}")
         if vm is not None and not vm.alive():
