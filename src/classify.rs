@@ -13,6 +13,10 @@
 //! - how many distinct byte values a 256-byte strided sample holds: random
 //!   data shows ~160, text and program data far fewer, so a high count marks
 //!   a page no LZ codec will shrink.
+//!
+//! A [`Profile`] and the [`Thresholds`] of the current plan give the page's
+//! [`PageClass`]; which codec a class takes is the controller's business
+//! (`crate::policy`).
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +28,78 @@ const RUN_WORDS: usize = 64;
 const RUNS: usize = 4;
 /// Bytes in the distinct-byte sample.
 const BYTE_SAMPLES: usize = 256;
+
+/// Zero-byte share below which a high-entropy page counts as random.
+const RANDOM_MAX_ZERO_PERCENT: u32 = 5;
+
+/// What the classifier says a page is (MECOM Fig. 2, plus fill and random).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PageClass {
+    /// All zero or one repeated 32-bit word: always a `zero`/`fill` tag.
+    Fill,
+    /// Zero bytes at or above the sparse threshold.
+    Sparse,
+    /// Similar 32-bit words at or above the similarity threshold.
+    Similar,
+    /// Everything else that looks compressible.
+    Generic,
+    /// Many distinct bytes, almost no zeros, not similar: looks random.
+    Random,
+}
+
+impl PageClass {
+    /// Number of classes.
+    pub const COUNT: usize = 5;
+    /// Every class, in index order.
+    pub const ALL: [PageClass; PageClass::COUNT] = [
+        PageClass::Fill,
+        PageClass::Sparse,
+        PageClass::Similar,
+        PageClass::Generic,
+        PageClass::Random,
+    ];
+
+    /// Index into per-class arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where one class ends and the next begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Zero-byte percentage at or above which a page is in the sparse class.
+    pub sparse: u8,
+    /// Similar-word percentage at or above which a page is in the similar
+    /// class.
+    pub similarity: u8,
+    /// Distinct sampled bytes at or above which a page may be random.
+    pub random_distinct_bytes: u32,
+}
+
+impl Thresholds {
+    /// The class of a page with profile `p`.  The order is the routing
+    /// order of `docs/DESIGN.md` §2.
+    pub fn class(&self, p: &Profile, page_size: usize) -> PageClass {
+        if p.fill.is_some() {
+            return PageClass::Fill;
+        }
+        let zero_percent = p.zero_percent(page_size);
+        let similar = p.similar_percent() >= u32::from(self.similarity);
+        if !similar
+            && zero_percent < RANDOM_MAX_ZERO_PERCENT
+            && p.distinct_bytes >= self.random_distinct_bytes
+        {
+            PageClass::Random
+        } else if zero_percent >= u32::from(self.sparse) {
+            PageClass::Sparse
+        } else if similar {
+            PageClass::Similar
+        } else {
+            PageClass::Generic
+        }
+    }
+}
 
 /// What one page looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

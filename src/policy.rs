@@ -37,15 +37,17 @@
 mod clock;
 mod cost;
 mod decide;
+mod meter;
 mod probe;
 #[cfg(test)]
 mod tests;
 mod transport;
 
 pub use clock::{Clock, StepClock, WallClock};
-pub use cost::{ClassCost, Codec, CostTable, PageClass};
+pub use cost::{candidates, ClassCost, Codec, CostTable};
+pub use meter::{Key, Meter, Tally};
 
-use crate::classify::Profile;
+use crate::classify::{PageClass, Thresholds};
 use crate::config::{Config, Mode};
 use decide::{Env, Regime, CPU_BOUND_BUSY, OBSERVED_HEADROOM};
 use probe::Probe;
@@ -56,6 +58,8 @@ pub use transport::{Bottleneck, TransportStats, JUDGE_NS, LINUX_TCP_INFO_MIN_LEN
 /// Distinct sampled byte values at or above which a page counts as random
 /// (random data shows about 160 of 256).
 const RAW_DISTINCT_BYTES: u32 = 140;
+/// Costs are timed on one batch in this many (and on exploring batches).
+pub const TIMED_EVERY: u64 = 4;
 /// Every this many batches, each class explores one codec it does not use.
 pub const EXPLORE_EVERY: u64 = 8;
 /// Pages of each class an exploring batch gives to the explored codec.
@@ -100,37 +104,11 @@ pub struct LinkStats {
     pub downtime_limit_ms: u32,
 }
 
-/// Cost of one tier: seconds of CPU per input byte, and output/input ratio.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TierCost {
-    /// CPU seconds per input byte.
-    pub secs_per_byte: f64,
-    /// Output bytes per input byte.
-    pub ratio: f64,
-}
-
-/// Which tier a measurement given to [`Policy::record`] belongs to (it
-/// feeds the generic class: LZ for the fast tier, zstd for the other).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    /// Zero/fill/sparse/WKdm/LZ/raw.
-    Fast,
-    /// zstd groups.
-    HighRatio,
-}
-
 /// What the encoder does with the pages of the next frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Plan {
-    /// Zero-byte percentage at or above which a page is in the sparse class.
-    pub sparse_threshold: u8,
-    /// Similar-word percentage at or above which a page is in the similar
-    /// class.
-    pub similarity_threshold: u8,
-    /// Whether any class goes to the zstd tier.
-    pub high_ratio: bool,
-    /// Distinct sampled bytes at or above which a page may be random.
-    pub raw_distinct_bytes: u32,
+    /// Where the page classes begin.
+    pub thresholds: Thresholds,
     /// First-choice codec per class, by [`PageClass::index`] (the fill
     /// class's entry is unused: fill pages are always tags).
     pub codecs: [Codec; PageClass::COUNT],
@@ -139,21 +117,20 @@ pub struct Plan {
     pub explore: [Option<Codec>; PageClass::COUNT],
     /// Pages per class that take the exploring codec.
     pub explore_pages: u32,
-    /// This batch is a link probe: every page goes raw, so the channel can
-    /// time what the link carries (see [`crate::policy`]).
-    pub probing: bool,
+    /// Whether the encoder times this batch's costs ([`TIMED_EVERY`], and
+    /// every exploring batch).
+    pub timed: bool,
+    /// Estimated zstd bytes per page of each class: how the [`Meter`]
+    /// shares a zstd group's bytes among the classes of its pages.
+    pub zstd_weights: [f64; PageClass::COUNT],
 }
 
 impl Plan {
-    /// The class of a page with profile `p` under this plan's thresholds.
-    pub fn class(&self, p: &Profile, page_size: usize) -> PageClass {
-        PageClass::of(
-            p,
-            page_size,
-            self.sparse_threshold,
-            self.similarity_threshold,
-            self.raw_distinct_bytes,
-        )
+    /// Whether some class (fill aside) takes `codec` first.
+    pub fn uses(&self, codec: Codec) -> bool {
+        PageClass::ALL
+            .iter()
+            .any(|&c| c != PageClass::Fill && self.codecs[c.index()] == codec)
     }
 
     /// Whether every page goes raw (no class compresses, none explores):
@@ -204,18 +181,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Priors: single-core rates and ratios measured on the sample corpus
-    /// (docs/DESIGN.md), for the fast path as a whole.
-    pub const FAST_PRIOR: TierCost = TierCost {
-        secs_per_byte: 1.0 / 1.5e9,
-        ratio: 0.45,
-    };
-    /// Prior for the zstd tier.
-    pub const HIGH_RATIO_PRIOR: TierCost = TierCost {
-        secs_per_byte: 1.0 / 0.4e9,
-        ratio: 0.33,
-    };
-
     /// A policy for `config`.
     pub fn new(config: &Config) -> Self {
         Policy {
@@ -226,7 +191,7 @@ impl Policy {
             page_size: config.page_size.max(1),
             stats: LinkStats::default(),
             table: CostTable::new(config.page_size.max(1)),
-            current: PageClass::ALL.map(|c| c.candidates().first().copied().unwrap_or(Codec::Raw)),
+            current: PageClass::ALL.map(|c| candidates(c).first().copied().unwrap_or(Codec::Raw)),
             pinned: None,
             batches: 0,
             cursor: [0; PageClass::COUNT],
@@ -273,11 +238,6 @@ impl Policy {
         self.transport.verdict(self.batches, u64::MAX)
     }
 
-    /// Verdicts on the connection made so far.
-    pub fn bottleneck_verdicts(&self) -> u64 {
-        self.transport.verdicts()
-    }
-
     /// The statistics last given.
     pub fn stats(&self) -> LinkStats {
         self.stats
@@ -286,17 +246,6 @@ impl Policy {
     /// Link rate observed from `wire_bytes` over time, bytes/s (0 = none).
     pub fn observed_rate(&self) -> f64 {
         self.observed.rate
-    }
-
-    /// Feeds a tier measurement: `bytes_in` page bytes became `bytes_out`
-    /// bytes in `ns` nanoseconds.  Tiers map onto the generic class.
-    pub fn record(&mut self, tier: Tier, bytes_in: u64, bytes_out: u64, ns: u64) {
-        let pages = bytes_in / u64::from(self.page_size);
-        let codec = match tier {
-            Tier::Fast => Codec::Lz,
-            Tier::HighRatio => Codec::Zstd,
-        };
-        self.record_class(PageClass::Generic, codec, pages, bytes_out, ns);
     }
 
     /// Feeds one batch's measurement of one class: `pages` pages of `class`
@@ -316,6 +265,27 @@ impl Policy {
     /// Feeds one batch's page count per class.
     pub fn record_mix(&mut self, counts: &[u64; PageClass::COUNT]) {
         self.table.record_mix(counts);
+    }
+
+    /// Takes what the encoder measured of one batch: its class mix (when it
+    /// classified pages) and, on timed batches, the cost of every (class,
+    /// codec) pair it used.  An all-raw batch teaches nothing about classes
+    /// or codecs; exploring batches, which always classify, keep the
+    /// estimates fresh.
+    pub fn observe(&mut self, meter: &Meter) {
+        if let Some(mix) = meter.mix() {
+            self.record_mix(mix);
+        }
+        for class in PageClass::ALL {
+            if class == PageClass::Fill {
+                continue;
+            }
+            for codec in Codec::ALL {
+                if let Some(t) = meter.get(class, codec) {
+                    self.record_class(class, codec, t.pages, t.bytes, t.ns);
+                }
+            }
+        }
     }
 
     /// Feeds one batch's timing: it started at `start_ns` (on the encoder's
@@ -431,19 +401,6 @@ impl Policy {
         self.table.set(class, codec, cost);
     }
 
-    /// Current estimates of the generic class as tiers (LZ, zstd).
-    pub fn costs(&self) -> (TierCost, TierCost) {
-        let p = f64::from(self.page_size);
-        let tier = |c: ClassCost| TierCost {
-            secs_per_byte: c.ns_per_page * 1e-9 / p,
-            ratio: c.bytes_per_page / p,
-        };
-        (
-            tier(self.table.get(PageClass::Generic, Codec::Lz)),
-            tier(self.table.get(PageClass::Generic, Codec::Zstd)),
-        )
-    }
-
     /// Forces every class onto the given codecs (`None` gives control
     /// back): for tests and benchmarks.  No exploration while pinned.
     pub fn pin(&mut self, codecs: Option<[Codec; PageClass::COUNT]>) {
@@ -526,7 +483,6 @@ impl Policy {
         if probing {
             // The probed arm's own figure, undisturbed by exploration.
             plan.explore = [None; PageClass::COUNT];
-            plan.probing = true;
         }
         for class in PageClass::ALL {
             if plan.explore[class.index()].is_some() {
@@ -552,23 +508,23 @@ impl Policy {
             others.nth(pick as usize)
         });
         Plan {
-            sparse_threshold: self.sparse_threshold,
-            similarity_threshold: self.similarity_threshold,
-            high_ratio: PageClass::ALL
-                .iter()
-                .any(|&c| c != PageClass::Fill && codecs[c.index()] == Codec::Zstd),
-            raw_distinct_bytes: RAW_DISTINCT_BYTES,
+            thresholds: Thresholds {
+                sparse: self.sparse_threshold,
+                similarity: self.similarity_threshold,
+                random_distinct_bytes: RAW_DISTINCT_BYTES,
+            },
             codecs,
             explore,
             explore_pages: EXPLORE_PAGES,
-            probing: false,
+            timed: explore.iter().any(Option::is_some)
+                || batch.saturating_sub(1).is_multiple_of(TIMED_EVERY),
+            zstd_weights: PageClass::ALL.map(|c| self.table.get(c, Codec::Zstd).bytes_per_page),
         }
     }
 
     /// `class`'s candidates that this configuration offers.
     fn candidates(&self, class: PageClass) -> impl Iterator<Item = Codec> + Clone + '_ {
-        class
-            .candidates()
+        candidates(class)
             .iter()
             .copied()
             .filter(|&c| c != Codec::Zstd || self.zstd_enabled)

@@ -1,84 +1,21 @@
-//! Page classes, the codecs a class may take, and per-class cost estimates.
+//! The codecs a page class may take, and per-class cost estimates.
 
 #![forbid(unsafe_code)]
 
-use crate::classify::Profile;
+use crate::classify::PageClass;
 
-/// Zero-byte share below which a high-entropy page counts as random.
-const RANDOM_MAX_ZERO_PERCENT: u32 = 5;
 /// Weight of a new batch's measurement in the moving averages.
 const EWMA_WEIGHT: f64 = 0.125;
 
-/// What the classifier says a page is (MECOM Fig. 2, plus fill and random).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PageClass {
-    /// All zero or one repeated 32-bit word: always a `zero`/`fill` tag.
-    Fill,
-    /// Zero bytes at or above the sparse threshold.
-    Sparse,
-    /// Similar 32-bit words at or above the similarity threshold.
-    Similar,
-    /// Everything else that looks compressible.
-    Generic,
-    /// Many distinct bytes, almost no zeros, not similar: looks random.
-    Random,
-}
-
-impl PageClass {
-    /// Number of classes.
-    pub const COUNT: usize = 5;
-    /// Every class, in index order.
-    pub const ALL: [PageClass; PageClass::COUNT] = [
-        PageClass::Fill,
-        PageClass::Sparse,
-        PageClass::Similar,
-        PageClass::Generic,
-        PageClass::Random,
-    ];
-
-    /// Index into per-class arrays.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The class of a page with profile `p`, under the given thresholds.
-    /// The order is the routing order of `docs/DESIGN.md` §2.
-    pub fn of(
-        p: &Profile,
-        page_size: usize,
-        sparse_threshold: u8,
-        similarity_threshold: u8,
-        raw_distinct_bytes: u32,
-    ) -> PageClass {
-        if p.fill.is_some() {
-            return PageClass::Fill;
-        }
-        let zero_percent = p.zero_percent(page_size);
-        let similar = p.similar_percent() >= u32::from(similarity_threshold);
-        if !similar
-            && zero_percent < RANDOM_MAX_ZERO_PERCENT
-            && p.distinct_bytes >= raw_distinct_bytes
-        {
-            PageClass::Random
-        } else if zero_percent >= u32::from(sparse_threshold) {
-            PageClass::Sparse
-        } else if similar {
-            PageClass::Similar
-        } else {
-            PageClass::Generic
-        }
-    }
-
-    /// Codecs the controller chooses among for this class (the first is the
-    /// fast-path default).  The fill class has no choice.
-    pub fn candidates(self) -> &'static [Codec] {
-        match self {
-            PageClass::Fill => &[],
-            PageClass::Sparse => &[Codec::Sparse, Codec::Lz, Codec::Zstd, Codec::Raw],
-            PageClass::Similar => &[Codec::Wkdm, Codec::Lz, Codec::Zstd, Codec::Raw],
-            PageClass::Generic => &[Codec::Lz, Codec::Zstd, Codec::Raw],
-            PageClass::Random => &[Codec::Raw, Codec::Lz],
-        }
+/// Codecs the controller chooses among for `class` (the first is the
+/// fast-path default).  The fill class has no choice.
+pub fn candidates(class: PageClass) -> &'static [Codec] {
+    match class {
+        PageClass::Fill => &[],
+        PageClass::Sparse => &[Codec::Sparse, Codec::Lz, Codec::Zstd, Codec::Raw],
+        PageClass::Similar => &[Codec::Wkdm, Codec::Lz, Codec::Zstd, Codec::Raw],
+        PageClass::Generic => &[Codec::Lz, Codec::Zstd, Codec::Raw],
+        PageClass::Random => &[Codec::Raw, Codec::Lz],
     }
 }
 

@@ -3,8 +3,9 @@
 
 #![forbid(unsafe_code)]
 
-use super::cost::{ClassCost, Codec, CostTable, PageClass};
+use super::cost::{ClassCost, Codec, CostTable};
 use super::LinkStats;
+use crate::classify::PageClass;
 
 /// A challenger must beat the current codec's score by this factor.
 const HYSTERESIS: f64 = 0.9;

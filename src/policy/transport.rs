@@ -209,6 +209,7 @@ impl Transport {
     }
 
     /// Verdicts made so far.
+    #[cfg(test)]
     pub(super) fn verdicts(&self) -> u64 {
         self.verdicts
     }

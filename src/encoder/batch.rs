@@ -1,0 +1,376 @@
+//! The payloads of one frame: where each page goes, and the bytes.
+//!
+//! When the plan sends every page raw, one pass copies the pages into their
+//! payload slots and hashes them there.  Otherwise three passes over the
+//! encoder's private copy of the batch:
+//! 1. profile and classify every page and route it to its class's codec;
+//! 2. compress the pages routed to zstd as groups, into a side buffer,
+//!    demoting a group to LZ when it does not shrink;
+//! 3. write the table and the payloads in page order, falling back along
+//!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up, and
+//!    hash the pages.
+//!
+//! The checksum covers every page, raw ones included.  Every buffer is
+//! sized at construction for `max_pages`; encoding allocates nothing
+//! (except inside the LZO crate, which allocates its output).  What each
+//! page cost goes to the [`Meter`]; what to do with it is the controller's
+//! business.
+
+#![forbid(unsafe_code)]
+
+use crate::classify;
+use crate::codec::{lz, sparse, wkdm, zstd_group::GroupEncoder};
+use crate::config::{Config, LzCodec};
+use crate::counters::Counters;
+use crate::error::{Error, Result};
+use crate::format::{self, ENTRY_LEN, HEADER_LEN};
+use crate::method::Method;
+use crate::policy::{Clock, Codec, Key, Meter, Plan};
+use classify::PageClass;
+
+/// The sparse coder keeps a page only when it shrinks it to at most
+/// 1/`SPARSE_MAX_FRACTION`; a less sparse page compresses better under LZ,
+/// whose zero runs cost almost nothing.
+const SPARSE_MAX_FRACTION: usize = 8;
+
+/// Where the encoder's pages come from.  The FFI implements it over guest
+/// memory with a copy; the safe API over slices.
+pub(crate) trait PageSource {
+    /// Number of pages.
+    fn len(&self) -> usize;
+    /// Copies page `index` into `dst` (exactly one page long).
+    fn copy_page(&self, index: usize, dst: &mut [u8]);
+}
+
+impl PageSource for [&[u8]] {
+    fn len(&self) -> usize {
+        <[&[u8]]>::len(self)
+    }
+    fn copy_page(&self, index: usize, dst: &mut [u8]) {
+        dst.copy_from_slice(self[index]);
+    }
+}
+
+/// What pass 3 does with one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// An all-zero page: a tag.
+    Zero,
+    /// One repeated word: a tag and the word.
+    Fill(u32),
+    /// The page through this codec (zstd: waiting for pass 2).
+    Codec(Codec),
+    /// Head of zstd group `n` (index into `groups`).
+    GroupHead(usize),
+    /// Member of a zstd group whose head is written at the group's first page.
+    GroupMember,
+}
+
+/// A compressed zstd group in the side buffer.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    offset: usize,
+    len: usize,
+}
+
+/// What writing a frame's payloads produced.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    /// Payload bytes after the table.
+    pub payload: usize,
+    /// xxh3-64 of the pages, in order.
+    pub checksum: u64,
+}
+
+/// The buffers and codecs that turn one batch into payloads.
+pub(crate) struct Batch {
+    page_size: usize,
+    lz: LzCodec,
+    zstd_group_pages: usize,
+    /// The encoder's own copy of the batch: pages are read from guest memory
+    /// exactly once, and everything after that sees a stable snapshot.
+    pages: Vec<u8>,
+    routes: Vec<Route>,
+    /// Each page's (class, first-choice codec): what its cost is booked to.
+    keys: Vec<Key>,
+    groups: Vec<Group>,
+    /// Gathered input of one zstd group.
+    group_in: Vec<u8>,
+    /// Compressed zstd groups of the current frame.
+    group_out: Vec<u8>,
+    zstd: Option<GroupEncoder>,
+    /// LZ4 wants room for its worst case, which exceeds a page.
+    lz_scratch: Vec<u8>,
+}
+
+impl Batch {
+    /// Allocates everything a batch of `config.max_pages` pages needs.
+    pub(crate) fn new(config: &Config) -> Result<Batch> {
+        let page_size = config.page_size as usize;
+        let cap = config.max_pages * page_size;
+        let zstd = match config.zstd_level {
+            0 => None,
+            level => {
+                Some(
+                    GroupEncoder::new(i32::from(level)).map_err(|_| Error::InvalidConfig {
+                        reason: "zstd context could not be created",
+                    })?,
+                )
+            }
+        };
+        let group_cap = if zstd.is_some() { cap } else { 0 };
+        Ok(Batch {
+            page_size,
+            lz: config.lz,
+            zstd_group_pages: config.zstd_group_pages,
+            pages: vec![0; cap],
+            routes: Vec::with_capacity(config.max_pages),
+            keys: Vec::with_capacity(config.max_pages),
+            groups: Vec::with_capacity(config.max_pages),
+            group_in: vec![0; group_cap],
+            group_out: vec![0; group_cap],
+            zstd,
+            lz_scratch: vec![0; lz::lz4_max_len(page_size)],
+        })
+    }
+
+    /// The payloads when the plan sends every page raw (a link probe, or a
+    /// link faster than any codec): the pages are copied once, straight
+    /// into their payload slots, where they are hashed; no page is
+    /// classified.  `out` holds at least `max_frame_len(n)` bytes.
+    pub(crate) fn write_raw<S: PageSource + ?Sized>(
+        &mut self,
+        source: &S,
+        out: &mut [u8],
+        counters: &mut Counters,
+    ) -> Written {
+        let (n, ps) = (source.len(), self.page_size);
+        let table_end = format::head_len(n);
+        let payload = &mut out[table_end..table_end + n * ps];
+        for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
+            source.copy_page(i, slot);
+        }
+        let checksum = xxhash_rust::xxh3::xxh3_64(payload);
+        let entry = format::pack_entry(Method::Raw.tag(), ps);
+        for e in out[HEADER_LEN..table_end].chunks_exact_mut(ENTRY_LEN) {
+            e.copy_from_slice(&entry);
+        }
+        let slot = Method::Raw.counter_slot();
+        counters.method_pages[slot] += n as u64;
+        counters.method_bytes[slot] += (n * ps) as u64;
+        Written {
+            payload: n * ps,
+            checksum,
+        }
+    }
+
+    /// The payloads of a batch under `plan`: copy, route, group, write.
+    pub(crate) fn write<S: PageSource + ?Sized>(
+        &mut self,
+        source: &S,
+        plan: &Plan,
+        meter: &mut Meter,
+        clock: &mut dyn Clock,
+        out: &mut [u8],
+        counters: &mut Counters,
+    ) -> Written {
+        let (n, ps) = (source.len(), self.page_size);
+        for i in 0..n {
+            source.copy_page(i, &mut self.pages[i * ps..(i + 1) * ps]);
+        }
+        self.route(n, plan, meter);
+        self.compress_groups(n, meter, clock);
+        self.write_pages(n, meter, clock, out, counters)
+    }
+
+    /// Pass 1: a class and a route for every page.
+    fn route(&mut self, n: usize, plan: &Plan, meter: &mut Meter) {
+        let ps = self.page_size;
+        let zstd_on = self.zstd.is_some();
+        self.routes.clear();
+        self.keys.clear();
+        for page in self.pages[..n * ps].chunks_exact(ps) {
+            let p = classify::profile(page);
+            let class = plan.thresholds.class(&p, ps);
+            let mut codec = plan.codec(class, meter.classify(class));
+            if codec == Codec::Zstd && !zstd_on {
+                codec = Codec::Lz;
+            }
+            self.routes.push(match p.fill {
+                Some(0) => Route::Zero,
+                Some(word) => Route::Fill(word),
+                None => Route::Codec(codec),
+            });
+            self.keys.push((class, codec));
+        }
+    }
+
+    /// Pass 2: zstd groups, timed one by one.
+    fn compress_groups(&mut self, n: usize, meter: &mut Meter, clock: &mut dyn Clock) {
+        self.groups.clear();
+        let Some(zstd) = self.zstd.as_mut() else {
+            return;
+        };
+        let ps = self.page_size;
+        let group_pages = match self.zstd_group_pages {
+            0 => n,
+            g => g,
+        };
+        let waiting = Route::Codec(Codec::Zstd);
+        let mut used = 0usize;
+        let mut next = 0;
+        while let Some(first) = (next..n).find(|&k| self.routes[k] == waiting) {
+            let start = if meter.timed() { clock.now_ns() } else { 0 };
+            // Gather up to `group_pages` zstd pages from `first` on.
+            let (mut members, mut last) = (0, first);
+            let mut per_class = [0u64; PageClass::COUNT];
+            for k in first..n {
+                if self.routes[k] == waiting {
+                    per_class[self.keys[k].0.index()] += 1;
+                    self.group_in[members * ps..(members + 1) * ps]
+                        .copy_from_slice(&self.pages[k * ps..(k + 1) * ps]);
+                    members += 1;
+                    last = k;
+                    if members == group_pages {
+                        break;
+                    }
+                }
+            }
+            // A group must save at least 1/32 of its input to be worth
+            // the decoder's time; otherwise its pages take LZ.
+            let input = members * ps;
+            let limit = input - input / 32;
+            let dst_end = (used + limit).min(self.group_out.len());
+            let kept =
+                match zstd.compress(&self.group_in[..input], &mut self.group_out[used..dst_end]) {
+                    Some(len) if len > 0 && len <= limit => Some(len),
+                    _ => None,
+                };
+            let member_route = match kept {
+                Some(_) => Route::GroupMember,
+                None => Route::Codec(Codec::Lz),
+            };
+            for r in &mut self.routes[first..=last] {
+                if *r == waiting {
+                    *r = member_route;
+                }
+            }
+            if let Some(len) = kept {
+                self.routes[first] = Route::GroupHead(self.groups.len());
+                self.groups.push(Group { offset: used, len });
+                used += len;
+            }
+            if meter.timed() {
+                meter.group(&per_class, clock.now_ns().saturating_sub(start), kept);
+            }
+            next = last + 1;
+        }
+    }
+
+    /// Pass 3: the page table and payloads, and the checksum of the pages.
+    fn write_pages(
+        &mut self,
+        n: usize,
+        meter: &mut Meter,
+        clock: &mut dyn Clock,
+        out: &mut [u8],
+        counters: &mut Counters,
+    ) -> Written {
+        let ps = self.page_size;
+        let table_end = format::head_len(n);
+        let mut pos = table_end;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for i in 0..n {
+            let key = self.keys[i];
+            if meter.starts_run(key) {
+                meter.switch(key, clock.now_ns());
+            }
+            // Room: `out` holds max_frame_len(n) bytes, a page's payload never
+            // exceeds a page, and a group's never exceeds its pages, which
+            // all come at or after its head.  So before page i is written,
+            // at most the other pages' worth of payload is in `out`, and a
+            // page-sized window at `pos` is free for pages that are not
+            // group members.
+            let (method, len) = self.write_page(i, out, pos);
+            hasher.update(&self.pages[i * ps..(i + 1) * ps]);
+            let entry = HEADER_LEN + i * ENTRY_LEN;
+            out[entry..entry + ENTRY_LEN].copy_from_slice(&format::pack_entry(method.tag(), len));
+            let slot = method.counter_slot();
+            counters.method_pages[slot] += 1;
+            counters.method_bytes[slot] += len as u64;
+            if !matches!(self.routes[i], Route::GroupHead(_) | Route::GroupMember) {
+                meter.page(key, len);
+            }
+            pos += len;
+        }
+        if meter.timed() {
+            meter.end_run(clock.now_ns());
+        }
+        Written {
+            payload: pos - table_end,
+            checksum: hasher.digest(),
+        }
+    }
+
+    /// Writes page `i`'s payload at `out[pos..]`; returns its method and
+    /// length.
+    fn write_page(&mut self, i: usize, out: &mut [u8], pos: usize) -> (Method, usize) {
+        let ps = self.page_size;
+        // A codec must save at least 1/32 of the page, else the page goes raw.
+        let limit = ps - ps / 32;
+        let page = &self.pages[i * ps..(i + 1) * ps];
+        let lz = self.lz;
+        let scratch = &mut self.lz_scratch;
+        match self.routes[i] {
+            Route::Zero => (Method::Zero, 0),
+            Route::GroupMember => (Method::ZstdMember, 0),
+            Route::Fill(word) => {
+                out[pos..pos + 4].copy_from_slice(&word.to_le_bytes());
+                (Method::Fill, 4)
+            }
+            Route::GroupHead(g) => {
+                let Group { offset, len } = self.groups[g];
+                out[pos..pos + len].copy_from_slice(&self.group_out[offset..offset + len]);
+                (Method::Zstd, len)
+            }
+            Route::Codec(codec) => {
+                let window = &mut out[pos..pos + ps];
+                let first = match codec {
+                    Codec::Sparse => sparse::encode(page, window, ps / SPARSE_MAX_FRACTION)
+                        .map(|len| (Method::Sparse, len)),
+                    Codec::Wkdm => wkdm::encode(page, window, limit).map(|len| (Method::Wkdm, len)),
+                    // A zstd page still here lost its group: LZ, as below.
+                    Codec::Lz | Codec::Zstd | Codec::Raw => None,
+                };
+                first
+                    .or_else(|| match codec {
+                        Codec::Raw => None,
+                        _ => lz_encode(lz, page, window, limit, scratch),
+                    })
+                    .unwrap_or_else(|| raw(page, window))
+            }
+        }
+    }
+}
+
+fn lz_encode(
+    codec: LzCodec,
+    page: &[u8],
+    window: &mut [u8],
+    limit: usize,
+    scratch: &mut [u8],
+) -> Option<(Method, usize)> {
+    match codec {
+        LzCodec::Lz4 => {
+            let n = lz::lz4_encode(page, scratch, limit)?;
+            window[..n].copy_from_slice(&scratch[..n]);
+            Some((Method::Lz4, n))
+        }
+        LzCodec::Lzo => lz::lzo_encode(page, window, limit).map(|n| (Method::Lzo, n)),
+    }
+}
+
+fn raw(page: &[u8], window: &mut [u8]) -> (Method, usize) {
+    window[..page.len()].copy_from_slice(page);
+    (Method::Raw, page.len())
+}

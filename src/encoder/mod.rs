@@ -1,0 +1,175 @@
+//! Batch encoder: pages in, one frame out.
+//!
+//! The encoder writes frames; the controller ([`crate::policy`]) decides
+//! and measures.  For each batch the encoder asks the controller for a
+//! [`Plan`], has [`batch::Batch`] write the payloads under it while a
+//! [`Meter`] records what each (class, codec) pair cost, writes the header,
+//! and hands the meter back ([`Policy::observe`]).  `docs/ARCHITECTURE.md`
+//! follows one page through it.
+
+#![forbid(unsafe_code)]
+
+mod batch;
+
+use crate::classify::PageClass;
+use crate::config::Config;
+use crate::counters::Counters;
+use crate::error::{Error, Result};
+use crate::format::{self, Header, HEADER_LEN};
+use crate::policy::{Clock, Codec, LinkStats, Meter, Plan, Policy, TransportStats, WallClock};
+use batch::Batch;
+pub(crate) use batch::PageSource;
+
+/// Encodes batches of pages into frames.  One per channel; not `Sync`.
+pub struct Encoder {
+    config: Config,
+    shift: u8,
+    page_size: usize,
+    batch: Batch,
+    policy: Policy,
+    meter: Meter,
+    clock: Box<dyn Clock>,
+    sequence: u32,
+    counters: Counters,
+}
+
+impl Encoder {
+    /// Creates an encoder; allocates every buffer it will use.
+    pub fn new(config: Config) -> Result<Encoder> {
+        Encoder::with_clock(config, Box::new(WallClock::new()))
+    }
+
+    /// Creates an encoder that times itself with `clock` (see
+    /// [`crate::policy::Clock`]).
+    pub fn with_clock(config: Config, clock: Box<dyn Clock>) -> Result<Encoder> {
+        let shift = config.validate()?;
+        Ok(Encoder {
+            shift,
+            page_size: config.page_size as usize,
+            batch: Batch::new(&config)?,
+            policy: Policy::new(&config),
+            meter: Meter::default(),
+            clock,
+            sequence: 0,
+            counters: Counters::default(),
+            config,
+        })
+    }
+
+    /// The configuration the encoder was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Takes the migration's latest statistics (see [`crate::policy`]).
+    pub fn update_stats(&mut self, stats: LinkStats) {
+        self.policy.update_stats(stats);
+    }
+
+    /// Takes a sample of the channel's connection (see
+    /// [`crate::policy::TransportStats`]); call it before
+    /// [`Encoder::encode`], as often as once per batch.
+    pub fn update_transport(&mut self, stats: TransportStats) {
+        self.policy.update_transport(stats);
+    }
+
+    /// The routing plan the next frame would use.
+    pub fn plan(&self) -> Plan {
+        self.policy.plan()
+    }
+
+    /// The controller, with its cost estimates.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Forces every class onto the given codecs, or gives control back
+    /// (`None`); see [`Policy::pin`].
+    pub fn pin_codecs(&mut self, codecs: Option<[Codec; PageClass::COUNT]>) {
+        self.policy.pin(codecs);
+    }
+
+    /// Running totals.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The largest frame `n_pages` pages can produce with this encoder.
+    pub fn max_frame_len(&self, n_pages: usize) -> usize {
+        format::max_frame_len(n_pages.max(1), self.config.page_size).unwrap_or(0)
+    }
+
+    /// Encodes `pages` (each exactly one page long) into `out`, returning the
+    /// frame length.  `out` must hold [`Encoder::max_frame_len`] bytes.
+    pub fn encode(&mut self, pages: &[&[u8]], out: &mut [u8]) -> Result<usize> {
+        if pages.iter().any(|p| p.len() != self.page_size) {
+            return Err(Error::InvalidArgument {
+                reason: "every page must be exactly page_size bytes",
+            });
+        }
+        self.encode_from(pages, out)
+    }
+
+    /// Encodes from any page source; see [`Encoder::encode`].
+    pub(crate) fn encode_from<S: PageSource + ?Sized>(
+        &mut self,
+        source: &S,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let start = self.clock.now_ns();
+        let n = source.len();
+        if n == 0 || n > self.config.max_pages {
+            return Err(Error::TooManyPages {
+                pages: n,
+                max: self.config.max_pages,
+            });
+        }
+        let needed = self.max_frame_len(n);
+        if out.len() < needed {
+            return Err(Error::BufferTooSmall {
+                needed,
+                given: out.len(),
+            });
+        }
+        let plan = self.policy.next_plan();
+        let classified = !plan.all_raw();
+        self.meter.start(&plan, classified);
+        let written = if classified {
+            self.batch.write(
+                source,
+                &plan,
+                &mut self.meter,
+                self.clock.as_mut(),
+                out,
+                &mut self.counters,
+            )
+        } else {
+            self.batch.write_raw(source, out, &mut self.counters)
+        };
+        let header = Header {
+            page_shift: self.shift,
+            page_count: n as u16,
+            sequence: self.sequence,
+            features: 0,
+            payload_len: written.payload as u32,
+            checksum: written.checksum,
+        };
+        // `out` holds at least max_frame_len(n) > HEADER_LEN bytes.
+        if let Some(head) = out.first_chunk_mut::<HEADER_LEN>() {
+            header.write(head);
+        }
+        self.sequence = self.sequence.wrapping_add(1);
+
+        let total_ns = self.clock.now_ns().saturating_sub(start);
+        let frame_len = format::head_len(n) + written.payload;
+        self.policy
+            .record_batch(start, total_ns, n as u64, frame_len as u64);
+        self.policy.observe(&self.meter);
+        self.counters.frames += 1;
+        self.counters.pages += n as u64;
+        self.counters.bytes_in += (n * self.page_size) as u64;
+        self.counters.bytes_out += frame_len as u64;
+        self.counters.ns += total_ns;
+        Ok(frame_len)
+    }
+}
