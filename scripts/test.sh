@@ -27,6 +27,10 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
+# The tool's binary has the library's crate name, so its pages would land on
+# the library's; it is documented on its own (cli/Cargo.toml: doc = false).
+CARGO_TARGET_DIR=target/doc-cli RUSTDOCFLAGS="-D warnings" \
+    cargo doc --no-deps --locked --quiet -p mecom-cli --bin mecom
 
 step "cargo test"
 cargo test --locked 2>&1 | tee target/cargo-test.log
