@@ -1,4 +1,5 @@
-# Build, install and C-test the mecom library.
+# Build, install and C-test the mecom library (the package `mecom` only; the
+# `mecom` tool in cli/ is built by cargo, docs/CLI.md).
 #
 #   make                      build target/release/libmecom.a
 #   make install PREFIX=DIR   install libmecom.a, mecom.h and mecom.pc under DIR
@@ -30,7 +31,7 @@ C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -Iinclude
 all: lib
 
 lib:
-	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --release --lib
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --release -p mecom --lib
 
 $(TARGET_DIR)/mecom.pc: mecom.pc.in Cargo.toml lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \

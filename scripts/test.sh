@@ -5,8 +5,10 @@
 #   MECOM_SKIP_QEMU=1 ...     library checks only
 #
 # Library: rustfmt, clippy -D warnings, rustdoc -D warnings, cargo test (unit,
-# proptest, malformed-frame table, C ABI), header drift check, the C test
-# under ASan/UBSan and under valgrind, and a bounded fuzz run of every target.
+# proptest, malformed-frame table, C ABI; the workspace's default members
+# include the `mecom` tool in cli/, so these cover it too), header drift
+# check, the C test under ASan/UBSan and under valgrind, and a bounded fuzz
+# run of every target.
 # QEMU: build the patched QEMU (cached), run the migration qtests, and a live
 # end-to-end migration with a full-RAM comparison.
 set -euo pipefail
@@ -25,6 +27,10 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
+# The tool's binary has the library's crate name, so its pages would land on
+# the library's; it is documented on its own (cli/Cargo.toml: doc = false).
+CARGO_TARGET_DIR=target/doc-cli RUSTDOCFLAGS="-D warnings" \
+    cargo doc --no-deps --locked --quiet -p mecom-cli --bin mecom
 
 step "cargo test"
 cargo test --locked 2>&1 | tee target/cargo-test.log

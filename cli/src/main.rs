@@ -15,23 +15,14 @@
 
 #![forbid(unsafe_code)]
 
-// The crate root is `src/bin/mecom.rs`, so its modules would be looked for
-// in `src/bin/`, where cargo would take them for binaries; they live in
-// `src/bin/mecom/` instead.
-#[path = "mecom/args.rs"]
 mod args;
-#[path = "mecom/bench.rs"]
 mod bench;
-#[path = "mecom/image.rs"]
 mod image;
-#[path = "mecom/json.rs"]
-mod json;
-#[path = "mecom/stat.rs"]
+mod lib_api;
 mod stat;
-#[path = "mecom/table.rs"]
 mod table;
 
-use args::{BenchOpts, Command, StatOpts};
+use args::{BenchOpts, Command, Parsed, StatOpts};
 use bench::Subject;
 use std::io::Write;
 use std::process::ExitCode;
@@ -53,25 +44,17 @@ fn main() -> ExitCode {
 /// exit status.
 fn run(argv: &[String]) -> u8 {
     let command = match args::parse(argv) {
-        Ok(c) => c,
-        Err(e) => {
+        Parsed::Run(c) => c,
+        Parsed::Print(text) => {
+            print!("{text}");
+            return EXIT_OK;
+        }
+        Parsed::Error(e) => {
             eprintln!("mecom: {e}\nTry `mecom --help`.");
             return EXIT_USAGE;
         }
     };
     let result = match command {
-        Command::Help(None) => {
-            print!("{}", args::usage());
-            Ok(EXIT_OK)
-        }
-        Command::Help(Some(cmd)) => {
-            print!("{}", args::command_help(&cmd).unwrap_or_else(args::usage));
-            Ok(EXIT_OK)
-        }
-        Command::Version => {
-            println!("mecom {}", env!("CARGO_PKG_VERSION"));
-            Ok(EXIT_OK)
-        }
         Command::Stat(opts) => check_images(&opts.common).and_then(|()| run_stat(&opts)),
         Command::Bench(opts) => check_images(&opts.common).and_then(|()| run_bench(&opts)),
     };
@@ -98,6 +81,11 @@ fn emit(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
+/// One image's JSON object, on one line.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    serde_json::to_string(value).map_err(|e| format!("JSON output: {e}"))
+}
+
 /// Ends the JSON array after an error, so standard output stays valid JSON
 /// (holding the images done before the error).
 fn close_json(json: bool) {
@@ -121,7 +109,7 @@ fn run_stat(opts: &StatOpts) -> Result<u8, String> {
             emit(&format!(
                 "{}{}\n",
                 if i > 0 { "," } else { "" },
-                s.to_json()
+                to_json(&stat::Json::new(&s))?
             ));
         }
         stats.push(s);
@@ -218,7 +206,7 @@ fn run_bench(opts: &BenchOpts) -> Result<u8, String> {
             emit(&format!(
                 "{}{}\n",
                 if i > 0 { "," } else { "" },
-                bench::to_json(&report)
+                to_json(&bench::Json::new(&report))?
             ));
         } else {
             emit(&bench::render(&report));

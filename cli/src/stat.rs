@@ -7,10 +7,9 @@
 //! e.g. at most ~330 MiB for a 64 GiB guest of 4 KiB pages).
 
 use crate::image::{is_zero_page, Image, Progress};
-use crate::json::{self, Object};
+use crate::lib_api::{count_zero_bytes, fill_word, full_similarity, sparse};
 use crate::table::{Align, Table};
-use mecom::classify;
-use mecom::codecs::sparse;
+use serde::Serialize;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
@@ -87,56 +86,99 @@ impl Stat {
     pub fn nonzero(&self) -> u64 {
         self.pages - self.zero
     }
+}
 
-    /// The statistics as one JSON object.
-    pub fn to_json(&self) -> String {
-        let nz = self.nonzero();
-        Object::new()
-            .str("image", &self.image)
-            .uint("page_size", self.page_size as u64)
-            .uint("pages", self.pages)
-            .uint("zero_pages", self.zero)
-            .float("zero_pct", pct(self.zero, self.pages), 2)
-            .uint("nonzero_pages", nz)
-            .raw(
-                "similarity_zones_pages",
-                &Object::new()
-                    .uint("0-25", self.zones[0])
-                    .uint("25-75", self.zones[1])
-                    .uint("75-100", self.zones[2])
-                    .finish(),
-            )
-            .raw(
-                "similarity_zones_pct_of_nonzero",
-                &Object::new()
-                    .float("0-25", pct(self.zones[0], nz), 2)
-                    .float("25-75", pct(self.zones[1], nz), 2)
-                    .float("75-100", pct(self.zones[2], nz), 2)
-                    .finish(),
-            )
-            .raw(
-                "zero_byte_deciles_pages",
-                &json::array(self.zero_deciles.iter().map(u64::to_string)),
-            )
-            .uint("sparse_pages", self.sparse)
-            .float("sparse_pct", pct(self.sparse, self.pages), 2)
-            .uint("fill_pages", self.fill)
-            .float("fill_pct", pct(self.fill, self.pages), 2)
-            .opt_uint("duplicate_pages", self.duplicate)
-            .raw(
-                "duplicate_pct",
-                &self
-                    .duplicate
-                    .map_or("null".into(), |d| json::float(pct(d, self.pages), 2)),
-            )
-            .opt_uint("distinct_nonzero_pages", self.distinct)
-            .uint("sparse_raw_bytes", self.sparse * self.page_size as u64)
-            .uint("sparse_nonzero_words", self.sparse_words)
-            .uint("sparse_pairs_bytes", self.sparse_pairs_bytes)
-            .uint("sparse_runs_bytes", self.sparse_runs_bytes)
-            .uint("sparse_pages_pairs_smaller", self.pairs_smaller)
-            .float("seconds", self.seconds, 3)
-            .finish()
+/// A number printed with `D` digits after the point (`null` when not
+/// finite: JSON has no NaN or infinity).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fixed<const D: usize>(pub f64);
+
+impl<const D: usize> Serialize for Fixed<D> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.0.is_finite() {
+            return s.serialize_none();
+        }
+        serde_json::value::RawValue::from_string(format!("{:.*}", D, self.0))
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
+    }
+}
+
+/// Counts and shares of the three similarity zones.
+#[derive(Serialize)]
+struct Zones<T> {
+    #[serde(rename = "0-25")]
+    low: T,
+    #[serde(rename = "25-75")]
+    mid: T,
+    #[serde(rename = "75-100")]
+    high: T,
+}
+
+/// The JSON object of one image's statistics (docs/CLI.md lists the fields).
+#[derive(Serialize)]
+pub struct Json<'a> {
+    image: &'a str,
+    page_size: usize,
+    pages: u64,
+    zero_pages: u64,
+    zero_pct: Fixed<2>,
+    nonzero_pages: u64,
+    similarity_zones_pages: Zones<u64>,
+    similarity_zones_pct_of_nonzero: Zones<Fixed<2>>,
+    zero_byte_deciles_pages: [u64; 10],
+    sparse_pages: u64,
+    sparse_pct: Fixed<2>,
+    fill_pages: u64,
+    fill_pct: Fixed<2>,
+    duplicate_pages: Option<u64>,
+    duplicate_pct: Option<Fixed<2>>,
+    distinct_nonzero_pages: Option<u64>,
+    sparse_raw_bytes: u64,
+    sparse_nonzero_words: u64,
+    sparse_pairs_bytes: u64,
+    sparse_runs_bytes: u64,
+    sparse_pages_pairs_smaller: u64,
+    seconds: Fixed<3>,
+}
+
+impl<'a> Json<'a> {
+    /// The JSON view of `s`.
+    pub fn new(s: &'a Stat) -> Json<'a> {
+        let nz = s.nonzero();
+        let share = |n| Fixed(pct(n, nz));
+        Json {
+            image: &s.image,
+            page_size: s.page_size,
+            pages: s.pages,
+            zero_pages: s.zero,
+            zero_pct: Fixed(pct(s.zero, s.pages)),
+            nonzero_pages: nz,
+            similarity_zones_pages: Zones {
+                low: s.zones[0],
+                mid: s.zones[1],
+                high: s.zones[2],
+            },
+            similarity_zones_pct_of_nonzero: Zones {
+                low: share(s.zones[0]),
+                mid: share(s.zones[1]),
+                high: share(s.zones[2]),
+            },
+            zero_byte_deciles_pages: s.zero_deciles,
+            sparse_pages: s.sparse,
+            sparse_pct: Fixed(pct(s.sparse, s.pages)),
+            fill_pages: s.fill,
+            fill_pct: Fixed(pct(s.fill, s.pages)),
+            duplicate_pages: s.duplicate,
+            duplicate_pct: s.duplicate.map(|d| Fixed(pct(d, s.pages))),
+            distinct_nonzero_pages: s.distinct,
+            sparse_raw_bytes: s.sparse * s.page_size as u64,
+            sparse_nonzero_words: s.sparse_words,
+            sparse_pairs_bytes: s.sparse_pairs_bytes,
+            sparse_runs_bytes: s.sparse_runs_bytes,
+            sparse_pages_pairs_smaller: s.pairs_smaller,
+            seconds: Fixed(s.seconds),
+        }
     }
 }
 
@@ -170,12 +212,12 @@ impl Collector {
             s.zero += 1;
             return;
         }
-        let zero_bytes = classify::count_zero_bytes(page) as usize;
+        let zero_bytes = count_zero_bytes(page) as usize;
         s.zero_deciles[(zero_bytes * 10 / page.len()).min(9)] += 1;
-        if classify::fill_word(page).is_some() {
+        if fill_word(page).is_some() {
             s.fill += 1;
         }
-        let (similar, total) = classify::full_similarity(page);
+        let (similar, total) = full_similarity(page);
         let (similar, total) = (u64::from(similar), u64::from(total));
         let zone = if similar * 4 < total {
             0
@@ -405,7 +447,7 @@ mod tests {
         assert_eq!(s.pairs_smaller, 0);
         assert_eq!(s.zero_deciles[9], 4);
         assert_eq!(s.zero_deciles.iter().sum::<u64>(), 15);
-        let json = s.to_json();
+        let json = serde_json::to_string(&Json::new(&s)).unwrap();
         assert!(
             json.starts_with(r#"{"image":"gen","page_size":4096,"pages":25,"zero_pages":10,"#),
             "{json}"
@@ -414,12 +456,30 @@ mod tests {
         assert!(text.contains("| gen "), "{text}");
     }
 
+    /// Fixed decimals, `null` for what JSON cannot hold, escaped strings.
+    #[test]
+    fn json_numbers_keep_their_decimals() {
+        let v = (
+            Fixed::<3>(0.12345),
+            Fixed::<2>(f64::NAN),
+            Fixed::<1>(f64::INFINITY),
+            Fixed::<2>(0.0),
+            "a\"b\\c\n\u{1}",
+        );
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"[0.123,null,null,0.00,"a\"b\\c\n\u0001"]"#
+        );
+    }
+
     /// `--no-dup` leaves the duplicate count out.
     #[test]
     fn duplicates_can_be_skipped() {
         let mut img = Image::from_reader("gen".into(), Box::new(Cursor::new(image())), 4096, None);
         let s = stat_image(&mut img, 4096, false, true).unwrap();
         assert_eq!((s.duplicate, s.distinct), (None, None));
-        assert!(s.to_json().contains(r#""duplicate_pages":null"#));
+        let json = serde_json::to_string(&Json::new(&s)).unwrap();
+        assert!(json.contains(r#""duplicate_pages":null"#), "{json}");
+        assert!(json.contains(r#""duplicate_pct":null,"#), "{json}");
     }
 }

@@ -11,12 +11,12 @@
 
 use crate::args::BenchOpts;
 use crate::image::{is_zero_page, Image, Progress};
-use crate::json::{self, Object};
-use crate::stat::pct;
-use crate::table::{Align, Table};
-use mecom::{
+use crate::lib_api::{
     slot_name, Config, Counters, Decoder, Encoder, LinkStats, LzCodec, Mode, METHOD_SLOTS,
 };
+use crate::stat::{pct, Fixed};
+use crate::table::{Align, Table};
+use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
 
@@ -891,104 +891,165 @@ pub fn render(report: &ImageReport) -> String {
     out
 }
 
-/// The JSON object of one image.
-pub fn to_json(report: &ImageReport) -> String {
-    let input = report.input_bytes();
-    let subjects = report.subjects.iter().map(|s| {
-        let mut o = Object::new().str("name", s.subject.name());
-        o = match s.subject {
-            Subject::Cbc(set) => o
-                .str("kind", "cbc")
-                .str(
-                    "mode",
-                    if set.mode == Mode::Fixed {
+/// The JSON object of one image (docs/CLI.md lists the fields).
+#[derive(Serialize)]
+pub struct Json<'a> {
+    image: &'a str,
+    zstd_image: bool,
+    page_size: usize,
+    batch_pages: usize,
+    repeat: usize,
+    pages: u64,
+    zero_pages: u64,
+    nonzero_pages: u64,
+    input_bytes: u64,
+    frames: u64,
+    note: &'static str,
+    bad_pages: u64,
+    seconds: Fixed<2>,
+    cpu_share: Option<Fixed<3>>,
+    results: Vec<SubjectJson<'a>>,
+}
+
+/// One setting or baseline in [`Json`].
+#[derive(Serialize)]
+struct SubjectJson<'a> {
+    name: &'static str,
+    kind: &'static str,
+    #[serde(flatten)]
+    setting: Option<SettingJson>,
+    compressed_bytes: u64,
+    ratio: Fixed<5>,
+    compress_mb_s: Fixed<1>,
+    decompress_mb_s: Fixed<1>,
+    compressed_bytes_runs: Vec<u64>,
+    compress_ns_runs: Vec<u64>,
+    decompress_ns_runs: Vec<u64>,
+    checked_pages: u64,
+    bad_pages: u64,
+    failed_batches: u64,
+    error: Option<&'a str>,
+    #[serde(flatten)]
+    methods: Option<MethodsJson>,
+}
+
+/// The configuration of a CBC setting in [`SubjectJson`].
+#[derive(Serialize)]
+struct SettingJson {
+    mode: &'static str,
+    zstd_level: u8,
+    zstd_group_pages: usize,
+    lz: &'static str,
+    link_bandwidth: u64,
+    link_channels: u32,
+}
+
+/// What a CBC setting's encoder chose (first run), in [`SubjectJson`].
+#[derive(Serialize)]
+struct MethodsJson {
+    frames: u64,
+    payload_bytes: u64,
+    frame_overhead_bytes: u64,
+    methods: Vec<MethodJson>,
+}
+
+/// One method in [`MethodsJson`].
+#[derive(Serialize)]
+struct MethodJson {
+    method: &'static str,
+    pages: u64,
+    page_pct: Fixed<2>,
+    bytes: u64,
+}
+
+impl<'a> Json<'a> {
+    /// The JSON view of `report`.
+    pub fn new(report: &'a ImageReport) -> Json<'a> {
+        let input = report.input_bytes();
+        Json {
+            image: &report.image,
+            zstd_image: report.zstd_image,
+            page_size: report.page_size,
+            batch_pages: report.batch,
+            repeat: report.subjects.first().map_or(0, |s| s.runs.len()),
+            pages: report.pages,
+            zero_pages: report.zero,
+            nonzero_pages: report.nonzero(),
+            input_bytes: input,
+            frames: report.frames,
+            note: "all-zero pages are dropped before compression, as QEMU does; ratios and MB/s \
+                   are over the non-zero pages; MB = 1e6 bytes of uncompressed data",
+            bad_pages: report.bad(),
+            seconds: Fixed(report.seconds),
+            cpu_share: report.cpu_share.map(Fixed),
+            results: report
+                .subjects
+                .iter()
+                .map(|s| SubjectJson::new(s, input))
+                .collect(),
+        }
+    }
+}
+
+impl<'a> SubjectJson<'a> {
+    /// The JSON view of `s`, over `input` bytes of non-zero pages.
+    fn new(s: &'a SubjectReport, input: u64) -> SubjectJson<'a> {
+        let runs = |f: fn(&Run) -> u64| s.runs.iter().map(f).collect();
+        SubjectJson {
+            name: s.subject.name(),
+            kind: match s.subject {
+                Subject::Cbc(_) => "cbc",
+                Subject::Baseline(_) => "baseline",
+            },
+            setting: match s.subject {
+                Subject::Cbc(set) => Some(SettingJson {
+                    mode: if set.mode == Mode::Fixed {
                         "fixed"
                     } else {
                         "adaptive"
                     },
-                )
-                .uint("zstd_level", u64::from(set.zstd_level))
-                .uint("zstd_group_pages", set.group as u64)
-                .str("lz", if set.lz == LzCodec::Lz4 { "lz4" } else { "lzo" })
-                .uint("link_bandwidth", set.bandwidth)
-                .uint(
-                    "link_channels",
-                    if set.bandwidth > 0 {
-                        u64::from(ADAPTIVE_CHANNELS)
+                    zstd_level: set.zstd_level,
+                    zstd_group_pages: set.group,
+                    lz: if set.lz == LzCodec::Lz4 { "lz4" } else { "lzo" },
+                    link_bandwidth: set.bandwidth,
+                    link_channels: if set.bandwidth > 0 {
+                        ADAPTIVE_CHANNELS
                     } else {
                         0
                     },
-                ),
-            Subject::Baseline(_) => o.str("kind", "baseline"),
-        };
-        let runs = |f: fn(&Run) -> u64| json::array(s.runs.iter().map(|r| f(r).to_string()));
-        o = o
-            .uint("compressed_bytes", s.compressed())
-            .float("ratio", s.compressed() as f64 / input.max(1) as f64, 5)
-            .float("compress_mb_s", mb_per_s(input, s.compress_ns()), 1)
-            .float("decompress_mb_s", mb_per_s(input, s.decompress_ns()), 1)
-            .raw("compressed_bytes_runs", &runs(|r| r.compressed))
-            .raw("compress_ns_runs", &runs(|r| r.compress_ns))
-            .raw("decompress_ns_runs", &runs(|r| r.decompress_ns))
-            .uint("checked_pages", s.checked())
-            .uint("bad_pages", s.bad())
-            .uint("failed_batches", s.runs.iter().map(|r| r.errors).sum())
-            .raw(
-                "error",
-                &s.runs
-                    .iter()
-                    .find_map(|r| r.first_error.as_deref())
-                    .map_or("null".into(), json::string),
-            );
-        if let Some(c) = s.runs.first().and_then(|r| r.counters.as_ref()) {
-            let payload: u64 = c.method_bytes.iter().sum();
-            let methods = (0..METHOD_SLOTS)
-                .filter(|&k| c.method_pages[k] > 0)
-                .map(|k| {
-                    Object::new()
-                        .str("method", slot_name(k))
-                        .uint("pages", c.method_pages[k])
-                        .float("page_pct", pct(c.method_pages[k], c.pages), 2)
-                        .uint("bytes", c.method_bytes[k])
-                        .finish()
-                });
-            o = o
-                .uint("frames", c.frames)
-                .uint("payload_bytes", payload)
-                .uint("frame_overhead_bytes", c.bytes_out.saturating_sub(payload))
-                .raw("methods", &json::array(methods));
+                }),
+                Subject::Baseline(_) => None,
+            },
+            compressed_bytes: s.compressed(),
+            ratio: Fixed(s.compressed() as f64 / input.max(1) as f64),
+            compress_mb_s: Fixed(mb_per_s(input, s.compress_ns())),
+            decompress_mb_s: Fixed(mb_per_s(input, s.decompress_ns())),
+            compressed_bytes_runs: runs(|r| r.compressed),
+            compress_ns_runs: runs(|r| r.compress_ns),
+            decompress_ns_runs: runs(|r| r.decompress_ns),
+            checked_pages: s.checked(),
+            bad_pages: s.bad(),
+            failed_batches: s.runs.iter().map(|r| r.errors).sum(),
+            error: s.runs.iter().find_map(|r| r.first_error.as_deref()),
+            methods: s.runs.first().and_then(|r| r.counters.as_ref()).map(|c| {
+                let payload: u64 = c.method_bytes.iter().sum();
+                MethodsJson {
+                    frames: c.frames,
+                    payload_bytes: payload,
+                    frame_overhead_bytes: c.bytes_out.saturating_sub(payload),
+                    methods: (0..METHOD_SLOTS)
+                        .filter(|&k| c.method_pages[k] > 0)
+                        .map(|k| MethodJson {
+                            method: slot_name(k),
+                            pages: c.method_pages[k],
+                            page_pct: Fixed(pct(c.method_pages[k], c.pages)),
+                            bytes: c.method_bytes[k],
+                        })
+                        .collect(),
+                }
+            }),
         }
-        o.finish()
-    });
-    Object::new()
-        .str("image", &report.image)
-        .bool("zstd_image", report.zstd_image)
-        .uint("page_size", report.page_size as u64)
-        .uint("batch_pages", report.batch as u64)
-        .uint(
-            "repeat",
-            report.subjects.first().map_or(0, |s| s.runs.len() as u64),
-        )
-        .uint("pages", report.pages)
-        .uint("zero_pages", report.zero)
-        .uint("nonzero_pages", report.nonzero())
-        .uint("input_bytes", input)
-        .uint("frames", report.frames)
-        .str(
-            "note",
-            "all-zero pages are dropped before compression, as QEMU does; ratios and MB/s \
-             are over the non-zero pages; MB = 1e6 bytes of uncompressed data",
-        )
-        .uint("bad_pages", report.bad())
-        .float("seconds", report.seconds, 2)
-        .raw(
-            "cpu_share",
-            &report
-                .cpu_share
-                .map_or("null".into(), |c| json::float(c, 3)),
-        )
-        .raw("results", &json::array(subjects))
-        .finish()
+    }
 }
 
 #[cfg(test)]
