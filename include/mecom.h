@@ -25,16 +25,6 @@
 #define MECOM_FRAME_HEADER_LEN 32
 
 /**
- * Number of classes.
- */
-#define PageClass_COUNT 5
-
-/**
- * Number of codecs.
- */
-#define Codec_COUNT 5
-
-/**
  * Result of every fallible mecom call; 0 is success.
  */
 enum mecom_status
@@ -137,7 +127,10 @@ typedef uint32_t mecom_status;
 #endif // __cplusplus
 
 /**
- * How the encoder chooses thresholds (value of `mecom_config.mode`).
+ * How each page class's codec is chosen.  In every mode the class
+ * thresholds are the configured ones; what differs is the codec a class
+ * takes.  Exported to C as `mecom_mode` (the value of
+ * `mecom_config.mode`).
  */
 enum mecom_mode
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -145,20 +138,26 @@ enum mecom_mode
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * Thresholds and tier follow the statistics given by
-   * mecom_encoder_update_stats().
+   * Each class takes the codec that the measured costs, the link rate
+   * and the dirty rate (mecom_encoder_update_stats()) say delivers
+   * pages fastest, raw included; see `docs/DESIGN.md` section 4.
    */
   MECOM_MODE_ADAPTIVE = 0,
   /**
-   * The configured thresholds and tier are used as they are.
+   * MECOM's routing: sparse, WKdm and LZ by class, and the zstd tier
+   * (when its level is non-zero) for every compressible class.
    */
   MECOM_MODE_FIXED = 1,
   /**
-   * Each page class takes the codec with the smallest measured output.
+   * Favour bytes: each page class takes the codec with the smallest
+   * measured output, whatever it costs in CPU (metered or very slow
+   * links).  Measured and explored like the adaptive mode.
    */
   MECOM_MODE_BYTES = 2,
   /**
-   * Each page class takes the cheapest codec that still compresses.
+   * Favour CPU: each page class takes the cheapest codec that still
+   * compresses, raw when none does (CPU-starved hosts).  Measured and
+   * explored like the adaptive mode.
    */
   MECOM_MODE_CPU = 3,
 };
@@ -171,7 +170,8 @@ typedef uint32_t mecom_mode;
 #endif // __cplusplus
 
 /**
- * Which LZ codec the fast path uses (value of `mecom_config.lz_codec`).
+ * Which LZ codec the fast path uses for low-similarity pages.  Exported
+ * to C as `mecom_lz_codec` (the value of `mecom_config.lz_codec`).
  */
 enum mecom_lz_codec
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -179,11 +179,11 @@ enum mecom_lz_codec
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * LZ4 block.
+   * LZ4 block (faster, slightly larger).
    */
   MECOM_LZ_CODEC_LZ4 = 0,
   /**
-   * LZO1X-1.
+   * LZO1X-1 (MECOM's choice).
    */
   MECOM_LZ_CODEC_LZO = 1,
 };
@@ -196,31 +196,33 @@ typedef uint32_t mecom_lz_codec;
 #endif // __cplusplus
 
 /**
- * Per-method counter indices, and the names mecom_method_name() returns.
+ * How one page is encoded.  The discriminant is the wire tag, and (except
+ * for the zstd member, counted as zstd) also the index into the
+ * per-method counters.  Exported to C as `mecom_method`.
  */
 enum mecom_method
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
+  : uint8_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * Page sent verbatim.
+   * The page verbatim.
    */
   MECOM_METHOD_RAW = 0,
   /**
-   * All-zero page.
+   * An all-zero page; empty payload.
    */
   MECOM_METHOD_ZERO = 1,
   /**
-   * One repeated 32-bit word.
+   * One 32-bit word repeated over the whole page; 4-byte payload.
    */
   MECOM_METHOD_FILL = 2,
   /**
-   * Runs of non-zero words.
+   * Mostly zero: runs of non-zero words with their positions.
    */
   MECOM_METHOD_SPARSE = 3,
   /**
-   * WKdm.
+   * WKdm: 16-entry dictionary of recent words, zero/exact/partial/miss tags.
    */
   MECOM_METHOD_WKDM = 4,
   /**
@@ -228,19 +230,24 @@ enum mecom_method
    */
   MECOM_METHOD_LZO = 5,
   /**
-   * LZ4.
+   * LZ4 block.
    */
   MECOM_METHOD_LZ4 = 6,
   /**
-   * zstd group (head and members).
+   * Head of a zstd group: the payload is one zstd frame that decodes to this
+   * page followed by every zstd member page up to the next head.
    */
   MECOM_METHOD_ZSTD = 7,
+  /**
+   * A page whose bytes live in the preceding zstd group; empty payload.
+   */
+  MECOM_METHOD_ZSTD_MEMBER = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum mecom_method mecom_method;
 #else
-typedef uint32_t mecom_method;
+typedef uint8_t mecom_method;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -289,8 +296,8 @@ typedef struct mecom_config {
    */
   uint32_t sparse_threshold;
   /**
-   * Percentage of similar 32-bit words at or above which WKdm is tried,
-   * 0..100 (default 50).
+   * Percentage of similar 32-bit words at or above which a page is in
+   * the similar class (WKdm's), 0..100 (default 75).
    */
   uint32_t similarity_threshold;
   /**
@@ -432,12 +439,6 @@ typedef struct mecom_iovec {
 
 
 
-
-
-
-
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -492,7 +493,8 @@ const char *mecom_status_str(uint32_t status);
 
 /**
  * The name of a `mecom_method` counter index ("raw", "zero", "fill",
- * "sparse", "wkdm", "lzo", "lz4", "zstd"), or "unknown".  Never NULL.
+ * "sparse", "wkdm", "lzo", "lz4", "zstd"), or "unknown" (zstd members
+ * are counted under MECOM_METHOD_ZSTD).  Never NULL.
  */
 const char *mecom_method_name(uint32_t method);
 

@@ -49,6 +49,8 @@ pub enum PageClass {
 
 impl PageClass {
     /// Number of classes.
+    ///
+    /// cbindgen:ignore
     pub const COUNT: usize = 5;
     /// Every class, in index order.
     pub const ALL: [PageClass; PageClass::COUNT] = [

@@ -5,33 +5,63 @@
 use crate::error::{Error, Result};
 use crate::format;
 
-/// How thresholds and tiers are chosen.
+/// How each page class's codec is chosen.  In every mode the class
+/// thresholds are the configured ones; what differs is the codec a class
+/// takes.  Exported to C as `mecom_mode` (the value of
+/// `mecom_config.mode`).
+#[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Thresholds and the high-ratio tier follow link and dirty-rate
-    /// statistics (see [`crate::policy`]).
-    Adaptive,
-    /// The configured thresholds are used as they are, and the high-ratio
-    /// tier (when its level is non-zero) takes every page the fast path
-    /// would give to an LZ codec.
-    Fixed,
+    /// Each class takes the codec that the measured costs, the link rate
+    /// and the dirty rate (mecom_encoder_update_stats()) say delivers
+    /// pages fastest, raw included; see `docs/DESIGN.md` section 4.
+    Adaptive = 0,
+    /// MECOM's routing: sparse, WKdm and LZ by class, and the zstd tier
+    /// (when its level is non-zero) for every compressible class.
+    Fixed = 1,
     /// Favour bytes: each page class takes the codec with the smallest
     /// measured output, whatever it costs in CPU (metered or very slow
-    /// links).  Measured and explored like [`Mode::Adaptive`].
-    Bytes,
+    /// links).  Measured and explored like the adaptive mode.
+    Bytes = 2,
     /// Favour CPU: each page class takes the cheapest codec that still
     /// compresses, raw when none does (CPU-starved hosts).  Measured and
-    /// explored like [`Mode::Adaptive`].
-    Cpu,
+    /// explored like the adaptive mode.
+    Cpu = 3,
 }
 
-/// Which LZ codec the fast path uses for low-similarity pages.
+impl Mode {
+    /// Every mode, in value order.
+    ///
+    /// cbindgen:ignore
+    pub const ALL: [Mode; 4] = [Mode::Adaptive, Mode::Fixed, Mode::Bytes, Mode::Cpu];
+
+    /// The mode whose C value is `value`.
+    pub fn from_value(value: u32) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|&m| m as u32 == value)
+    }
+}
+
+/// Which LZ codec the fast path uses for low-similarity pages.  Exported
+/// to C as `mecom_lz_codec` (the value of `mecom_config.lz_codec`).
+#[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LzCodec {
     /// LZ4 block (faster, slightly larger).
-    Lz4,
+    Lz4 = 0,
     /// LZO1X-1 (MECOM's choice).
-    Lzo,
+    Lzo = 1,
+}
+
+impl LzCodec {
+    /// Every LZ codec, in value order.
+    ///
+    /// cbindgen:ignore
+    pub const ALL: [LzCodec; 2] = [LzCodec::Lz4, LzCodec::Lzo];
+
+    /// The codec whose C value is `value`.
+    pub fn from_value(value: u32) -> Option<LzCodec> {
+        LzCodec::ALL.into_iter().find(|&c| c as u32 == value)
+    }
 }
 
 /// Everything an encoder or decoder is created with.
@@ -41,11 +71,13 @@ pub struct Config {
     pub page_size: u32,
     /// Most pages in one frame (1..=1024); sizes the handle's buffers.
     pub max_pages: usize,
-    /// Adaptive or fixed thresholds.
+    /// How each class's codec is chosen.
     pub mode: Mode,
-    /// Percentage of zero bytes at or above which the sparse codec is tried.
+    /// Percentage of zero bytes at or above which a page is in the sparse
+    /// class.  A fixed setting in every mode.
     pub sparse_threshold: u8,
-    /// Percentage of similar words at or above which WKdm is tried.
+    /// Percentage of similar sampled words at or above which a page is in
+    /// the similar (WKdm) class.  A fixed setting in every mode.
     pub similarity_threshold: u8,
     /// zstd level of the high-ratio tier; 0 turns the tier off.
     pub zstd_level: u8,

@@ -18,8 +18,11 @@
 
 #![forbid(unsafe_code)]
 
+use std::ffi::CStr;
+
 /// How one page is encoded.  The discriminant is the wire tag, and (except
-/// for [`Method::ZstdMember`]) also the index into the per-method counters.
+/// for the zstd member, counted as zstd) also the index into the
+/// per-method counters.  Exported to C as `mecom_method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Method {
@@ -38,7 +41,7 @@ pub enum Method {
     /// LZ4 block.
     Lz4 = 6,
     /// Head of a zstd group: the payload is one zstd frame that decodes to this
-    /// page followed by every [`Method::ZstdMember`] page up to the next head.
+    /// page followed by every zstd member page up to the next head.
     Zstd = 7,
     /// A page whose bytes live in the preceding zstd group; empty payload.
     ZstdMember = 8,
@@ -49,6 +52,8 @@ pub const METHOD_SLOTS: usize = 16;
 
 impl Method {
     /// Every method, in tag order.
+    ///
+    /// cbindgen:ignore
     pub const ALL: [Method; 9] = [
         Method::Raw,
         Method::Zero,
@@ -80,27 +85,38 @@ impl Method {
         }
     }
 
+    /// Short lower-case name, as shown in statistics; NUL-terminated for C.
+    pub fn c_name(self) -> &'static CStr {
+        match self {
+            Method::Raw => c"raw",
+            Method::Zero => c"zero",
+            Method::Fill => c"fill",
+            Method::Sparse => c"sparse",
+            Method::Wkdm => c"wkdm",
+            Method::Lzo => c"lzo",
+            Method::Lz4 => c"lz4",
+            Method::Zstd | Method::ZstdMember => c"zstd",
+        }
+    }
+
     /// Short lower-case name, as shown in statistics.
     pub fn name(self) -> &'static str {
-        match self {
-            Method::Raw => "raw",
-            Method::Zero => "zero",
-            Method::Fill => "fill",
-            Method::Sparse => "sparse",
-            Method::Wkdm => "wkdm",
-            Method::Lzo => "lzo",
-            Method::Lz4 => "lz4",
-            Method::Zstd | Method::ZstdMember => "zstd",
-        }
+        // Every name above is ASCII.
+        self.c_name().to_str().unwrap_or("unknown")
+    }
+}
+
+/// Name of a counter slot, NUL-terminated, or `"unknown"`.
+pub fn slot_c_name(slot: usize) -> &'static CStr {
+    match Method::ALL.get(slot) {
+        Some(Method::ZstdMember) | None => c"unknown",
+        Some(m) => m.c_name(),
     }
 }
 
 /// Name of a counter slot, or `"unknown"`.
 pub fn slot_name(slot: usize) -> &'static str {
-    match Method::ALL.get(slot) {
-        Some(Method::ZstdMember) | None => "unknown",
-        Some(m) => m.name(),
-    }
+    slot_c_name(slot).to_str().unwrap_or("unknown")
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod common;
 
 use common::{page, KINDS};
 use mecom::ffi::*;
+use mecom::{Method, Mode};
 use std::ffi::CStr;
 use std::ptr;
 
@@ -452,7 +453,7 @@ fn stats_updates_move_the_plan() {
         );
     }
     let c = counters(pair.enc);
-    assert_eq!(c.method_pages[mecom_method::Zstd as usize], 8, "{c:?}");
+    assert_eq!(c.method_pages[Method::Zstd as usize], 8, "{c:?}");
 }
 
 #[test]
@@ -524,12 +525,7 @@ fn transport_samples_are_statuses_and_never_fail_a_batch() {
 
 #[test]
 fn every_mode_is_accepted_and_round_trips() {
-    for mode in [
-        mecom_mode::Adaptive,
-        mecom_mode::Fixed,
-        mecom_mode::Bytes,
-        mecom_mode::Cpu,
-    ] {
+    for mode in Mode::ALL {
         let cfg = mecom_config {
             mode: mode as u32,
             ..config()

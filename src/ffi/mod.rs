@@ -27,7 +27,7 @@ use crate::decoder::{self, Decoder, PageSink, Part};
 use crate::encoder::{Encoder, PageSource};
 use crate::error::Error;
 use crate::format;
-use crate::method::METHOD_SLOTS;
+use crate::method::{self, METHOD_SLOTS};
 use crate::policy::{LinkStats, TransportStats};
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,53 +37,6 @@ use std::ptr;
 pub const MECOM_METHOD_SLOTS: usize = 16;
 // The C constant is spelled out for cbindgen; it must equal the crate's.
 const _: () = assert!(MECOM_METHOD_SLOTS == METHOD_SLOTS);
-
-/// How the encoder chooses thresholds (value of `mecom_config.mode`).
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum mecom_mode {
-    /// Thresholds and tier follow the statistics given by
-    /// mecom_encoder_update_stats().
-    Adaptive = 0,
-    /// The configured thresholds and tier are used as they are.
-    Fixed = 1,
-    /// Each page class takes the codec with the smallest measured output.
-    Bytes = 2,
-    /// Each page class takes the cheapest codec that still compresses.
-    Cpu = 3,
-}
-
-/// Which LZ codec the fast path uses (value of `mecom_config.lz_codec`).
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum mecom_lz_codec {
-    /// LZ4 block.
-    Lz4 = 0,
-    /// LZO1X-1.
-    Lzo = 1,
-}
-
-/// Per-method counter indices, and the names mecom_method_name() returns.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum mecom_method {
-    /// Page sent verbatim.
-    Raw = 0,
-    /// All-zero page.
-    Zero = 1,
-    /// One repeated 32-bit word.
-    Fill = 2,
-    /// Runs of non-zero words.
-    Sparse = 3,
-    /// WKdm.
-    Wkdm = 4,
-    /// LZO1X-1.
-    Lzo = 5,
-    /// LZ4.
-    Lz4 = 6,
-    /// zstd group (head and members).
-    Zstd = 7,
-}
 
 /// Configuration of an encoder or decoder.  Fill it with mecom_config_init()
 /// and then change what you need.
@@ -99,8 +52,8 @@ pub struct mecom_config {
     /// Percentage of zero bytes at or above which sparse coding is tried,
     /// 0..100 (default 75).
     pub sparse_threshold: u32,
-    /// Percentage of similar 32-bit words at or above which WKdm is tried,
-    /// 0..100 (default 50).
+    /// Percentage of similar 32-bit words at or above which a page is in
+    /// the similar class (WKdm's), 0..100 (default 75).
     pub similarity_threshold: u32,
     /// zstd level of the high-ratio tier, 0 (off) ..19 (default 1).
     pub zstd_level: u32,
@@ -204,20 +157,12 @@ impl From<&Config> for mecom_config {
         mecom_config {
             page_size: c.page_size,
             max_pages: c.max_pages as u32,
-            mode: match c.mode {
-                Mode::Adaptive => mecom_mode::Adaptive as u32,
-                Mode::Fixed => mecom_mode::Fixed as u32,
-                Mode::Bytes => mecom_mode::Bytes as u32,
-                Mode::Cpu => mecom_mode::Cpu as u32,
-            },
+            mode: c.mode as u32,
             sparse_threshold: u32::from(c.sparse_threshold),
             similarity_threshold: u32::from(c.similarity_threshold),
             zstd_level: u32::from(c.zstd_level),
             zstd_group_pages: c.zstd_group_pages as u32,
-            lz_codec: match c.lz {
-                LzCodec::Lz4 => mecom_lz_codec::Lz4 as u32,
-                LzCodec::Lzo => mecom_lz_codec::Lzo as u32,
-            },
+            lz_codec: c.lz as u32,
         }
     }
 }
@@ -229,17 +174,9 @@ impl TryFrom<&mecom_config> for Config {
         let config = Config {
             page_size: c.page_size,
             max_pages: c.max_pages as usize,
-            mode: match c.mode {
-                0 => Mode::Adaptive,
-                1 => Mode::Fixed,
-                2 => Mode::Bytes,
-                3 => Mode::Cpu,
-                _ => {
-                    return Err(Error::InvalidConfig {
-                        reason: "mode must be a mecom_mode value (0..=3)",
-                    })
-                }
-            },
+            mode: Mode::from_value(c.mode).ok_or(Error::InvalidConfig {
+                reason: "mode must be a mecom_mode value (0..=3)",
+            })?,
             sparse_threshold: percent(c.sparse_threshold, "sparse_threshold must be 0..=100")?,
             similarity_threshold: percent(
                 c.similarity_threshold,
@@ -247,15 +184,9 @@ impl TryFrom<&mecom_config> for Config {
             )?,
             zstd_level: percent(c.zstd_level, "zstd_level must be 0..=19")?,
             zstd_group_pages: c.zstd_group_pages as usize,
-            lz: match c.lz_codec {
-                0 => LzCodec::Lz4,
-                1 => LzCodec::Lzo,
-                _ => {
-                    return Err(Error::InvalidConfig {
-                        reason: "lz_codec must be MECOM_LZ_CODEC_LZ4 or MECOM_LZ_CODEC_LZO",
-                    })
-                }
-            },
+            lz: LzCodec::from_value(c.lz_codec).ok_or(Error::InvalidConfig {
+                reason: "lz_codec must be MECOM_LZ_CODEC_LZ4 or MECOM_LZ_CODEC_LZO",
+            })?,
         };
         config.validate()?;
         Ok(config)
@@ -429,21 +360,11 @@ pub extern "C" fn mecom_status_str(status: u32) -> *const c_char {
 }
 
 /// The name of a `mecom_method` counter index ("raw", "zero", "fill",
-/// "sparse", "wkdm", "lzo", "lz4", "zstd"), or "unknown".  Never NULL.
+/// "sparse", "wkdm", "lzo", "lz4", "zstd"), or "unknown" (zstd members
+/// are counted under MECOM_METHOD_ZSTD).  Never NULL.
 #[no_mangle]
 pub extern "C" fn mecom_method_name(method: u32) -> *const c_char {
-    match method {
-        0 => c"raw",
-        1 => c"zero",
-        2 => c"fill",
-        3 => c"sparse",
-        4 => c"wkdm",
-        5 => c"lzo",
-        6 => c"lz4",
-        7 => c"zstd",
-        _ => c"unknown",
-    }
-    .as_ptr()
+    method::slot_c_name(method as usize).as_ptr()
 }
 
 /// The library version, e.g. "0.1.0".  Never NULL.

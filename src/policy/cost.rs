@@ -38,6 +38,8 @@ pub enum Codec {
 
 impl Codec {
     /// Number of codecs.
+    ///
+    /// cbindgen:ignore
     pub const COUNT: usize = 5;
     /// Every codec, in index order.
     pub const ALL: [Codec; Codec::COUNT] = [
