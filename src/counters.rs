@@ -24,6 +24,22 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Counts one frame of `pages` pages of `page_size` bytes that was
+    /// `frame_len` bytes on the wire and took `ns`.
+    pub(crate) fn count_frame(
+        &mut self,
+        pages: usize,
+        page_size: usize,
+        frame_len: usize,
+        ns: u64,
+    ) {
+        self.frames += 1;
+        self.pages += pages as u64;
+        self.bytes_in += (pages * page_size) as u64;
+        self.bytes_out += frame_len as u64;
+        self.ns += ns;
+    }
+
     /// Adds another handle's totals to these.
     pub fn add(&mut self, other: &Counters) {
         self.frames += other.frames;

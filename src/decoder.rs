@@ -369,11 +369,8 @@ impl Decoder {
             c.method_pages[slot] += 1;
             c.method_bytes[slot] += e.len as u64;
         }
-        c.frames += 1;
-        c.pages += n as u64;
-        c.bytes_in += (n * ps) as u64;
-        c.bytes_out += format::head_len(n) as u64 + u64::from(header.payload_len);
-        c.ns += start.elapsed().as_nanos() as u64;
+        let frame_len = format::head_len(n) + header.payload_len as usize;
+        c.count_frame(n, ps, frame_len, start.elapsed().as_nanos() as u64);
         Ok(FrameInfo {
             pages: n,
             sequence: header.sequence,
@@ -392,6 +389,35 @@ impl Decoder {
         available: Option<usize>,
         in_place: bool,
     ) -> Result<Header> {
+        let header = self.check_header(frame, expected_pages)?;
+        let n = usize::from(header.page_count);
+        let table_end = format::head_len(n);
+        let table = frame.get(HEADER_LEN..table_end).ok_or(Error::Truncated {
+            needed: table_end,
+            available: frame.len(),
+        })?;
+        let declared = header.payload_len as usize;
+        if let Some(payload) = available {
+            if declared != payload {
+                return Err(Error::LengthMismatch {
+                    declared,
+                    actual: payload,
+                });
+            }
+        }
+        let total = self.check_table(table, in_place)?;
+        if total != declared {
+            return Err(Error::LengthMismatch {
+                declared: total,
+                actual: available.unwrap_or(declared),
+            });
+        }
+        Ok(header)
+    }
+
+    /// Parses the header and checks it against this decoder and channel:
+    /// page size, page count, sequence.
+    fn check_header(&self, frame: &[u8], expected_pages: usize) -> Result<Header> {
         let header = Header::parse(frame)?;
         if header.page_shift != self.shift {
             return Err(Error::PageSizeMismatch {
@@ -418,23 +444,18 @@ impl Decoder {
                 expected: self.sequence,
             });
         }
-        let table_end = format::head_len(n);
-        let table = frame.get(HEADER_LEN..table_end).ok_or(Error::Truncated {
-            needed: table_end,
-            available: frame.len(),
-        })?;
-        let declared = header.payload_len as usize;
-        if let Some(payload) = available {
-            if declared != payload {
-                return Err(Error::LengthMismatch {
-                    declared,
-                    actual: payload,
-                });
-            }
-        }
+        Ok(header)
+    }
+
+    /// Checks every entry of `table` (known tag, a length its method
+    /// allows, zstd members after a head) into `self.entries`, with the
+    /// payload offsets (raw pages read in place take no room when
+    /// `in_place`); returns the sum of the payload lengths.
+    fn check_table(&mut self, table: &[u8], in_place: bool) -> Result<usize> {
         let ps = self.page_size;
+        let n = table.len() / ENTRY_LEN;
         self.entries.clear();
-        let mut offset = table_end;
+        let mut offset = format::head_len(n);
         let mut total = 0usize;
         let mut in_group = false;
         for (page, raw) in table.chunks_exact(ENTRY_LEN).enumerate() {
@@ -474,13 +495,7 @@ impl Decoder {
                 offset += len;
             }
         }
-        if total != declared {
-            return Err(Error::LengthMismatch {
-                declared: total,
-                actual: available.unwrap_or(declared),
-            });
-        }
-        Ok(header)
+        Ok(total)
     }
 
     /// Decodes every page of a checked frame into `self.scratch`.

@@ -102,16 +102,7 @@ impl Header {
     /// bits, page size, page count range and the reserved field.
     pub fn parse(frame: &[u8]) -> Result<Header> {
         let Some(bytes) = frame.first_chunk::<HEADER_LEN>() else {
-            let mut found = [0u8; 4];
-            let n = frame.len().min(4);
-            found[..n].copy_from_slice(&frame[..n]);
-            if found[..n] != MAGIC[..n] {
-                return Err(Error::BadMagic { found });
-            }
-            return Err(Error::Truncated {
-                needed: HEADER_LEN,
-                available: frame.len(),
-            });
+            return Err(short_header(frame));
         };
         let u32_at = |at: usize| {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -124,16 +115,7 @@ impl Header {
             return Err(Error::UnsupportedVersion { version: bytes[4] });
         }
         let features = u32_at(12);
-        if features & RETIRED_FEATURES != 0 {
-            return Err(Error::RetiredFeature {
-                features: features & RETIRED_FEATURES,
-            });
-        }
-        if features & !KNOWN_FEATURES != 0 {
-            return Err(Error::UnsupportedFeature {
-                features: features & !KNOWN_FEATURES,
-            });
-        }
+        check_features(features)?;
         let page_shift = bytes[5];
         if !(12..=16).contains(&page_shift) {
             return Err(Error::UnsupportedPageSize {
@@ -163,6 +145,36 @@ impl Header {
             checksum: u64::from_le_bytes(checksum),
         })
     }
+}
+
+/// The error for a frame shorter than a header: a bad magic if what is
+/// there already differs from it, else truncated.
+fn short_header(frame: &[u8]) -> Error {
+    let mut found = [0u8; 4];
+    let n = frame.len().min(4);
+    found[..n].copy_from_slice(&frame[..n]);
+    if found[..n] != MAGIC[..n] {
+        return Error::BadMagic { found };
+    }
+    Error::Truncated {
+        needed: HEADER_LEN,
+        available: frame.len(),
+    }
+}
+
+/// Refuses retired feature bits first (by name), then unknown ones.
+fn check_features(features: u32) -> Result<()> {
+    if features & RETIRED_FEATURES != 0 {
+        return Err(Error::RetiredFeature {
+            features: features & RETIRED_FEATURES,
+        });
+    }
+    if features & !KNOWN_FEATURES != 0 {
+        return Err(Error::UnsupportedFeature {
+            features: features & !KNOWN_FEATURES,
+        });
+    }
+    Ok(())
 }
 
 /// Packs one page table entry.

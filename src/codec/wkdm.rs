@@ -325,9 +325,16 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         cap: usize,
         miss_area: &mut [u8],
     ) -> Option<()> {
-        // Index pairs, four per step: 8 entry bytes (each < 16) become 4 packed
-        // bytes. Bytes past the last complete pair are junk that the next step
-        // overwrites (or that is never copied out).
+        self.flush_indices(ip)?;
+        self.flush_low_bits(lp)?;
+        self.flush_misses(mp, n, cap, miss_area)
+    }
+
+    /// Index pairs, four per step: 8 entry bytes (each < 16) become 4 packed
+    /// bytes. Bytes past the last complete pair are junk that the next step
+    /// overwrites (or that is never copied out).
+    #[inline(always)]
+    fn flush_indices(&mut self, ip: usize) -> Option<()> {
         let pairs = ip / 2;
         let mut q = 0;
         while q < pairs {
@@ -348,9 +355,13 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         self.idx_bytes += pairs;
         self.idx_carry = ip & 1;
         self.idx_pend[0] = self.idx_pend[(ip & !1) & (PEND_LEN - 1)];
+        Some(())
+    }
 
-        // Low-bits entries, four per 5-byte group (8-byte stores; the 3 extra
-        // bytes are junk that the next group overwrites or is never copied).
+    /// Low-bits entries, four per 5-byte group (8-byte stores; the 3 extra
+    /// bytes are junk that the next group overwrites or is never copied).
+    #[inline(always)]
+    fn flush_low_bits(&mut self, lp: usize) -> Option<()> {
         let groups = lp / 4;
         for g in 0..groups {
             let s = self.low_pend.get(4 * g..)?.first_chunk::<4>()?;
@@ -374,7 +385,19 @@ impl<const IDX: usize, const LOW: usize> Encoder<IDX, LOW> {
         for j in 0..self.low_carry {
             self.low_pend[j] = self.low_pend[(4 * groups + j) & (PEND_LEN - 1)];
         }
+        Some(())
+    }
 
+    /// Miss words, straight into their area; `None` once the output would
+    /// exceed `cap`.
+    #[inline(always)]
+    fn flush_misses(
+        &mut self,
+        mp: usize,
+        n: usize,
+        cap: usize,
+        miss_area: &mut [u8],
+    ) -> Option<()> {
         let miss_start = 4 * self.n_miss;
         self.n_miss += mp;
         if self.size(n) > cap {
@@ -618,14 +641,18 @@ fn count_tags(tags: &[u8]) -> (usize, usize, usize) {
     (c1 as usize, c2 as usize, c3 as usize)
 }
 
-/// Decodes `src` (the exact payload) into `page` (exact page length, multiple of 4).
-/// Must never panic, never index out of bounds, never allocate from sizes in `src`; every count and
-/// length read from `src` is validated (counts consistent with the tags, areas exactly fill `src`,
-/// no trailing bytes, padding bits zero). Returns Err with a short static reason on any inconsistency.
-///
-/// All validation happens before `page` is written, so on `Err` the page is untouched.
-pub(crate) fn decode(src: &[u8], page: &mut [u8]) -> Result<(), &'static str> {
-    let n = word_count(page.len()).ok_or("bad page length")?;
+/// The areas of a checked WKdm payload.
+struct Areas<'a> {
+    tags: &'a [u8],
+    idx: &'a [u8],
+    low: &'a [u8],
+    miss: &'a [u8],
+}
+
+/// Checks a payload for a page of `n` words before anything is decoded:
+/// counts consistent with each other and with the tags, areas that fill
+/// `src` exactly, padding bits zero.
+fn check_payload(src: &[u8], n: usize) -> Result<Areas<'_>, &'static str> {
     let (header, body) = src
         .split_first_chunk::<HEADER_LEN>()
         .ok_or("truncated header")?;
@@ -655,7 +682,7 @@ pub(crate) fn decode(src: &[u8], page: &mut [u8]) -> Result<(), &'static str> {
         .split_at_checked((10 * n_partial).div_ceil(8))
         .ok_or("truncated payload")?;
 
-    if n % 4 != 0 && tags.last().copied().unwrap_or(0) >> (2 * (n % 4)) != 0 {
+    if !n.is_multiple_of(4) && tags.last().copied().unwrap_or(0) >> (2 * (n % 4)) != 0 {
         return Err("nonzero tag padding");
     }
     if n_index % 2 != 0 && idx.last().copied().unwrap_or(0) >> 4 != 0 {
@@ -670,6 +697,28 @@ pub(crate) fn decode(src: &[u8], page: &mut [u8]) -> Result<(), &'static str> {
         return Err("counts disagree with tags");
     }
 
+    Ok(Areas {
+        tags,
+        idx,
+        low,
+        miss,
+    })
+}
+
+/// Decodes `src` (the exact payload) into `page` (exact page length, multiple of 4).
+/// Must never panic, never index out of bounds, never allocate from sizes in `src`; every count and
+/// length read from `src` is validated (counts consistent with the tags, areas exactly fill `src`,
+/// no trailing bytes, padding bits zero). Returns Err with a short static reason on any inconsistency.
+///
+/// All validation happens before `page` is written, so on `Err` the page is untouched.
+pub(crate) fn decode(src: &[u8], page: &mut [u8]) -> Result<(), &'static str> {
+    let n = word_count(page.len()).ok_or("bad page length")?;
+    let Areas {
+        tags,
+        idx,
+        low,
+        miss,
+    } = check_payload(src, n)?;
     let mut d = Decoder {
         idx,
         low,

@@ -165,11 +165,8 @@ impl Encoder {
         self.policy
             .record_batch(start, total_ns, n as u64, frame_len as u64);
         self.policy.observe(&self.meter);
-        self.counters.frames += 1;
-        self.counters.pages += n as u64;
-        self.counters.bytes_in += (n * self.page_size) as u64;
-        self.counters.bytes_out += frame_len as u64;
-        self.counters.ns += total_ns;
+        self.counters
+            .count_frame(n, self.page_size, frame_len, total_ns);
         Ok(frame_len)
     }
 }

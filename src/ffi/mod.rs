@@ -759,6 +759,33 @@ unsafe fn decode_guest(
     })
 }
 
+/// Writes one iovec per part: buffered runs at `buf + offset`, raw pages
+/// at `host + offsets[i]`.  Addresses only, computed with `wrapping_add`:
+/// nothing is read or written through them here.  `iov` holds at least
+/// `parts.len()` entries, and every page index is below `offsets.len()`
+/// (the decoder checked the frame's page count against it).
+fn fill_iovecs(
+    iov: &mut [mecom_iovec],
+    parts: &[Part],
+    buf: *mut u8,
+    host: *mut u8,
+    offsets: &[u64],
+    page_size: usize,
+) {
+    for (slot, part) in iov.iter_mut().zip(parts) {
+        *slot = match *part {
+            Part::Buffer { offset, len } => mecom_iovec {
+                iov_base: buf.wrapping_add(offset).cast(),
+                iov_len: len,
+            },
+            Part::Page { index } => mecom_iovec {
+                iov_base: host.wrapping_add(offsets[index] as usize).cast(),
+                iov_len: page_size,
+            },
+        };
+    }
+}
+
 /// Starts reading a frame in parts, for a transport that reads raw pages
 /// straight into guest memory (where mecom_decoder_finish_parts() verifies
 /// them).  `buf[0..head_len)` holds the frame's head, its first
@@ -831,19 +858,8 @@ pub unsafe extern "C" fn mecom_decoder_begin_parts(
                 reason: "fewer iovecs than the frame has parts (see mecom_frame_max_iov())",
             });
         }
-        for (slot, part) in iov.iter_mut().zip(parts) {
-            // Addresses only: nothing is read or written through them here.
-            *slot = match *part {
-                Part::Buffer { offset, len } => mecom_iovec {
-                    iov_base: buf.wrapping_add(offset).cast(),
-                    iov_len: len,
-                },
-                Part::Page { index } => mecom_iovec {
-                    iov_base: host.wrapping_add(offsets[index] as usize).cast(),
-                    iov_len: d.config().page_size as usize,
-                },
-            };
-        }
+        let page_size = d.config().page_size as usize;
+        fill_iovecs(iov, parts, buf, host, offsets, page_size);
         count = parts.len();
         Ok(())
     });
