@@ -1,6 +1,6 @@
 //! The command line (clap derive), its value parsers and help texts.
 
-use crate::bench::{Baseline, Setting, BASELINES, SETTINGS};
+use crate::settings::{Baseline, Setting, BASELINES, SETTINGS};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::ops::Deref;

@@ -11,191 +11,13 @@
 
 use crate::args::BenchOpts;
 use crate::image::{is_zero_page, Image, Progress};
-use crate::lib_api::{
-    slot_name, Config, Counters, Decoder, Encoder, LinkStats, LzCodec, Mode, METHOD_SLOTS,
-};
+use crate::lib_api::{slot_name, Config, Counters, Decoder, Encoder, LzCodec, Mode, METHOD_SLOTS};
+use crate::settings::{Baseline, BaselineKind, Setting, ADAPTIVE_CHANNELS};
 use crate::stat::{pct, Fixed};
 use crate::table::{Align, Table};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
-
-/// One CBC configuration to measure.  Add a setting by adding a line to
-/// [`SETTINGS`].
-#[derive(Debug, PartialEq, Eq)]
-pub struct Setting {
-    /// Name for `--settings` and the reports.
-    pub name: &'static str,
-    /// Threshold mode.
-    pub mode: Mode,
-    /// zstd level of the high-ratio tier (0 = off).
-    pub zstd_level: u8,
-    /// Pages per zstd group (0 = all of a frame).
-    pub group: usize,
-    /// LZ codec of the fast path.
-    pub lz: LzCodec,
-    /// Link bandwidth given to `update_stats` (bytes/s; 0 = no stats given).
-    pub bandwidth: u64,
-    /// One-line description.
-    pub about: &'static str,
-}
-
-impl Setting {
-    /// A fixed-mode setting.
-    const fn fixed(
-        name: &'static str,
-        zstd_level: u8,
-        group: usize,
-        lz: LzCodec,
-        about: &'static str,
-    ) -> Setting {
-        Setting {
-            name,
-            mode: Mode::Fixed,
-            zstd_level,
-            group,
-            lz,
-            bandwidth: 0,
-            about,
-        }
-    }
-
-    /// An adaptive setting (zstd level 1, LZ4) told about a link of
-    /// `bandwidth` bytes/s over [`ADAPTIVE_CHANNELS`] channels.
-    const fn adaptive(name: &'static str, bandwidth: u64, about: &'static str) -> Setting {
-        Setting {
-            name,
-            mode: Mode::Adaptive,
-            zstd_level: 1,
-            group: 0,
-            lz: LzCodec::Lz4,
-            bandwidth,
-            about,
-        }
-    }
-
-    /// The encoder and decoder configuration.
-    pub fn config(&self, page_size: usize, batch: usize) -> Config {
-        Config {
-            page_size: page_size as u32,
-            max_pages: batch,
-            mode: self.mode,
-            zstd_level: self.zstd_level,
-            zstd_group_pages: self.group,
-            lz: self.lz,
-            ..Config::default()
-        }
-    }
-
-    /// The statistics given to the encoder after creation, if any.
-    pub fn link(&self) -> Option<LinkStats> {
-        (self.bandwidth > 0).then_some(LinkStats {
-            bandwidth: self.bandwidth,
-            channels: ADAPTIVE_CHANNELS,
-            ..LinkStats::default()
-        })
-    }
-}
-
-/// Channels the adaptive settings are told about.
-pub const ADAPTIVE_CHANNELS: u32 = 2;
-
-/// The CBC settings `mecom bench` knows, in report order.
-pub const SETTINGS: &[Setting] = &[
-    Setting::fixed(
-        "fast",
-        0,
-        0,
-        LzCodec::Lz4,
-        "fixed thresholds, zstd off, LZ4",
-    ),
-    Setting::fixed(
-        "fast-lzo",
-        0,
-        0,
-        LzCodec::Lzo,
-        "fixed thresholds, zstd off, LZO1X-1",
-    ),
-    Setting::fixed(
-        "ratio",
-        1,
-        0,
-        LzCodec::Lz4,
-        "fixed, zstd-1 tier, one group per frame",
-    ),
-    Setting::fixed(
-        "ratio-g8",
-        1,
-        8,
-        LzCodec::Lz4,
-        "fixed, zstd-1 tier, groups of 8 pages",
-    ),
-    Setting::fixed(
-        "ratio-p1",
-        1,
-        1,
-        LzCodec::Lz4,
-        "fixed, zstd-1 tier, one group per page",
-    ),
-    Setting::adaptive(
-        "adaptive-1g",
-        125_000_000,
-        "adaptive, zstd-1, told: 1 Gbit/s link, 2 channels",
-    ),
-    Setting::adaptive(
-        "adaptive-10g",
-        1_250_000_000,
-        "adaptive, zstd-1, told: 10 Gbit/s link, 2 channels",
-    ),
-];
-
-/// Which baseline codec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BaselineKind {
-    /// `lz4_flex::block::compress_into`, one page at a time.
-    Lz4Page,
-    /// `lzo1x::compress` level 1, one page at a time.
-    LzoPage,
-    /// zstd level 1, one page at a time.
-    ZstdPage,
-    /// zstd level 1, one frame per batch (QEMU multifd-zstd's unit).
-    ZstdBatch,
-}
-
-/// A baseline codec measured next to CBC.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Baseline {
-    /// Name for `--baselines` and the reports.
-    pub name: &'static str,
-    /// The codec.
-    pub kind: BaselineKind,
-    /// One-line description.
-    pub about: &'static str,
-}
-
-/// The baselines `mecom bench` knows, in report order.
-pub const BASELINES: &[Baseline] = &[
-    Baseline {
-        name: "lz4_flex",
-        kind: BaselineKind::Lz4Page,
-        about: "lz4_flex block, each page on its own",
-    },
-    Baseline {
-        name: "lzo1x-1",
-        kind: BaselineKind::LzoPage,
-        about: "lzo1x crate level 1, each page on its own",
-    },
-    Baseline {
-        name: "zstd-1/page",
-        kind: BaselineKind::ZstdPage,
-        about: "libzstd level 1, each page on its own",
-    },
-    Baseline {
-        name: "zstd-1/batch",
-        kind: BaselineKind::ZstdBatch,
-        about: "libzstd level 1, one frame per batch (as QEMU multifd-zstd per packet)",
-    },
-];
 
 /// Nanoseconds since `t`.
 fn ns_since(t: Instant) -> u64 {
@@ -1055,6 +877,7 @@ impl<'a> SubjectJson<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{BASELINES, SETTINGS};
 
     /// Every setting is a valid configuration, and names are unique.
     #[test]

@@ -19,6 +19,7 @@ mod args;
 mod bench;
 mod image;
 mod lib_api;
+mod settings;
 mod stat;
 mod table;
 
