@@ -928,3 +928,34 @@ pub unsafe extern "C" fn mecom_decoder_last_error(dec: *const mecom_decoder) -> 
     // SAFETY: non-NULL and live by contract; only read.
     unsafe { (*dec).0.last_error.as_ptr() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic inside a call becomes a status, poisons the handle, and
+    /// every later call on it answers POISONED without running; the text
+    /// of the last error says so.
+    #[test]
+    fn a_panic_becomes_a_status_and_poisons_the_handle() {
+        let mut handle = Handle::new(0u32);
+        assert_eq!(handle.call(|_| Ok(())), mecom_status::Ok);
+        // The test runner prints the panic's message; it is expected.
+        let status = handle.call(|_| panic!("a bug"));
+        assert_eq!(status, mecom_status::Panic);
+        assert!(handle.poisoned);
+        assert_eq!(
+            handle.last_error.to_str(),
+            Ok("internal panic; this handle is poisoned")
+        );
+        let mut ran = false;
+        let status = handle.call(|_| {
+            ran = true;
+            Ok(())
+        });
+        assert_eq!(status, mecom_status::Poisoned);
+        assert!(!ran, "a poisoned handle ran the call");
+        let status = boundary(|| panic!("a bug without a handle"));
+        assert_eq!(status, mecom_status::Panic);
+    }
+}
