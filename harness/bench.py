@@ -33,18 +33,15 @@ import json
 import math
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import migrate as M
+import qemu as Q
 
-import migrate as M  # noqa: E402
-
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "docs", "results")
 
 # --------------------------------------------------------------------------
@@ -197,7 +194,7 @@ class NetNS:
     def _run(args, check=True):
         r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if check and r.returncode != 0:
-            raise M.HarnessError(f"{' '.join(args)}: {r.stdout.strip()}")
+            raise Q.HarnessError(f"{' '.join(args)}: {r.stdout.strip()}")
         return r.stdout
 
     def setup(self):
@@ -214,14 +211,14 @@ class NetNS:
             r(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
             r(["ip", "-n", ns, "link", "set", dev, "up"])
             r(["ip", "-n", ns, "link", "set", "lo", "up"])
-        M.log(f"netns {self.ns_src} ({self.SRC_IP}, {self.veth_src}) <-> "
+        Q.log(f"netns {self.ns_src} ({self.SRC_IP}, {self.veth_src}) <-> "
               f"{self.ns_dst} ({self.DST_IP}, {self.veth_dst})")
 
     def shape(self, bps):
         self._run(["tc", "-n", self.ns_src, "qdisc", "replace", "dev", self.veth_src, "root"]
                   + tbf_args(bps))
         self.rate = bps
-        M.log(f"tc: {self.veth_src} root {' '.join(tbf_args(bps))}")
+        Q.log(f"tc: {self.veth_src} root {' '.join(tbf_args(bps))}")
 
     def qdisc_stats(self):
         out = self._run(["tc", "-n", self.ns_src, "-s", "qdisc", "show", "dev", self.veth_src],
@@ -248,17 +245,6 @@ class NetNS:
 # --------------------------------------------------------------------------
 # one migration
 # --------------------------------------------------------------------------
-def start_incoming(dst, host, port):
-    uri = f"tcp:{host}:{port}"
-    try:
-        dst.qmp.execute("migrate-incoming", {"uri": uri, "exit-on-error": False})
-    except M.QMPError as e:
-        if "exit-on-error" not in e.desc:
-            raise
-        dst.qmp.execute("migrate-incoming", {"uri": uri})
-    return uri
-
-
 def set_method(opts, method_label):
     method, params = METHODS[method_label]
     opts.params = dict(params)
@@ -325,24 +311,17 @@ def migrate_once(src, opts, g, workdir, run_id, n, method_label, channels, netns
     tc0 = netns.sent_bytes() if netns else None
     try:
         M.configure(src, opts, method, channels, "src")
-        dst = M.Qemu(f"dst{n}", run_id, opts, g, workdir, incoming=True)
+        dst = Q.Qemu(f"dst{n}", run_id, opts, g, workdir, incoming=True)
         if netns:
             netns.wrap(dst, "dst")
         dst.start()
         M.configure(dst, opts, method, channels, "dst")
         host = NetNS.DST_IP if netns else "127.0.0.1"
-        uri = start_incoming(dst, host, M.free_port())
+        uri = Q.start_incoming(dst, Q.free_port(), host)
         v = src.qmp.version.get("qemu") or {}
         res["qemu_version"] = f"{v.get('major')}.{v.get('minor')}.{v.get('micro')}" if v else None
-        status = M.migrate_and_wait(src, dst, uri, opts, res)
-        if status == "completed":
-            res["ok"] = M.verify_after_success(src, dst, opts, res)
-        elif status == "did-not-converge":
-            res["error"] = f"did not converge within {opts.timeout:g}s (cancelled)"
-        else:
-            res["error"] = (f"migration {status}: src: {res.get('src_error', '')} "
-                            f"dst: {res.get('dst_error', '')}").strip()
-    except (M.HarnessError, M.QMPError) as e:
+        M.judge(src, dst, opts, res, M.migrate_and_wait(src, dst, uri, opts, res))
+    except (Q.HarnessError, Q.QMPError) as e:
         res["error"] = f"{type(e).__name__}: {e}"
         res.setdefault("status", "harness-error")
     finally:
@@ -362,11 +341,11 @@ def migrate_once(src, opts, g, workdir, run_id, n, method_label, channels, netns
         row["ok"] = 1
     if res.get("ram_identical") is False:
         banner = "!" * 78
-        M.log(banner)
-        M.log(f"!!! RAM DIFFERS after {method_label} {ctx['workload']} {ctx['link']} "
+        Q.log(banner)
+        Q.log(f"!!! RAM DIFFERS after {method_label} {ctx['workload']} {ctx['link']} "
               f"rep {ctx['repeat']}: {res.get('error')}")
-        M.log(f"!!! logs: {workdir}")
-        M.log(banner)
+        Q.log(f"!!! logs: {workdir}")
+        Q.log(banner)
     return row, res
 
 
@@ -577,7 +556,7 @@ def make_plots(rows, prefix, title):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        M.log("matplotlib not available (Debian: apt-get install python3-matplotlib); no PNGs")
+        Q.log("matplotlib not available (Debian: apt-get install python3-matplotlib); no PNGs")
         return []
     agg = aggregate(rows)
     links = _order({r["link"] for r in rows}, ["1g", "10g", "100m"])
@@ -642,7 +621,7 @@ def output_prefix(out, scenario, link_mode):
 def report(csv_path, prefix, title, cmdline=None):
     rows = read_csv(csv_path)
     if not rows:
-        M.log(f"{csv_path}: no rows")
+        Q.log(f"{csv_path}: no rows")
         return None
     md = render_markdown(rows, title, cmdline)
     pngs = make_plots(rows, prefix, title)
@@ -651,7 +630,7 @@ def report(csv_path, prefix, title, cmdline=None):
                                      for f in pngs) + "\n"
     with open(prefix + ".md", "w") as f:
         f.write(md)
-    M.log(f"wrote {prefix}.md" + (" and " + ", ".join(os.path.basename(f) for f in pngs) if pngs else ""))
+    Q.log(f"wrote {prefix}.md" + (" and " + ", ".join(os.path.basename(f) for f in pngs) if pngs else ""))
     return md
 
 
@@ -666,36 +645,28 @@ def harness_opts(args):
         argv += ["--guest", args.guest]
     for a in args.qemu_arg:
         argv += ["--qemu-arg", a]
-    opts = M.build_parser().parse_args(argv)
-    opts.max_bandwidth = 0
-    opts.params = {}
-    opts.src_params = {}
-    opts.dst_params = {}
-    opts.caps = {}
-    opts.qemu = os.path.abspath(opts.qemu)
-    return opts
+    return M.parse_opts(argv)
 
 
 def boot_source(opts, g, workdir, run_id, netns):
-    src = M.Qemu("src", run_id, opts, g, workdir)
+    src = Q.Qemu("src", run_id, opts, g, workdir)
     if netns:
         netns.wrap(src, "src")
     src.start()
     t = time.monotonic()
-    text = M.wait_serial(src, M.MARKER, opts.boot_timeout, what="workload marker")
-    marker = next((ln.strip() for ln in text.splitlines() if M.MARKER in ln), "")
-    M.log(f"  source ready after {time.monotonic() - t:.1f}s: {marker}")
+    marker = Q.wait_workload(src, opts.boot_timeout)
+    Q.log(f"  source ready after {time.monotonic() - t:.1f}s: {marker}")
     time.sleep(opts.settle)
     return src
 
 
 def run_matrix(args, groups, links_bps, csv_path):
     opts = harness_opts(args)
-    kernel, initrd, _ = M.guest_files(opts)
+    kernel, initrd, _ = Q.guest_files(opts)
     base = args.workdir or os.path.join("/tmp/mecom-bench", time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}")
     os.makedirs(base, exist_ok=True)
     jsonl = open(os.path.join(base, "results.jsonl"), "a")
-    M.log(f"logs and full results (results.jsonl) under {base}")
+    Q.log(f"logs and full results (results.jsonl) under {base}")
     netns = None
     if args.link_mode == "tc":
         netns = NetNS(str(os.getpid() % 100000))
@@ -731,12 +702,12 @@ def run_matrix(args, groups, links_bps, csv_path):
                             src.stop()
                             src = None
                         if src is None or not src.alive():
-                            M.log(f"group {gi}/{len(groups)}: boot source, workload {gr['workload']} "
+                            Q.log(f"group {gi}/{len(groups)}: boot source, workload {gr['workload']} "
                                   f"({g['append'].split('mecom.', 1)[-1]}) rep {gr['repeat']}")
                             src = boot_source(opts, g, workdir, run_id + f"-{n}", netns)
                         elif seq > 1:
                             time.sleep(args.gap)
-                        M.log(f"run {seq}/{total}: {gr['workload']} {link} {m} rep {gr['repeat']} "
+                        Q.log(f"run {seq}/{total}: {gr['workload']} {link} {m} rep {gr['repeat']} "
                               f"(order {order})")
                         ctx = {"scenario": args.scenario, "link_mode": args.link_mode, "link": link,
                                "link_Bps": bps, "workload": gr["workload"], "method": m,
@@ -750,7 +721,7 @@ def run_matrix(args, groups, links_bps, csv_path):
                         write_csv(csv_path, rows)
                         jsonl.write(json.dumps(dict(res, **ctx), sort_keys=True, default=str) + "\n")
                         jsonl.flush()
-                        M.log(f"  {'OK ' if row['ok'] else 'FAIL'} {row['status']} total={row['total_ms']} ms "
+                        Q.log(f"  {'OK ' if row['ok'] else 'FAIL'} {row['status']} total={row['total_ms']} ms "
                               f"down={row['downtime_ms']} ms {row['mib']} MiB syncs={row['dirty_syncs']} "
                               f"cpu src={row['src_cpu_s']}/{row['src_mig_cpu_s']} dst={row['dst_cpu_s']} s "
                               f"identical={row['ram_identical']}"
@@ -758,16 +729,16 @@ def run_matrix(args, groups, links_bps, csv_path):
                               + (f" ({row['error']})" if row["error"] else ""))
                         if src.alive():
                             try:
-                                st = M.resume(src)
-                            except (M.HarnessError, M.QMPError) as e:
+                                st = Q.resume(src)
+                            except (Q.HarnessError, Q.QMPError) as e:
                                 st = {"status": str(e)}
                             if not st.get("running"):
-                                M.log(f"  source not running after the migration ({st.get('status')}); "
+                                Q.log(f"  source not running after the migration ({st.get('status')}); "
                                       f"rebooting it")
                                 src.stop()
                                 src = None
-            except (M.HarnessError, M.QMPError) as e:
-                M.log(f"group {gi} aborted: {e}")
+            except (Q.HarnessError, Q.QMPError) as e:
+                Q.log(f"group {gi} aborted: {e}")
                 rows.append({"scenario": args.scenario, "link_mode": args.link_mode,
                              "link": gr["cells"][0][0], "link_Bps": links_bps[gr["cells"][0][0]],
                              "workload": gr["workload"], "method": "-", "repeat": gr["repeat"],
@@ -777,11 +748,11 @@ def run_matrix(args, groups, links_bps, csv_path):
                 if src is not None:
                     src.stop()
             elapsed = time.monotonic() - t_start
-            M.log(f"after group {gi}/{len(groups)}: {seq}/{total} migrations in {elapsed / 60:.1f} min")
+            Q.log(f"after group {gi}/{len(groups)}: {seq}/{total} migrations in {elapsed / 60:.1f} min")
     finally:
-        M.cleanup_all()
+        Q.cleanup_all()
         if netns:
-            M.log("tc -s qdisc at the end:\n" + netns.qdisc_stats().rstrip())
+            Q.log("tc -s qdisc at the end:\n" + netns.qdisc_stats().rstrip())
             netns.teardown()
         jsonl.close()
     return rows
@@ -868,24 +839,20 @@ def main(argv=None):
         raise SystemExit("--qemu is required (scripts/bench-migration.sh finds it)")
     if args.link_mode == "tc" and os.geteuid() != 0:
         raise SystemExit("--link-mode tc needs root (ip netns, tc)")
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, M._on_signal)
-    signal.signal(signal.SIGHUP, M._on_signal)
-    atexit.register(M.cleanup_all)
-    M.sweep_stale_shm()
+    Q.install_cleanup()
     t0 = time.monotonic()
     interrupted = False
     try:
         rows = run_matrix(args, groups, dict(links), csv_path)
     except KeyboardInterrupt:
         interrupted = True
-        M.log("interrupted; report from the rows so far")
+        Q.log("interrupted; report from the rows so far")
         rows = read_csv(csv_path) if os.path.exists(csv_path) else []
     md = report(csv_path, prefix, title, cmdline) if rows else None
     print(md or "no results")
     bad = [r for r in rows if str(r.get("ram_identical")) == "0"]
     failed = [r for r in rows if str(r.get("ok")) != "1"]
-    M.log(f"{len(rows)} migrations in {(time.monotonic() - t0) / 60:.1f} min; "
+    Q.log(f"{len(rows)} migrations in {(time.monotonic() - t0) / 60:.1f} min; "
           f"{len(failed)} failed; CSV {csv_path}")
     if bad:
         print(f"\n!!! RAM DIFFERS in {len(bad)} migration(s): "

@@ -21,23 +21,21 @@
       after every cycle and fails if its anonymous memory grows.
 
 Both print a table and "N passed, N failed", and exit non-zero on failure.
-Uses harness/migrate.py for QEMU, QMP, the guest and the RAM comparison.
+Uses harness/qemu.py for QEMU, QMP and the guest, and harness/migrate.py for
+the migration and the RAM comparison.
 """
 
 import argparse
-import atexit
 import json
 import os
 import random
 import re
-import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import faultproxy  # noqa: E402
-import migrate as M  # noqa: E402
+import faultproxy
+import migrate as M
+import qemu as Q
 
 # What the source's anonymous memory may gain per cancel/retry cycle (median
 # over the second half of the run) and in all over that half.  One leaked
@@ -56,36 +54,19 @@ def harness_opts(args, extra):
     """A migrate.py option namespace for these runs."""
     argv = ["--qemu", args.qemu, "--mem", str(args.mem), "--workload", args.workload,
             "--capability", "return-path=on", "--settle", "1", "--timeout", str(args.timeout),
-            "--dst-timeout", "30", "--cont-timeout", "20"]
+            "--dst-timeout", "30", "--cont-timeout", "20", "--max-bandwidth", args.max_bandwidth]
     if args.guest:
         argv += ["--guest", args.guest]
     for p in args.param:
         argv += ["--param", p]
-    opts = M.build_parser().parse_args(argv + extra)
-    opts.max_bandwidth = M.parse_bandwidth(args.max_bandwidth)
-    opts.params = M.parse_kv_list(opts.param)
-    opts.src_params = {}
-    opts.dst_params = {}
-    opts.caps = M.parse_kv_list(opts.capability)
-    opts.qemu = os.path.abspath(opts.qemu)
-    return opts
-
-
-def heartbeat_advances(vm, timeout):
-    before = vm.serial().count(M.HEARTBEAT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if vm.serial().count(M.HEARTBEAT) > before:
-            return True
-        time.sleep(0.2)
-    return False
+    return M.parse_opts(argv + extra)
 
 
 def new_destination(opts, g, workdir, run_id, name, channels):
-    dst = M.Qemu(name, run_id, opts, g, workdir, incoming=True).start()
+    dst = Q.Qemu(name, run_id, opts, g, workdir, incoming=True).start()
     M.configure(dst, opts, "cbc", channels, "dst")
-    port = M.free_port()
-    M.start_incoming(dst, port)
+    port = Q.free_port()
+    Q.start_incoming(dst, port)
     return dst, port
 
 
@@ -94,14 +75,10 @@ def clean_migration(src, opts, g, workdir, run_id, name, channels):
     res = {"phase": name, "ok": False}
     dst, port = new_destination(opts, g, workdir, run_id, name, channels)
     try:
-        status = M.migrate_and_wait(src, dst, f"tcp:127.0.0.1:{port}", opts, res)
-        if status == "completed":
-            res["ok"] = M.verify_after_success(src, dst, opts, res)
-        else:
-            res["error"] = f"migration {status}: {res.get('src_error', '')} {res.get('dst_error', '')}"
+        M.judge(src, dst, opts, res, M.migrate_and_wait(src, dst, f"tcp:127.0.0.1:{port}", opts, res))
     finally:
         dst.stop()
-    st = M.resume(src)
+    st = Q.resume(src)
     res["src_running_after"] = bool(st.get("running"))
     if not st.get("running"):
         res["ok"] = False
@@ -110,11 +87,11 @@ def clean_migration(src, opts, g, workdir, run_id, name, channels):
 
 
 def boot_source(opts, g, workdir, run_id, channels):
-    src = M.Qemu("src", run_id, opts, g, workdir).start()
+    src = Q.Qemu("src", run_id, opts, g, workdir).start()
     M.configure(src, opts, "cbc", channels, "src")
     t = time.monotonic()
-    M.wait_serial(src, M.MARKER, opts.boot_timeout, what="workload marker")
-    M.log(f"guest ready after {time.monotonic() - t:.1f}s")
+    Q.wait_workload(src, opts.boot_timeout)
+    Q.log(f"guest ready after {time.monotonic() - t:.1f}s")
     time.sleep(opts.settle)
     return src
 
@@ -136,9 +113,9 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
         res["status"] = status
         dst_st = dst.status() if dst.alive() else {"status": "exited", "running": False}
         res["dst_runstate"] = dst_st.get("status")
-        res["dst_ran"] = bool(dst_st.get("running")) or M.HEARTBEAT in dst.serial()
-        src_st = M.wait_running(src)
-        res["src_running"] = bool(src_st.get("running")) and heartbeat_advances(src, opts.cont_timeout)
+        res["dst_ran"] = bool(dst_st.get("running")) or Q.HEARTBEAT in dst.serial()
+        src_st = Q.wait_running(src)
+        res["src_running"] = bool(src_st.get("running")) and Q.wait_heartbeat(src, opts.cont_timeout)
         err = res.get("dst_error", "")
         m = re.search(r"multifd (\d+)", err)
         res["error_channel"] = int(m.group(1)) if m else None
@@ -146,7 +123,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
             # The migration ended before the trigger packet: nothing to detect.
             res["ok"] = status == "completed" and M.verify_after_success(src, dst, opts, res)
             if status == "completed":
-                M.resume(src)
+                Q.resume(src)
         elif status == "completed":
             # The broken frame was accepted.  That is only acceptable when it
             # decoded to exactly the pages that were sent (an LZ match can
@@ -157,7 +134,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
             res["ok"] = res["harmless"]
             if not res["ok"]:
                 res["error"] = f"fault not detected; RAM identical={res.get('ram_identical')}"
-            M.resume(src)
+            Q.resume(src)
         else:
             res["detected"] = status == "failed"
             res["channel_named"] = res["error_channel"] is not None
@@ -182,7 +159,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
         proxy.close()
         dst.stop()
     inj = res.get("injected") or {}
-    M.log(f"  {'OK ' if res['ok'] else 'FAIL'} {kind} #{trial}: trigger={trigger} "
+    Q.log(f"  {'OK ' if res['ok'] else 'FAIL'} {kind} #{trial}: trigger={trigger} "
           f"injected={'ch%s pkt%s' % (inj.get('channel'), inj.get('packet_num')) if inj else 'no'} "
           f"status={res.get('status')} dst: {res.get('dst_error', '')[:150]!r}"
           f"{' ERROR ' + res['error'] if res.get('error') else ''}")
@@ -192,7 +169,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
 def setup_run(args, what):
     """Options, guest, log directory, run id and seeded RNG of one run."""
     opts = harness_opts(args, [])
-    kernel, initrd, _ = M.guest_files(opts)
+    kernel, initrd, _ = Q.guest_files(opts)
     g = {"kernel": kernel, "initrd": initrd, "append": M.kernel_append(opts, args.workload)}
     return opts, g, make_workdir(args, what), f"{os.getpid()}-{what[0]}", random.Random(args.seed)
 
@@ -204,13 +181,13 @@ def run_inject(args):
     src = boot_source(opts, g, workdir, run_id, args.channels)
     try:
         for kind in kinds:
-            M.log(f"kind {kind}: {args.trials} trials")
+            Q.log(f"kind {kind}: {args.trials} trials")
             for t in range(1, args.trials + 1):
                 results.append(one_trial(src, opts, g, workdir, run_id, kind, t, args.channels,
                                          rng, args.max_trigger))
             r = clean_migration(src, opts, g, workdir, run_id, f"retry-{kind}", args.channels)
             r["kind"] = kind
-            M.log(f"  {'OK ' if r['ok'] else 'FAIL'} clean retry after {kind}: "
+            Q.log(f"  {'OK ' if r['ok'] else 'FAIL'} clean retry after {kind}: "
                   f"identical={r.get('ram_identical')} {r.get('error', '')}")
             retries.append(r)
     finally:
@@ -266,16 +243,7 @@ def rss_kib(pid):
 
 def cancel_once(src, dst, port, delay, opts):
     """migrate, wait `delay` s, migrate_cancel; returns the final status."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            src.qmp.execute("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
-            break
-        except M.QMPError as e:
-            if "in progress" in e.desc and time.monotonic() < deadline:
-                time.sleep(0.2)
-                continue
-            raise
+    Q.start_migration(src, f"tcp:127.0.0.1:{port}")
     time.sleep(delay)
     before = src.qmp.execute("query-migrate").get("status")
     src.qmp.execute("migrate_cancel")
@@ -296,7 +264,7 @@ def run_cancel(args):
     src = boot_source(opts, g, workdir, run_id, args.channels)
     try:
         base = rss_kib(src.proc.pid)
-        M.log(f"source RSS before the first cycle: {base}")
+        Q.log(f"source RSS before the first cycle: {base}")
         for c in range(1, args.cycles + 1):
             delay = round(rng.uniform(0, args.max_delay), 3)
             cyc = {"cycle": c, "delay_s": delay, "ok": False}
@@ -308,9 +276,9 @@ def run_cancel(args):
                 dst.stop()
             if cyc["status"] == "completed":
                 # Too late to cancel: the source stopped; resume it and go on.
-                M.resume(src)
-            st = M.wait_running(src)
-            cyc["src_running"] = bool(st.get("running")) and heartbeat_advances(src, opts.cont_timeout)
+                Q.resume(src)
+            st = Q.wait_running(src)
+            cyc["src_running"] = bool(st.get("running")) and Q.wait_heartbeat(src, opts.cont_timeout)
             r = clean_migration(src, opts, g, workdir, run_id, f"dst-r{c}", args.channels)
             cyc["retry_ok"] = r["ok"]
             cyc["retry_total_ms"] = r.get("total_time_ms")
@@ -325,7 +293,7 @@ def run_cancel(args):
                 cyc["status"] in ("cancelled", "completed", "failed")
             if not cyc["ok"]:
                 cyc["error"] = r.get("error") or f"cancel ended {cyc['status']}, source running={cyc['src_running']}"
-            M.log(f"cycle {c}: cancel after {delay}s ({cyc['status_at_cancel']} -> {cyc['status']}), "
+            Q.log(f"cycle {c}: cancel after {delay}s ({cyc['status_at_cancel']} -> {cyc['status']}), "
                   f"source running={cyc['src_running']}, retry identical={cyc['ram_identical']} "
                   f"({cyc['retry_total_ms']} ms), RSS {cyc['rss']['VmRSS']} KiB "
                   f"anon {cyc['rss']['RssAnon']} KiB{' ERROR ' + cyc['error'] if cyc.get('error') else ''}")
@@ -383,7 +351,7 @@ def make_workdir(args, what):
     d = args.workdir or os.path.join("/tmp/mecom-harness",
                                      time.strftime("%Y%m%d-%H%M%S") + f"-{what}-{os.getpid()}")
     os.makedirs(d, exist_ok=True)
-    M.log(f"logs under {d}")
+    Q.log(f"logs under {d}")
     return d
 
 
@@ -425,14 +393,11 @@ def main(argv=None):
             s.add_argument("--max-delay", type=float, default=1.5,
                            help="cancel after a delay drawn from 0..S seconds (default 1.5)")
     args = p.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, M._on_signal)
-    atexit.register(M.cleanup_all)
-    M.sweep_stale_shm()
+    Q.install_cleanup()
     try:
         return run_inject(args) if args.cmd == "inject" else run_cancel(args)
     finally:
-        M.cleanup_all()
+        Q.cleanup_all()
 
 
 if __name__ == "__main__":

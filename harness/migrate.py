@@ -8,25 +8,19 @@ byte for byte.  Standard library only.  See docs/harness.md.
 """
 
 import argparse
-import atexit
-import ctypes
 import json
 import os
 import re
-import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from qemu import (FIRMWARE_DIRS, HEARTBEAT, HarnessError, QMPError, Qemu, cleanup_all,
+                  free_port, guest_files, install_cleanup, kernel_cmdline, log,
+                  start_incoming, start_migration, wait_heartbeat, wait_workload)
+
 PAGE = 4096
-MARKER = "MECOM-WORKLOAD-READY"
-HEARTBEAT = "MECOM-HEARTBEAT"
-GUEST_ERRORS = ("MECOM-WORKLOAD-ERROR", "MECOM-WORKLOAD-EXITED", "Kernel panic")
-FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios", "/usr/lib/ipxe/qemu")
 
 # query-migrate members that are not method-specific statistics.
 GENERIC_QM_KEYS = {
@@ -39,147 +33,9 @@ GENERIC_QM_KEYS = {
 }
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class HarnessError(Exception):
-    pass
-
-
 # --------------------------------------------------------------------------
-# QMP client
+# CPU time of the migration threads
 # --------------------------------------------------------------------------
-class QMPError(Exception):
-    def __init__(self, cmd, err):
-        self.cmd = cmd
-        self.err_class = err.get("class", "?")
-        self.desc = err.get("desc", "?")
-        super().__init__(f"{cmd}: {self.err_class}: {self.desc}")
-
-
-class QMP:
-    """Minimal synchronous QMP client over a unix socket."""
-
-    def __init__(self, path, connect_timeout=30.0, proc=None):
-        self.path = path
-        self.events = []
-        self._buf = b""
-        self._id = 0
-        deadline = time.monotonic() + connect_timeout
-        while True:
-            if proc is not None and proc.poll() is not None:
-                raise HarnessError(f"QEMU exited (rc={proc.returncode}) before QMP was up")
-            try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(path)
-                break
-            except OSError:
-                s.close()
-                if time.monotonic() > deadline:
-                    raise HarnessError(f"cannot connect to QMP socket {path}")
-                time.sleep(0.05)
-        self.sock = s
-        greeting = self._read(timeout=connect_timeout)
-        if "QMP" not in greeting:
-            raise HarnessError(f"unexpected QMP greeting: {greeting}")
-        self.version = greeting["QMP"].get("version", {})
-        self.execute("qmp_capabilities")
-
-    def _read(self, timeout):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise HarnessError(f"QMP read timeout on {self.path}")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            if not data:
-                raise HarnessError(f"QMP connection closed ({self.path})")
-            self._buf += data
-        line, self._buf = self._buf.split(b"\n", 1)
-        line = line.strip()
-        if not line:
-            return self._read(max(0.01, deadline - time.monotonic()))
-        return json.loads(line)
-
-    def execute(self, cmd, args=None, timeout=30.0):
-        self._id += 1
-        req = {"execute": cmd, "id": self._id}
-        if args:
-            req["arguments"] = args
-        self.sock.sendall(json.dumps(req).encode() + b"\n")
-        while True:
-            msg = self._read(timeout)
-            if "event" in msg:
-                self.events.append(msg)
-                continue
-            if msg.get("id") != self._id:
-                continue
-            if "error" in msg:
-                raise QMPError(cmd, msg["error"])
-            return msg.get("return")
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-# --------------------------------------------------------------------------
-# process / resource bookkeeping (cleanup on any exit)
-# --------------------------------------------------------------------------
-_LIVE_QEMUS = []
-_SHM_FILES = set()
-_KEEP_RAM = False
-
-
-def _set_pdeathsig():
-    """Child side of fork: die with the harness even if it is SIGKILLed."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def cleanup_all():
-    for q in list(_LIVE_QEMUS):
-        q.stop()
-    if not _KEEP_RAM:
-        for f in list(_SHM_FILES):
-            try:
-                os.unlink(f)
-            except FileNotFoundError:
-                pass
-            _SHM_FILES.discard(f)
-
-
-def sweep_stale_shm():
-    """Remove /dev/shm/mecom-<pid>-<n>-<role> files left by a harness that was
-    SIGKILLed (its QEMUs die with it via PDEATHSIG, its files do not)."""
-    try:
-        names = os.listdir("/dev/shm")
-    except OSError:
-        return
-    for n in names:
-        m = re.fullmatch(r"mecom-(\d+)-\d+-(src|dst\d*)", n)
-        if m and not os.path.exists(f"/proc/{m.group(1)}"):
-            try:
-                os.unlink(os.path.join("/dev/shm", n))
-                log(f"removed stale /dev/shm/{n}")
-            except OSError:
-                pass
-
-
-def _on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
 def cpu_ticks_by_thread(pid):
     """{tid: (comm, utime+stime ticks)} for every thread of pid."""
     out = {}
@@ -245,121 +101,6 @@ class ThreadCpuTracker:
                 "process_s": None if proc is None else round(proc, 2)}
 
 
-class Qemu:
-    def __init__(self, role, run_id, opts, guest, workdir, incoming=False):
-        self.role = role
-        self.opts = opts
-        self.run_id = run_id
-        self.workdir = workdir
-        self.shm = f"/dev/shm/mecom-{run_id}-{role}"
-        self.qmp_path = os.path.join(workdir, f"{role}.qmp")
-        if len(self.qmp_path) > 100:  # sun_path limit is 108 bytes
-            self.qmp_path = f"/tmp/mecom-{run_id}-{role}.qmp"
-        self.serial_log = os.path.join(workdir, f"{role}.serial.log")
-        self.stderr_log = os.path.join(workdir, f"{role}.stderr.log")
-        self.proc = None
-        self.qmp = None
-        mem = opts.mem
-        accel = ["-accel", "kvm", "-cpu", opts.cpu or "host"] if opts.kvm else \
-                ["-accel", "tcg"] + (["-cpu", opts.cpu] if opts.cpu else [])
-        args = [opts.qemu, "-name", f"mecom-{role},debug-threads=on", "-no-user-config", "-nodefaults",
-                "-display", "none", "-monitor", "none", "-no-reboot"]
-        args += accel
-        args += ["-smp", "1", "-m", f"{mem}M",
-                 "-object", f"memory-backend-file,id=ram0,size={mem}M,mem-path={self.shm},share=on",
-                 "-machine", "q35,memory-backend=ram0",
-                 "-serial", f"file:{self.serial_log}",
-                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-                 "-kernel", guest["kernel"], "-initrd", guest["initrd"],
-                 "-append", guest["append"]]
-        if not opts.no_firmware_dirs:
-            for d in FIRMWARE_DIRS:
-                if os.path.isdir(d):
-                    args += ["-L", d]
-        if incoming:
-            args += ["-incoming", "defer", "-S"]
-        for extra in opts.qemu_arg:
-            args += shlex.split(extra)
-        self.args = args
-
-    def start(self):
-        for p in (self.qmp_path, self.serial_log):
-            if os.path.exists(p):
-                os.unlink(p)
-        _SHM_FILES.add(self.shm)
-        with open(os.path.join(self.workdir, f"{self.role}.cmdline"), "w") as f:
-            f.write(shlex.join(self.args) + "\n")
-        self._stderr = open(self.stderr_log, "w")
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                     stdout=self._stderr, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_set_pdeathsig)
-        _LIVE_QEMUS.append(self)
-        try:
-            self.qmp = QMP(self.qmp_path, proc=self.proc)
-        except HarnessError as e:
-            raise HarnessError(f"{self.role}: {e}; stderr: {self.stderr_tail()}")
-        return self
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stderr_tail(self, n=5):
-        try:
-            with open(self.stderr_log) as f:
-                lines = f.read().strip().splitlines()
-            return " | ".join(lines[-n:])
-        except OSError:
-            return ""
-
-    def serial(self):
-        try:
-            with open(self.serial_log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def status(self):
-        return self.qmp.execute("query-status")
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None and self.qmp is not None:
-            try:
-                self.qmp.execute("quit", timeout=3)
-            except Exception:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.qmp is not None:
-            self.qmp.close()
-        try:
-            self._stderr.close()
-        except Exception:
-            pass
-        if self in _LIVE_QEMUS:
-            _LIVE_QEMUS.remove(self)
-        try:
-            os.unlink(self.qmp_path)
-        except OSError:
-            pass
-        if not _KEEP_RAM:
-            try:
-                os.unlink(self.shm)
-            except FileNotFoundError:
-                pass
-            _SHM_FILES.discard(self.shm)
-
-
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
@@ -412,14 +153,6 @@ def parse_bandwidth(s):
     raise argparse.ArgumentTypeError(f"bad bandwidth unit {unit!r}")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def compare_ram(a, b, chunk=16 << 20, max_list=16):
     """Compare two files page by page.  Returns dict with identical, pages
     compared, differing page count, first differing offset, a short list."""
@@ -464,74 +197,9 @@ def save_diff_pages(a, b, offsets, dest):
     return saved
 
 
-def wait_serial(vm, needle, timeout, since=0, what=None):
-    """Wait until `needle` appears in vm's serial log after offset `since`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = vm.serial()
-        if needle in text[since:]:
-            return text
-        for bad in GUEST_ERRORS:
-            if bad in text[since:]:
-                line = next((ln for ln in text.splitlines() if bad in ln), bad)
-                raise HarnessError(f"{vm.role} guest error: {line.strip()}")
-        if not vm.alive():
-            raise HarnessError(f"{vm.role} QEMU exited (rc={vm.proc.returncode}): {vm.stderr_tail()}")
-        if time.monotonic() > deadline:
-            raise HarnessError(f"timeout ({timeout}s) waiting for {what or needle!r} on {vm.role} serial")
-        time.sleep(0.2)
-
-
-def wait_running(vm, timeout=15):
-    """Poll query-status until the guest runs; returns the last status."""
-    deadline = time.monotonic() + timeout
-    st = {}
-    while time.monotonic() < deadline:
-        st = vm.status()
-        if st.get("running"):
-            return st
-        time.sleep(0.1)
-    return st
-
-
-def resume(vm):
-    """`cont` a stopped guest (a source after a completed migration)."""
-    if not vm.status().get("running"):
-        vm.qmp.execute("cont")
-    return wait_running(vm)
-
-
-def guest_files(opts):
-    if opts.kernel and opts.initrd:
-        return opts.kernel, opts.initrd, None
-    gdir = opts.guest
-    if not gdir:
-        script = os.path.join(HERE, "build-guest.sh")
-        log("building/locating guest with harness/build-guest.sh")
-        r = subprocess.run([script], stdout=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            raise SystemExit("build-guest.sh failed")
-        gdir = r.stdout.strip().splitlines()[-1]
-    kernel = opts.kernel or os.path.join(gdir, "vmlinuz")
-    initrd = opts.initrd or os.path.join(gdir, "initrd.img")
-    for f in (kernel, initrd):
-        if not os.path.isfile(f):
-            raise SystemExit(f"guest file missing: {f}")
-    return kernel, initrd, gdir
-
-
 def kernel_append(opts, workload):
-    parts = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1",
-             f"mecom.workload={workload}"]
-    if opts.wss is not None:
-        parts.append(f"mecom.wss={opts.wss}")
-    if opts.rate is not None:
-        parts.append(f"mecom.rate={opts.rate}")
-    if opts.data is not None:
-        parts.append(f"mecom.data={opts.data}")
-    if opts.append:
-        parts.append(opts.append)
-    return " ".join(parts)
+    cmdline = kernel_cmdline(workload, wss=opts.wss, rate=opts.rate, data=opts.data)
+    return f"{cmdline} {opts.append}" if opts.append else cmdline
 
 
 # --------------------------------------------------------------------------
@@ -561,34 +229,11 @@ def configure(vm, opts, method, channels, side):
     return params
 
 
-def start_incoming(dst, port):
-    uri = f"tcp:127.0.0.1:{port}"
-    try:
-        # exit-on-error=false keeps a failed destination alive so its error
-        # can be queried (QEMU >= 9.1).
-        dst.qmp.execute("migrate-incoming", {"uri": uri, "exit-on-error": False})
-    except QMPError as e:
-        if "exit-on-error" not in e.desc:
-            raise
-        dst.qmp.execute("migrate-incoming", {"uri": uri})
-    return uri
-
-
 def migrate_and_wait(src, dst, uri, opts, result):
     """Issue `migrate` and poll until completed/failed/timeout.  Fills result."""
     src_cpu = ThreadCpuTracker(src.proc.pid)
     dst_cpu = ThreadCpuTracker(dst.proc.pid)
-    # A previous failed migration may still be cleaning up on the source.
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            src.qmp.execute("migrate", {"uri": uri})
-            break
-        except QMPError as e:
-            if "in progress" in e.desc and time.monotonic() < deadline:
-                time.sleep(0.2)
-                continue
-            raise
+    start_migration(src, uri)
     t0 = time.monotonic()
     last = {}
     last_active = {}  # last snapshot that had RAM stats (kept if it is cancelled/fails)
@@ -706,18 +351,25 @@ def verify_after_success(src, dst, opts, result):
     if opts.cont_check and ok:
         before = dst.serial().count(HEARTBEAT)
         dst.qmp.execute("cont")
-        deadline = time.monotonic() + opts.cont_timeout
-        alive = False
-        while time.monotonic() < deadline and dst.alive():
-            if dst.serial().count(HEARTBEAT) > before:
-                alive = True
-                break
-            time.sleep(0.2)
+        alive = wait_heartbeat(dst, opts.cont_timeout, before)
         result["dst_heartbeat_after_cont"] = alive
         if not alive:
             ok = False
             result["error"] = f"destination printed no heartbeat within {opts.cont_timeout}s of cont"
     return ok
+
+
+def judge(src, dst, opts, result, status):
+    """After migrate_and_wait: verify a completed migration, or record why it
+    did not complete.  Returns result["ok"]."""
+    if status == "completed":
+        result["ok"] = verify_after_success(src, dst, opts, result)
+    elif status == "did-not-converge":
+        result["error"] = f"did not converge within {opts.timeout:g}s (cancelled)"
+    else:
+        result["error"] = (f"migration {status}: src: {result.get('src_error', '')} "
+                           f"dst: {result.get('dst_error', '')}").strip()
+    return result["ok"]
 
 
 def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, workdir_base):
@@ -741,9 +393,8 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
         res["src_params"] = configure(src, opts, method, channels, "src")
         res["dst_params"] = configure(dst, opts, dst_method, channels, "dst")
         uri = start_incoming(dst, free_port())
-        text = wait_serial(src, MARKER, opts.boot_timeout, what="workload marker")
+        res["marker"] = wait_workload(src, opts.boot_timeout)
         res["boot_s"] = round(time.monotonic() - t_boot, 1)
-        res["marker"] = next((ln.strip() for ln in text.splitlines() if MARKER in ln), "")
         log(f"  guest ready after {res['boot_s']}s: {res['marker']}")
         time.sleep(opts.settle)
         log(f"  migrate {method}->{dst_method} channels={channels} to {uri}")
@@ -756,11 +407,7 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
             if status == "failed" and src_st.get("running"):
                 res["ok"] = True
                 # The guest must still be making progress, not just "running".
-                before = src.serial().count(HEARTBEAT)
-                deadline = time.monotonic() + opts.cont_timeout
-                while src.serial().count(HEARTBEAT) <= before and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                res["src_heartbeat_after_fail"] = src.serial().count(HEARTBEAT) > before
+                res["src_heartbeat_after_fail"] = wait_heartbeat(src, opts.cont_timeout)
                 if not res["src_heartbeat_after_fail"]:
                     res["ok"] = False
                     res["error"] = "source reports running but its guest printed no heartbeat"
@@ -791,13 +438,7 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
                 else:
                     rres["error"] = f"retry migration {status}: {rres.get('src_error', '')}"
         else:
-            if status == "completed":
-                res["ok"] = verify_after_success(src, dst, opts, res)
-            elif status == "did-not-converge":
-                res["error"] = f"did not converge within {opts.timeout}s (cancelled)"
-            else:
-                res["error"] = (f"migration {status}: src: {res.get('src_error', '')} "
-                                f"dst: {res.get('dst_error', '')}").strip()
+            judge(src, dst, opts, res, status)
     except HarnessError as e:
         results[-1]["error"] = str(e)
         results[-1]["status"] = results[-1].get("status", "harness-error")
@@ -975,33 +616,31 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    global _KEEP_RAM
-    p = build_parser()
-    opts = p.parse_args(argv)
+def parse_opts(argv=None):
+    """The options of a run (also for bench.py and faults.py), with what
+    they imply: parsed --param/--src-param/--dst-param/--capability,
+    --mismatch's --expect-fail and the QEMU binary's full path."""
+    opts = build_parser().parse_args(argv)
     if isinstance(opts.max_bandwidth, str):
         opts.max_bandwidth = parse_bandwidth(opts.max_bandwidth)
     opts.params = parse_kv_list(opts.param)
     opts.src_params = parse_kv_list(opts.src_param)
     opts.dst_params = parse_kv_list(opts.dst_param)
     opts.caps = parse_kv_list(opts.capability)
-    methods = [m.strip() for m in opts.methods.split(",") if m.strip()]
-    channels = [int(c) for c in opts.channels.split(",") if c.strip()]
-    workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
     if opts.mismatch:
         opts.expect_fail = True
-    _KEEP_RAM = opts.keep_ram
     if not os.path.exists(opts.qemu) and not shutil.which(opts.qemu):
         raise SystemExit(f"QEMU binary not found: {opts.qemu}")
     opts.qemu = os.path.abspath(opts.qemu) if os.path.exists(opts.qemu) else shutil.which(opts.qemu)
+    return opts
 
-    # Background jobs of non-interactive shells inherit SIGINT ignored;
-    # make Ctrl-C / kill -INT always interrupt (and so clean up).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    atexit.register(cleanup_all)
-    sweep_stale_shm()
+
+def main(argv=None):
+    opts = parse_opts(argv)
+    methods = [m.strip() for m in opts.methods.split(",") if m.strip()]
+    channels = [int(c) for c in opts.channels.split(",") if c.strip()]
+    workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
+    install_cleanup(keep_ram=opts.keep_ram)
 
     kernel, initrd, gdir = guest_files(opts)
     workdir_base = opts.workdir or os.path.join(

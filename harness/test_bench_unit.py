@@ -1,16 +1,15 @@
 #!/usr/bin/env python3
 """Unit tests for harness/bench.py (no QEMU, no root).
 
-    python3 -m unittest harness/test_bench_unit.py -v
+    python3 harness/test_bench_unit.py -v      (all: scripts/qemu-tests.sh's
+    python3 -m unittest discover -s harness -p 'test_*.py')
 """
 import csv
 import os
-import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402
+import bench
 
 
 def row(link, workload, method, rep, total_ms, down, mib, scpu, smig, dcpu,

@@ -1,14 +1,10 @@
 """Unit tests of the multifd fault proxy's packet relay (no QEMU needed)."""
 
 import io
-import os
 import struct
-import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import faultproxy as fp  # noqa: E402
+import faultproxy as fp
 
 PAGES_ALLOC = 4
 

@@ -1,15 +1,14 @@
 #!/usr/bin/env python3
 """Unit tests for harness/migrate.py helpers (no QEMU needed).
 
-    python3 -m unittest harness/test_migrate_unit.py -v
+    python3 harness/test_migrate_unit.py -v    (all: scripts/qemu-tests.sh's
+    python3 -m unittest discover -s harness -p 'test_*.py')
 """
 import os
-import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import migrate  # noqa: E402
+import migrate
 
 
 class BandwidthTest(unittest.TestCase):
@@ -33,6 +32,17 @@ class ValueTest(unittest.TestCase):
                                     "x=on", "y=false"])
         self.assertEqual(kv, {"multifd-cbc-mode": "fixed", "multifd-cbc-zstd-level": 3,
                               "x": True, "y": False})
+
+
+class KernelCmdlineTest(unittest.TestCase):
+    def test_append(self):
+        opts = migrate.build_parser().parse_args(["--wss", "64", "--rate", "8p", "--append", "mecom.hb=1"])
+        self.assertEqual(migrate.kernel_append(opts, "memwrite"),
+                         "console=ttyS0 quiet loglevel=3 panic=-1 mecom.workload=memwrite "
+                         "mecom.wss=64 mecom.rate=8p mecom.hb=1")
+        opts = migrate.build_parser().parse_args([])
+        self.assertEqual(migrate.kernel_append(opts, "idle"),
+                         "console=ttyS0 quiet loglevel=3 panic=-1 mecom.workload=idle")
 
 
 class CompareTest(unittest.TestCase):

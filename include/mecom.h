@@ -15,13 +15,6 @@
 #define MECOM_VERSION_PATCH 0
 
 /**
- * In the payload lengths of a frame handled in parts: the page's payload
- * is the page itself, at `host + offsets[i]` (see
- * mecom_encoder_encode_parts() and mecom_decoder_begin_parts()).
- */
-#define MECOM_PAYLOAD_IN_PLACE UINT32_MAX
-
-/**
  * Slots in the per-method counter arrays.
  */
 #define MECOM_METHOD_SLOTS 16
@@ -30,13 +23,6 @@
  * Bytes of the fixed frame header, the prefix mecom_frame_len() reads.
  */
 #define MECOM_FRAME_HEADER_LEN 32
-
-/**
- * Bytes per page in a frame's page table, which follows the header: the
- * head of a frame of n pages is `MECOM_FRAME_HEADER_LEN +
- * n * MECOM_FRAME_ENTRY_LEN` bytes.
- */
-#define MECOM_FRAME_ENTRY_LEN 4
 
 /**
  * Number of classes.
@@ -136,6 +122,11 @@ enum mecom_status
    * An argument is inconsistent.
    */
   MECOM_STATUS_INVALID_ARGUMENT = 19,
+  /**
+   * The frame sets a retired feature bit (bit 0, once raw pages outside
+   * the checksum).
+   */
+  MECOM_STATUS_RETIRED_FEATURE = 20,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -421,6 +412,22 @@ typedef struct mecom_counters {
   uint64_t method_bytes[MECOM_METHOD_SLOTS];
 } mecom_counters;
 
+/**
+ * One piece of a frame to read, laid out like POSIX `struct iovec`, so
+ * an array of them can be handed to readv() (see
+ * mecom_decoder_begin_parts()).
+ */
+typedef struct mecom_iovec {
+  /**
+   * Where the bytes go.
+   */
+  void *iov_base;
+  /**
+   * How many bytes.
+   */
+  size_t iov_len;
+} mecom_iovec;
+
 
 
 
@@ -448,6 +455,20 @@ void mecom_config_init(struct mecom_config *cfg);
  * either is unsupported.  An output buffer of this size always suffices.
  */
 size_t mecom_max_frame_len(uint32_t n_pages, uint32_t page_size);
+
+/**
+ * Bytes of the head (header and page table) of a frame of `n_pages`
+ * pages: what a receiver reads before it asks mecom_decoder_begin_parts()
+ * where the rest goes.  0 when `n_pages` is 0 or over 1024.
+ */
+size_t mecom_frame_head_len(uint32_t n_pages);
+
+/**
+ * The most iovecs mecom_decoder_begin_parts() writes for a frame of
+ * `n_pages` pages (buffered payloads and raw pages alternate at worst).
+ * 0 when `n_pages` is 0 or over 1024.
+ */
+size_t mecom_frame_max_iov(uint32_t n_pages);
 
 /**
  * Reads the total length a frame declares (header, page table and payload)
@@ -515,31 +536,6 @@ mecom_status mecom_encoder_encode(struct mecom_encoder *enc,
                                   uint8_t *out,
                                   size_t out_cap,
                                   size_t *out_len);
-
-/**
- * Like mecom_encoder_encode(), but raw pages stay where they are: `out`
- * receives the frame's header and page table, then the payloads of the
- * pages that are not raw, back to back; `payload_lens[i]` receives the
- * length of page i's payload in `out`, or MECOM_PAYLOAD_IN_PLACE when its
- * payload is the page itself at `host + offsets[i]`.  The frame to send is
- * the first `32 + 4 * n_pages` bytes of `out`, then, page by page, either
- * the next `payload_lens[i]` bytes of `out` or the page.  `*out_len`
- * receives the bytes used in `out`.  The frame's checksum leaves raw pages
- * out, so the guest may change them until they are sent: such a page is
- * dirty and will be sent again.
- *
- * # Safety
- * As mecom_encoder_encode(); `payload_lens` points to `n_pages` writable
- * values.
- */
-mecom_status mecom_encoder_encode_parts(struct mecom_encoder *enc,
-                                        const uint8_t *host,
-                                        const uint64_t *offsets,
-                                        uint32_t n_pages,
-                                        uint8_t *out,
-                                        size_t out_cap,
-                                        size_t *out_len,
-                                        uint32_t *payload_lens);
 
 /**
  * Gives the encoder the migration's latest statistics.
@@ -641,26 +637,36 @@ mecom_status mecom_decoder_decode(struct mecom_decoder *dec,
 
 /**
  * Starts reading a frame in parts, for a transport that reads raw pages
- * straight into place (where mecom_decoder_finish_parts() verifies them).  `head` holds the frame's first `32 + 4 * n_pages`
- * bytes (header and page table; `head_len` may be more), which are checked
- * as mecom_decoder_decode() checks them.  On success `payload_lens[i]`
- * tells where page i's payload, which comes next on the wire in page
- * order, goes: MECOM_PAYLOAD_IN_PLACE for a raw page to be read straight
- * into `host + offsets[i]` (one page), otherwise that many bytes into the
- * caller's buffer, right after the head and the payloads before it.
- * `*buffered_len` receives the length the buffer then has; pass it to
- * mecom_decoder_finish_parts().
+ * straight into guest memory (where mecom_decoder_finish_parts() verifies
+ * them).  `buf[0..head_len)` holds the frame's head, its first
+ * mecom_frame_head_len(n_pages) bytes (`head_len` may be more), which is
+ * checked as mecom_decoder_decode() checks it.  On success `iov[0..*niov)`
+ * tells where the rest of the frame goes, in wire order: a raw page
+ * straight into `host + offsets[i]` (one page), the other payloads into
+ * `buf` right after the head, consecutive ones in one iovec; read them
+ * with one readv().  `*buffered_len` receives the bytes of `buf` then in
+ * use: pass it to mecom_decoder_finish_parts().  `iov_cap >=
+ * mecom_frame_max_iov(n_pages)` always suffices; `buf_len` must hold the
+ * buffered part (mecom_max_frame_len() always does), else
+ * MECOM_STATUS_BUFFER_TOO_SMALL.  No byte is read from or written to
+ * `host` here.
  *
  * # Safety
- * `dec` is a live decoder used by no other thread during the call; `head`
- * points to `head_len` readable bytes; `payload_lens` to `n_pages`
- * writable values; `buffered_len` to a writable `size_t`.
+ * `dec` is a live decoder used by no other thread during the call; `buf`
+ * points to `buf_len` bytes of which the first `head_len` are readable;
+ * `offsets` to `n_pages` readable values; `iov` to `iov_cap` writable
+ * `mecom_iovec`s; `niov` and `buffered_len` to writable `size_t`s.
  */
 mecom_status mecom_decoder_begin_parts(struct mecom_decoder *dec,
-                                       const uint8_t *head,
+                                       uint8_t *buf,
+                                       size_t buf_len,
                                        size_t head_len,
+                                       uint8_t *host,
+                                       const uint64_t *offsets,
                                        uint32_t n_pages,
-                                       uint32_t *payload_lens,
+                                       struct mecom_iovec *iov,
+                                       size_t iov_cap,
+                                       size_t *niov,
                                        size_t *buffered_len);
 
 /**

@@ -12,7 +12,7 @@
 #     the patched libvirt 11.3.0 and installs stock libvirt 11.3.0
 #                                              (scripts/build-libvirt.sh),
 #     and the test guest                       (harness/build-guest.sh);
-#  2. runs harness/libvirt/lvtest.py: two patched and two stock libvirtd
+#  2. runs harness/lvtest.py: two patched and two stock libvirtd
 #     daemons, each in its own mount namespace, live-migrate a TCG guest
 #     running memwrite over loopback:
 #       - patched libvirt: virsh migrate --live --parallel
@@ -81,7 +81,7 @@ args=(--qemu "$qemu" --libvirt-build "$libvirt_build" --guest "$guest"
 echo "--- libvirt e2e: patched libvirt (--comp-methods cbc, tunables), stock libvirt (-global route, errors)"
 # lvtest.py cleans up its daemons and QEMUs itself (also on SIGINT/SIGTERM);
 # forward those signals to it.
-python3 harness/libvirt/lvtest.py "${args[@]}" ${extra[@]+"${extra[@]}"} &
+python3 harness/lvtest.py "${args[@]}" ${extra[@]+"${extra[@]}"} &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 130' INT TERM
 rc=0

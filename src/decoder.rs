@@ -6,22 +6,21 @@
 //!    decodes anything;
 //! 2. decodes every page into its own scratch buffer, sized at construction
 //!    for `max_pages`, so no size read from the wire is ever allocated;
-//! 3. verifies the checksum over the decoded pages (frames with
-//!    `FEATURE_RAW_UNCHECKED`, which this library writes: over the pages
-//!    that are not raw);
-//! 4. only then hands the pages to the caller.
+//! 3. verifies the checksum over all decoded pages;
+//! 4. only then hands the pages to the caller's [`PageSink`].
 //!
 //! So a frame that fails in any way leaves the caller's pages untouched.
 //!
-//! A frame can also be read in parts ([`Decoder::begin_parts`]): the
-//! header and table first, checked as above, which tells the caller where
-//! each payload goes; raw pages are read by the caller straight into their
-//! place, the other payloads into its buffer, and
-//! [`Decoder::finish_parts`] decodes those, verifies the checksum over
-//! every page (raw pages read where they were put, unless the frame leaves
-//! them out of its checksum) and hands the decoded pages over.  If the
-//! frame then fails, the raw pages already in place hold what arrived,
-//! and the caller (QEMU) fails the migration.
+//! A frame can also be read in parts, which is how QEMU receives: the
+//! header and table first ([`Decoder::begin_parts`]), checked as above;
+//! then [`Decoder::parts`] says where each payload goes, in wire order: a
+//! raw page straight into its place, the other payloads into the caller's
+//! buffer after the head.  The frame layout lives here only; a transport
+//! turns the parts into its own scatter list.  [`Decoder::finish_parts`]
+//! decodes the buffered pages, verifies the checksum over every page (raw
+//! pages copied from where they were put) and hands the decoded pages
+//! over.  If the frame then fails, the raw pages in place hold what
+//! arrived, and the caller (QEMU) fails the migration.
 
 #![forbid(unsafe_code)]
 
@@ -29,9 +28,54 @@ use crate::codec::{lz, sparse, wkdm, zstd_group::GroupDecoder, DecodeResult};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, ENTRY_LEN, FEATURE_RAW_UNCHECKED, HEADER_LEN, PAYLOAD_IN_PLACE};
+use crate::format::{self, Header, ENTRY_LEN, HEADER_LEN};
 use crate::method::Method;
 use std::time::Instant;
+
+/// Where decoded pages go, the mirror of the encoder's page source.  The
+/// FFI implements it over guest memory with one copy per page; the safe
+/// API over slices.
+pub(crate) trait PageSink {
+    /// Number of pages the sink can take.
+    fn len(&self) -> usize;
+    /// Writes decoded page `index` (exactly one page long).
+    fn put_page(&mut self, index: usize, page: &[u8]);
+    /// Copies page `index` as it stands in its place into `dst`: a raw page
+    /// the caller read there, to be verified.
+    fn get_page(&self, index: usize, dst: &mut [u8]);
+}
+
+impl PageSink for [&mut [u8]] {
+    fn len(&self) -> usize {
+        <[&mut [u8]]>::len(self)
+    }
+    fn put_page(&mut self, index: usize, page: &[u8]) {
+        self[index].copy_from_slice(page);
+    }
+    fn get_page(&self, index: usize, dst: &mut [u8]) {
+        dst.copy_from_slice(self[index]);
+    }
+}
+
+/// Pages back to back in one buffer.
+struct Contiguous<'a> {
+    out: &'a mut [u8],
+    page_size: usize,
+}
+
+impl PageSink for Contiguous<'_> {
+    fn len(&self) -> usize {
+        self.out.len() / self.page_size
+    }
+    fn put_page(&mut self, index: usize, page: &[u8]) {
+        let ps = self.page_size;
+        self.out[index * ps..(index + 1) * ps].copy_from_slice(page);
+    }
+    fn get_page(&self, index: usize, dst: &mut [u8]) {
+        let ps = self.page_size;
+        dst.copy_from_slice(&self.out[index * ps..(index + 1) * ps]);
+    }
+}
 
 /// One checked page table entry.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +97,31 @@ struct Pending {
     buffered_end: usize,
 }
 
+/// Where one piece of a frame's payloads goes, in wire order (see
+/// [`Decoder::parts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// `len` bytes into the caller's buffer at `offset`: the payloads of
+    /// one or more consecutive pages that are not raw.
+    Buffer {
+        /// Offset in the caller's buffer (at or after the head).
+        offset: usize,
+        /// Bytes.
+        len: usize,
+    },
+    /// One raw page, read straight into the place of page `index`.
+    Page {
+        /// Index of the page in the frame.
+        index: usize,
+    },
+}
+
+/// The most [`Part`]s a frame of `n_pages` pages has: buffered runs and raw
+/// pages alternate at worst.
+pub fn max_parts(n_pages: usize) -> usize {
+    2 * n_pages + 1
+}
+
 /// What a successful decode found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameInfo {
@@ -70,6 +139,8 @@ pub struct Decoder {
     scratch: Vec<u8>,
     group: Vec<u8>,
     entries: Vec<Entry>,
+    /// The parts of the pending frame (see [`Decoder::parts`]).
+    parts: Vec<Part>,
     zstd: GroupDecoder,
     sequence: u32,
     counters: Counters,
@@ -92,6 +163,7 @@ impl Decoder {
             scratch: vec![0; cap],
             group: vec![0; cap],
             entries: Vec::with_capacity(config.max_pages),
+            parts: Vec::with_capacity(max_parts(config.max_pages)),
             zstd,
             sequence: 0,
             counters: Counters::default(),
@@ -113,14 +185,8 @@ impl Decoder {
     /// Decodes `frame` into `pages` (each exactly one page long; as many as
     /// the frame holds).  On error no page is written.
     pub fn decode(&mut self, frame: &[u8], pages: &mut [&mut [u8]]) -> Result<FrameInfo> {
-        if pages.iter().any(|p| p.len() != self.page_size) {
-            return Err(Error::InvalidArgument {
-                reason: "every page must be exactly page_size bytes",
-            });
-        }
-        self.decode_with(frame, pages.len(), |i, page| {
-            pages[i].copy_from_slice(page);
-        })
+        self.check_page_lens(pages)?;
+        self.decode_to(frame, pages)
     }
 
     /// Decodes `frame` into `out`, pages back to back; returns how many.
@@ -135,21 +201,20 @@ impl Decoder {
                 given: out.len(),
             });
         }
-        self.decode_with(frame, count, |i, page| {
-            out[i * ps..(i + 1) * ps].copy_from_slice(page);
-        })
+        let out = &mut out[..count * ps];
+        self.decode_to(frame, &mut Contiguous { out, page_size: ps })
     }
 
-    /// Decodes and verifies `frame`, which must hold `expected_pages` pages,
-    /// then calls `sink(i, page)` for every page in order.
-    pub(crate) fn decode_with(
+    /// Decodes and verifies `frame`, which must hold as many pages as
+    /// `sink` takes, then writes every page to `sink`.
+    pub(crate) fn decode_to<S: PageSink + ?Sized>(
         &mut self,
         frame: &[u8],
-        expected_pages: usize,
-        sink: impl FnMut(usize, &[u8]),
+        sink: &mut S,
     ) -> Result<FrameInfo> {
         let start = Instant::now();
         self.pending = None;
+        let expected_pages = sink.len();
         let table_end = HEADER_LEN.saturating_add(expected_pages.saturating_mul(ENTRY_LEN));
         let available = frame.len().saturating_sub(table_end);
         let header = self.check(frame, expected_pages, Some(available), false)?;
@@ -157,44 +222,60 @@ impl Decoder {
     }
 
     /// Starts decoding a frame in parts: `head` holds at least its header
-    /// and page table (`32 + 4 * expected_pages` bytes), which are checked
-    /// as by [`Decoder::decode`].  `lens[i]` receives where page `i`'s
-    /// payload goes: [`PAYLOAD_IN_PLACE`] when it is a raw page the caller
-    /// reads straight into the page's place (it is verified there), else
-    /// its length in the caller's buffer, where
-    /// the payloads follow the table back to back.  Returns the length the
-    /// buffer must then have: head and buffered payloads.  The frame on the
-    /// wire is the head, then each page's payload in order.
-    pub fn begin_parts(
-        &mut self,
-        head: &[u8],
-        expected_pages: usize,
-        lens: &mut [u32],
-    ) -> Result<usize> {
+    /// and page table ([`format::head_len`] of `expected_pages`), which are
+    /// checked as by [`Decoder::decode`].  Returns the length the caller's
+    /// buffer must then have: the head and the buffered payloads.  Where
+    /// each payload goes is then told by [`Decoder::parts`].
+    pub fn begin_parts(&mut self, head: &[u8], expected_pages: usize) -> Result<usize> {
         self.pending = None;
-        if lens.len() < expected_pages {
-            return Err(Error::InvalidArgument {
-                reason: "fewer payload lengths than pages",
-            });
-        }
         let header = self.check(head, expected_pages, None, true)?;
-        let n = usize::from(header.page_count);
-        for (len, e) in lens.iter_mut().zip(&self.entries[..n]) {
-            *len = if e.in_place {
-                PAYLOAD_IN_PLACE
-            } else {
-                e.len as u32
-            };
-        }
-        let buffered_end = self.entries[..n]
-            .iter()
-            .filter(|e| !e.in_place)
-            .fold(HEADER_LEN + n * ENTRY_LEN, |end, e| end + e.len);
+        let buffered_end = self.plan_parts(usize::from(header.page_count));
         self.pending = Some(Pending {
             header,
             buffered_end,
         });
         Ok(buffered_end)
+    }
+
+    /// The payloads of the frame [`Decoder::begin_parts`] checked, in wire
+    /// order: consecutive buffered payloads as one [`Part::Buffer`], each
+    /// raw page as a [`Part::Page`].  At most [`max_parts`] of them; none
+    /// without a pending frame.
+    pub fn parts(&self) -> &[Part] {
+        if self.pending.is_some() {
+            &self.parts
+        } else {
+            &[]
+        }
+    }
+
+    /// Lays out the parts of the frame whose entries were just checked
+    /// in place; returns the end of the buffered part.
+    fn plan_parts(&mut self, n: usize) -> usize {
+        self.parts.clear();
+        let head = format::head_len(n);
+        let (mut run_start, mut end) = (head, head);
+        for (index, e) in self.entries[..n].iter().enumerate() {
+            if !e.in_place {
+                end += e.len;
+                continue;
+            }
+            if end > run_start {
+                self.parts.push(Part::Buffer {
+                    offset: run_start,
+                    len: end - run_start,
+                });
+            }
+            self.parts.push(Part::Page { index });
+            run_start = end;
+        }
+        if end > run_start {
+            self.parts.push(Part::Buffer {
+                offset: run_start,
+                len: end - run_start,
+            });
+        }
+        end
     }
 
     /// Finishes the frame [`Decoder::begin_parts`] started: `frame` holds
@@ -204,55 +285,18 @@ impl Decoder {
     /// checksum over all of them, then writes the decoded ones to `pages`.
     /// On error no page is written (the raw pages in place stay as read).
     pub fn finish_parts(&mut self, frame: &[u8], pages: &mut [&mut [u8]]) -> Result<FrameInfo> {
-        if pages.iter().any(|p| p.len() != self.page_size) {
+        if let Err(e) = self.check_page_lens(pages) {
             self.pending = None;
-            return Err(Error::InvalidArgument {
-                reason: "every page must be exactly page_size bytes",
-            });
+            return Err(e);
         }
-        if let Some(p) = self
-            .pending
-            .filter(|p| pages.len() >= usize::from(p.header.page_count))
-        {
-            self.load_in_place(p.header, |i, dst| dst.copy_from_slice(pages[i]));
-        }
-        self.finish_parts_with(frame, pages.len(), |i, page| {
-            pages[i].copy_from_slice(page);
-        })
+        self.finish_parts_to(frame, pages)
     }
 
-    /// Copies the pages read in place into the scratch buffer, when the
-    /// frame's checksum covers them, with `placed(i, dst)`.
-    pub(crate) fn load_in_place(
-        &mut self,
-        header: Header,
-        mut placed: impl FnMut(usize, &mut [u8]),
-    ) {
-        if header.features & FEATURE_RAW_UNCHECKED != 0 {
-            return;
-        }
-        let ps = self.page_size;
-        let n = usize::from(header.page_count);
-        for (i, e) in self.entries[..n].iter().enumerate() {
-            if e.in_place {
-                placed(i, &mut self.scratch[i * ps..(i + 1) * ps]);
-            }
-        }
-    }
-
-    /// The frame [`Decoder::begin_parts`] checked, if any.
-    pub(crate) fn pending_header(&self) -> Option<Header> {
-        self.pending.map(|p| p.header)
-    }
-
-    /// [`Decoder::finish_parts`] with a sink; `capacity` is how many
-    /// pages the caller can take.  The pages read in place must already be
-    /// loaded ([`Decoder::load_in_place`]).
-    pub(crate) fn finish_parts_with(
+    /// [`Decoder::finish_parts`] with any sink.
+    pub(crate) fn finish_parts_to<S: PageSink + ?Sized>(
         &mut self,
         frame: &[u8],
-        capacity: usize,
-        sink: impl FnMut(usize, &[u8]),
+        sink: &mut S,
     ) -> Result<FrameInfo> {
         let start = Instant::now();
         let pending = self.pending.take().ok_or(Error::InvalidArgument {
@@ -264,38 +308,45 @@ impl Decoder {
                 actual: frame.len(),
             });
         }
-        if capacity < usize::from(pending.header.page_count) {
+        let n = usize::from(pending.header.page_count);
+        if sink.len() < n {
             return Err(Error::PageCountMismatch {
-                frame: usize::from(pending.header.page_count),
-                expected: capacity,
+                frame: n,
+                expected: sink.len(),
             });
+        }
+        let ps = self.page_size;
+        for (i, e) in self.entries[..n].iter().enumerate() {
+            if e.in_place {
+                sink.get_page(i, &mut self.scratch[i * ps..(i + 1) * ps]);
+            }
         }
         self.finish(frame, pending.header, start, sink)
     }
 
+    fn check_page_lens(&self, pages: &[&mut [u8]]) -> Result<()> {
+        if pages.iter().any(|p| p.len() != self.page_size) {
+            return Err(Error::InvalidArgument {
+                reason: "every page must be exactly page_size bytes",
+            });
+        }
+        Ok(())
+    }
+
     /// Decodes the checked frame's pages that are in `frame`, verifies the
-    /// checksum, hands them to `sink` and counts the frame.
-    fn finish(
+    /// checksum over all pages, hands the decoded ones to `sink` and counts
+    /// the frame.
+    fn finish<S: PageSink + ?Sized>(
         &mut self,
         frame: &[u8],
         header: Header,
         start: Instant,
-        mut sink: impl FnMut(usize, &[u8]),
+        sink: &mut S,
     ) -> Result<FrameInfo> {
         let n = usize::from(header.page_count);
         let ps = self.page_size;
         self.decode_pages(frame, n)?;
-        let computed = if header.features & FEATURE_RAW_UNCHECKED != 0 {
-            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-            for (page, e) in self.scratch[..n * ps].chunks_exact(ps).zip(&self.entries) {
-                if e.method != Method::Raw {
-                    hasher.update(page);
-                }
-            }
-            hasher.digest()
-        } else {
-            xxhash_rust::xxh3::xxh3_64(&self.scratch[..n * ps])
-        };
+        let computed = xxhash_rust::xxh3::xxh3_64(&self.scratch[..n * ps]);
         if computed != header.checksum {
             return Err(Error::ChecksumMismatch {
                 expected: header.checksum,
@@ -308,7 +359,7 @@ impl Decoder {
             .enumerate()
         {
             if !e.in_place {
-                sink(i, page);
+                sink.put_page(i, page);
             }
         }
         self.sequence = self.sequence.wrapping_add(1);
@@ -321,7 +372,7 @@ impl Decoder {
         c.frames += 1;
         c.pages += n as u64;
         c.bytes_in += (n * ps) as u64;
-        c.bytes_out += (HEADER_LEN + n * ENTRY_LEN) as u64 + u64::from(header.payload_len);
+        c.bytes_out += format::head_len(n) as u64 + u64::from(header.payload_len);
         c.ns += start.elapsed().as_nanos() as u64;
         Ok(FrameInfo {
             pages: n,
@@ -367,7 +418,7 @@ impl Decoder {
                 expected: self.sequence,
             });
         }
-        let table_end = HEADER_LEN + n * ENTRY_LEN;
+        let table_end = format::head_len(n);
         let table = frame.get(HEADER_LEN..table_end).ok_or(Error::Truncated {
             needed: table_end,
             available: frame.len(),
@@ -381,7 +432,6 @@ impl Decoder {
                 });
             }
         }
-        let raw_in_place = in_place;
         let ps = self.page_size;
         self.entries.clear();
         let mut offset = table_end;
@@ -412,7 +462,7 @@ impl Decoder {
                 });
             }
             in_group |= method == Method::Zstd;
-            let page_in_place = raw_in_place && method == Method::Raw;
+            let page_in_place = in_place && method == Method::Raw;
             self.entries.push(Entry {
                 method,
                 offset,

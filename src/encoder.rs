@@ -1,8 +1,7 @@
 //! Batch encoder: pages in, one frame out.
 //!
 //! When the plan sends every page raw, one pass copies the pages into their
-//! payload slots (or, for a frame built in parts, writes only the table: the
-//! caller sends raw pages from their place).  Otherwise three passes over a
+//! payload slots.  Otherwise three passes over a
 //! batch, all on the encoder's private copy of the pages:
 //! 1. profile every page and route it to a first-choice method;
 //! 2. compress the pages routed to the high-ratio tier as zstd groups, into a
@@ -13,10 +12,7 @@
 //!
 //! The checksum covers every page, raw ones included: the receiver may
 //! read raw pages straight into place, but it verifies them there, so a
-//! broken stream fails the migration instead of corrupting a page.  Only
-//! a frame built in parts ([`Encoder::encode_parts`], whose raw pages the
-//! caller sends from where they are, as they are at that moment) leaves
-//! raw pages out of the checksum (`FEATURE_RAW_UNCHECKED`).
+//! broken stream fails the migration instead of corrupting a page.
 //!
 //! Every buffer is sized at construction for `max_pages`; encoding allocates
 //! nothing (except inside the LZO crate, which allocates its output).
@@ -35,7 +31,7 @@ use crate::codec::{lz, sparse, wkdm, zstd_group::GroupEncoder};
 use crate::config::{Config, LzCodec};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, ENTRY_LEN, FEATURE_RAW_UNCHECKED, HEADER_LEN, PAYLOAD_IN_PLACE};
+use crate::format::{self, Header, ENTRY_LEN, HEADER_LEN};
 use crate::method::Method;
 use crate::policy::{Clock, Codec, LinkStats, PageClass, Plan, Policy, TransportStats, WallClock};
 
@@ -220,37 +216,14 @@ impl Encoder {
                 reason: "every page must be exactly page_size bytes",
             });
         }
-        self.encode_from(pages, out, None)
+        self.encode_from(pages, out)
     }
 
-    /// Encodes `pages` like [`Encoder::encode`], but leaves raw pages out
-    /// of `out`: it holds the header, the table and the other payloads in
-    /// page order, and `lens[i]` is the payload length of page `i` in
-    /// `out`, or [`PAYLOAD_IN_PLACE`] when its payload is the page itself.
-    /// The frame on the wire is `out`'s header and table, then for each
-    /// page in order either its bytes from `out` or the page.  Returns the
-    /// bytes used in `out`.
-    pub fn encode_parts(
-        &mut self,
-        pages: &[&[u8]],
-        out: &mut [u8],
-        lens: &mut [u32],
-    ) -> Result<usize> {
-        if pages.iter().any(|p| p.len() != self.page_size) {
-            return Err(Error::InvalidArgument {
-                reason: "every page must be exactly page_size bytes",
-            });
-        }
-        self.encode_from(pages, out, Some(lens))
-    }
-
-    /// Encodes from any page source; see [`Encoder::encode`] and, with
-    /// `parts`, [`Encoder::encode_parts`].
+    /// Encodes from any page source; see [`Encoder::encode`].
     pub(crate) fn encode_from<S: PageSource + ?Sized>(
         &mut self,
         source: &S,
         out: &mut [u8],
-        parts: Option<&mut [u32]>,
     ) -> Result<usize> {
         let start = self.clock.now_ns();
         let n = source.len();
@@ -267,16 +240,10 @@ impl Encoder {
                 given: out.len(),
             });
         }
-        if parts.as_ref().is_some_and(|lens| lens.len() < n) {
-            return Err(Error::InvalidArgument {
-                reason: "fewer payload lengths than pages",
-            });
-        }
-        let in_place = parts.is_some();
         let ps = self.page_size;
         let plan = self.policy.next_plan();
         let (written, counts) = if plan.all_raw() {
-            (self.write_raw_frame(source, n, out, in_place), None)
+            (self.write_raw_frame(source, n, out), None)
         } else {
             for i in 0..n {
                 source.copy_page(i, &mut self.batch[i * ps..(i + 1) * ps]);
@@ -286,14 +253,14 @@ impl Encoder {
             self.tallies = Tallies::default();
             let counts = self.route(n, &plan);
             self.compress_groups(n);
-            (self.write_frame(n, out, in_place), Some(counts))
+            (self.write_frame(n, out), Some(counts))
         };
 
         let header = Header {
             page_shift: self.shift,
             page_count: n as u16,
             sequence: self.sequence,
-            features: if in_place { FEATURE_RAW_UNCHECKED } else { 0 },
+            features: 0,
             payload_len: written.payload as u32,
             checksum: written.checksum,
         };
@@ -303,20 +270,8 @@ impl Encoder {
         }
         self.sequence = self.sequence.wrapping_add(1);
 
-        if let Some(lens) = parts {
-            let table = &out[HEADER_LEN..HEADER_LEN + n * ENTRY_LEN];
-            for (len, e) in lens.iter_mut().zip(table.chunks_exact(ENTRY_LEN)) {
-                let (tag, l) = format::unpack_entry([e[0], e[1], e[2], e[3]]);
-                *len = if tag == Method::Raw.tag() {
-                    PAYLOAD_IN_PLACE
-                } else {
-                    l as u32
-                };
-            }
-        }
-
         let total_ns = self.clock.now_ns().saturating_sub(start);
-        let frame_len = HEADER_LEN + n * ENTRY_LEN + written.payload;
+        let frame_len = format::head_len(n) + written.payload;
         self.policy
             .record_batch(start, total_ns, n as u64, frame_len as u64);
         if let Some(counts) = counts {
@@ -327,7 +282,7 @@ impl Encoder {
         self.counters.bytes_in += (n * ps) as u64;
         self.counters.bytes_out += frame_len as u64;
         self.counters.ns += total_ns;
-        Ok(HEADER_LEN + n * ENTRY_LEN + written.buffered)
+        Ok(frame_len)
     }
 
     /// Gives the policy this batch's class mix and, on timed batches, the
@@ -351,9 +306,8 @@ impl Encoder {
 
     /// The whole frame when the plan sends every page raw (a link probe,
     /// or a link faster than any codec): the pages are copied once,
-    /// straight into their payload slots, where they are hashed, or not
-    /// at all when `in_place` (and then not hashed); no page is
-    /// classified.
+    /// straight into their payload slots, where they are hashed; no page
+    /// is classified.
     /// The policy learns nothing about classes or codecs from such a batch;
     /// exploring batches, which never take this path, keep it informed.
     fn write_raw_frame<S: PageSource + ?Sized>(
@@ -361,20 +315,15 @@ impl Encoder {
         source: &S,
         n: usize,
         out: &mut [u8],
-        in_place: bool,
     ) -> Written {
         let ps = self.page_size;
-        let table_end = HEADER_LEN + n * ENTRY_LEN;
-        let checksum = if in_place {
-            xxhash_rust::xxh3::xxh3_64(&[])
-        } else {
-            // `out` holds max_frame_len(n) >= table_end + n * ps bytes.
-            let payload = &mut out[table_end..table_end + n * ps];
-            for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
-                source.copy_page(i, slot);
-            }
-            xxhash_rust::xxh3::xxh3_64(payload)
-        };
+        let table_end = format::head_len(n);
+        // `out` holds max_frame_len(n) >= table_end + n * ps bytes.
+        let payload = &mut out[table_end..table_end + n * ps];
+        for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
+            source.copy_page(i, slot);
+        }
+        let checksum = xxhash_rust::xxh3::xxh3_64(payload);
         let entry = format::pack_entry(Method::Raw.tag(), ps);
         for e in out[HEADER_LEN..table_end].chunks_exact_mut(ENTRY_LEN) {
             e.copy_from_slice(&entry);
@@ -384,7 +333,6 @@ impl Encoder {
         self.counters.method_bytes[slot] += (n * ps) as u64;
         Written {
             payload: n * ps,
-            buffered: if in_place { 0 } else { n * ps },
             checksum,
         }
     }
@@ -485,14 +433,11 @@ impl Encoder {
         }
     }
 
-    /// Pass 3: the page table and payloads, raw ones left out when
-    /// `in_place`, and the checksum of the pages (raw ones only when they
-    /// are in the frame).
-    fn write_frame(&mut self, n: usize, out: &mut [u8], in_place: bool) -> Written {
+    /// Pass 3: the page table and payloads, and the checksum of the pages.
+    fn write_frame(&mut self, n: usize, out: &mut [u8]) -> Written {
         let ps = self.page_size;
-        let table_end = HEADER_LEN + n * ENTRY_LEN;
+        let table_end = format::head_len(n);
         let mut pos = table_end;
-        let mut payload = 0;
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         // A codec must save at least 1/32 of the page, else the page goes raw.
         let limit = ps - ps / 32;
@@ -548,12 +493,9 @@ impl Encoder {
                     lz_encode(self.config.lz, page, window, limit, &mut self.lz_scratch)
                         .unwrap_or_else(|| raw(page, window))
                 }
-                Route::Raw if in_place => (Method::Raw, ps),
                 Route::Raw => raw(page, &mut out[pos..pos + ps]),
             };
-            if !(in_place && method == Method::Raw) {
-                hasher.update(page);
-            }
+            hasher.update(page);
             let entry = HEADER_LEN + i * ENTRY_LEN;
             out[entry..entry + ENTRY_LEN].copy_from_slice(&format::pack_entry(method.tag(), len));
             let slot = method.counter_slot();
@@ -564,20 +506,14 @@ impl Encoder {
                 t.pages += 1;
                 t.bytes += (len + ENTRY_LEN) as u64;
             }
-            payload += len;
-            // A raw page sent from its place leaves nothing in `out` (a
-            // codec's fallback may have copied it there: it is overwritten).
-            if !(in_place && method == Method::Raw) {
-                pos += len;
-            }
+            pos += len;
         }
         if let Some((k, since)) = run {
             let now = self.clock.now_ns();
             self.tallies[k.0.index()][k.1.index()].ns += now.saturating_sub(since);
         }
         Written {
-            payload,
-            buffered: pos - table_end,
+            payload: pos - table_end,
             checksum: hasher.digest(),
         }
     }
@@ -586,10 +522,8 @@ impl Encoder {
 /// What writing a frame's payloads produced.
 #[derive(Debug, Clone, Copy)]
 struct Written {
-    /// Payload bytes on the wire (raw pages included).
+    /// Payload bytes after the table.
     payload: usize,
-    /// Payload bytes in the caller's buffer.
-    buffered: usize,
     /// xxh3-64 of the pages the checksum covers, in order.
     checksum: u64,
 }

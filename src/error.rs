@@ -55,6 +55,13 @@ pub enum Error {
         /// The unknown bits.
         features: u32,
     },
+    /// The frame sets a feature bit that was retired (see
+    /// [`crate::format::RETIRED_FEATURES`]): written by an older or broken
+    /// encoder, and never accepted.
+    RetiredFeature {
+        /// The retired bits that are set.
+        features: u32,
+    },
     /// The frame's page size differs from the decoder's.
     PageSizeMismatch {
         /// Page size in the frame.
@@ -142,6 +149,10 @@ impl fmt::Display for Error {
             Error::UnsupportedFeature { features } => {
                 write!(f, "frame uses unsupported feature bits {features:#x}")
             }
+            Error::RetiredFeature { features } => write!(
+                f,
+                "frame uses retired feature bits {features:#x} (raw pages outside the checksum)"
+            ),
             Error::PageSizeMismatch { frame, expected } => write!(
                 f,
                 "frame page size {frame} differs from the configured {expected}"

@@ -8,12 +8,11 @@
 //!      5     1  page_shift (12..=16: page size 4 KiB..64 KiB)
 //!      6     2  page_count (1..=1024)
 //!      8     4  sequence (per-channel frame counter, from 0, wrapping)
-//!     12     4  features (bit 0: raw pages are outside the checksum;
-//!                 unknown bits are rejected)
+//!     12     4  features (none defined; bit 0 is retired; any set bit
+//!                 is rejected)
 //!     16     4  payload_len (bytes of page payloads after the table)
 //!     20     4  reserved (0)
 //!     24     8  checksum: xxh3-64 (seed 0) of the decoded pages, in order
-//!                 (with feature bit 0: of the pages that are not raw)
 //!     32  4*n   page table: per page u32 = tag << 24 | payload length
 //!      …        payloads, in table order
 //! ```
@@ -37,18 +36,13 @@ pub const MAX_PAGES: usize = 1024;
 pub const MIN_PAGE_SIZE: u32 = 4096;
 /// Largest supported page size.
 pub const MAX_PAGE_SIZE: u32 = 65536;
-/// Feature bit: the checksum covers only the pages that are not raw, so a
-/// transport can send raw pages straight from guest memory and read them
-/// straight into it (`docs/FORMAT.md` §4).  Every frame this library
-/// encodes sets it.
-pub const FEATURE_RAW_UNCHECKED: u32 = 1;
-/// Feature bits this decoder understands.
-pub const KNOWN_FEATURES: u32 = FEATURE_RAW_UNCHECKED;
-/// In the payload lengths of a frame handled in parts
-/// ([`crate::Encoder::encode_parts`], [`crate::Decoder::begin_parts`]):
-/// this page's payload is the page itself, sent from or read into its
-/// place, not held in the frame buffer.
-pub const PAYLOAD_IN_PLACE: u32 = u32::MAX;
+/// Feature bits this decoder understands (none yet).
+pub const KNOWN_FEATURES: u32 = 0;
+/// Feature bits that once had a meaning and never get another: bit 0 was
+/// `RAW_UNCHECKED` (raw pages outside the checksum), retired because a
+/// flipped raw page then decoded without error.  A frame that sets one is
+/// refused with [`Error::RetiredFeature`], whatever else it holds.
+pub const RETIRED_FEATURES: u32 = 1;
 /// Largest payload length one table entry can express.
 const MAX_ENTRY_LEN: usize = (1 << 24) - 1;
 
@@ -130,6 +124,11 @@ impl Header {
             return Err(Error::UnsupportedVersion { version: bytes[4] });
         }
         let features = u32_at(12);
+        if features & RETIRED_FEATURES != 0 {
+            return Err(Error::RetiredFeature {
+                features: features & RETIRED_FEATURES,
+            });
+        }
         if features & !KNOWN_FEATURES != 0 {
             return Err(Error::UnsupportedFeature {
                 features: features & !KNOWN_FEATURES,
@@ -172,6 +171,12 @@ pub fn pack_entry(tag: u8, len: usize) -> [u8; ENTRY_LEN] {
     ((u32::from(tag) << 24) | (len as u32 & 0x00ff_ffff)).to_le_bytes()
 }
 
+/// Bytes of the head of a frame of `n_pages` pages: its header and page
+/// table, everything a receiver reads before the payloads.
+pub fn head_len(n_pages: usize) -> usize {
+    HEADER_LEN + n_pages * ENTRY_LEN
+}
+
 /// The total length of the frame whose header starts `header`, from the
 /// header alone: header, page table and payload.
 ///
@@ -182,7 +187,7 @@ pub fn pack_entry(tag: u8, len: usize) -> [u8; ENTRY_LEN] {
 /// read that waits for bytes that belong to the next packet.
 pub fn frame_len(header: &[u8]) -> Result<usize> {
     let h = Header::parse(header)?;
-    Ok(HEADER_LEN + usize::from(h.page_count) * ENTRY_LEN + h.payload_len as usize)
+    Ok(head_len(usize::from(h.page_count)) + h.payload_len as usize)
 }
 
 /// Unpacks one page table entry into (tag, payload length).
@@ -227,10 +232,17 @@ mod tests {
             Err(Error::UnsupportedVersion { version: 2 })
         );
         let mut b = buf;
-        b[12] = 3;
+        b[12] = 2;
         assert_eq!(
             Header::parse(&b),
             Err(Error::UnsupportedFeature { features: 2 })
+        );
+        // A retired bit is named as such, even next to unknown ones.
+        let mut b = buf;
+        b[12] = 3;
+        assert_eq!(
+            Header::parse(&b),
+            Err(Error::RetiredFeature { features: 1 })
         );
         let mut b = buf;
         b[5] = 11;

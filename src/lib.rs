@@ -60,7 +60,7 @@ pub mod policy;
 
 pub use config::{Config, LzCodec, Mode};
 pub use counters::Counters;
-pub use decoder::{Decoder, FrameInfo};
+pub use decoder::{max_parts, Decoder, FrameInfo, Part};
 pub use encoder::Encoder;
 pub use error::{Error, Result};
 pub use method::{slot_name, Method, METHOD_SLOTS};

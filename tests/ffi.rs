@@ -557,3 +557,222 @@ fn every_mode_is_accepted_and_round_trips() {
         assert_eq!(dst, src, "{mode:?}");
     }
 }
+
+/// Reads `frame` through the C ABI the way QEMU's receive glue does: the
+/// head into `buf`, then the iovecs mecom_decoder_begin_parts() lays out,
+/// filled from the frame in order (`tamper` sees each raw page once it is
+/// in place), then mecom_decoder_finish_parts().  Returns the first status
+/// that is not OK, and how many iovecs went straight into `dst`.
+fn read_in_parts_c(
+    dec: *mut mecom_decoder,
+    frame: &[u8],
+    dst: &mut [u8],
+    offsets: &[u64],
+    mut tamper: impl FnMut(&mut [u8]),
+) -> (mecom_status, usize) {
+    let n = offsets.len() as u32;
+    let head = mecom_frame_head_len(n);
+    let mut buf = vec![0u8; mecom_max_frame_len(n, 4096)];
+    buf[..head].copy_from_slice(&frame[..head]);
+    let empty = mecom_iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = vec![empty; mecom_frame_max_iov(n)];
+    let (mut niov, mut buffered) = (0usize, 0usize);
+    // SAFETY: every pointer covers what the contract asks.
+    let st = unsafe {
+        mecom_decoder_begin_parts(
+            dec,
+            buf.as_mut_ptr(),
+            buf.len(),
+            head,
+            dst.as_mut_ptr(),
+            offsets.as_ptr(),
+            n,
+            iov.as_mut_ptr(),
+            iov.len(),
+            &mut niov,
+            &mut buffered,
+        )
+    };
+    if st != mecom_status::Ok {
+        return (st, 0);
+    }
+    let dst_range = dst.as_ptr_range();
+    let mut at = head;
+    let mut in_place = 0;
+    for v in &iov[..niov] {
+        let base = v.iov_base.cast::<u8>();
+        // SAFETY: the library laid out this iovec within `buf` or over one
+        // page of `dst` (asserted right after); `frame` overlaps neither.
+        let place = unsafe { std::slice::from_raw_parts_mut(base, v.iov_len) };
+        place.copy_from_slice(&frame[at..at + v.iov_len]);
+        at += v.iov_len;
+        if dst_range.contains(&base.cast_const()) {
+            assert_eq!(v.iov_len, 4096, "a raw page is one page");
+            tamper(place);
+            in_place += 1;
+        } else {
+            assert!(buf.as_ptr_range().contains(&base.cast_const()));
+        }
+    }
+    assert_eq!(at, frame.len(), "the iovecs cover the frame");
+    // SAFETY: as above; `buf` holds `buffered` bytes.
+    let st = unsafe {
+        mecom_decoder_finish_parts(
+            dec,
+            buf.as_ptr(),
+            buffered,
+            dst.as_mut_ptr(),
+            offsets.as_ptr(),
+            n,
+        )
+    };
+    (st, in_place)
+}
+
+/// QEMU's receive path: raw pages are read straight into guest memory and
+/// verified there; a flipped bit in one fails the frame with a checksum
+/// mismatch, and none of the decoded pages is written.
+#[test]
+fn the_receive_path_qemu_uses_reads_raw_pages_in_place_and_verifies_them() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let (src, offsets) = ram_block(128);
+    let mut dst = vec![0u8; src.len()];
+    for round in 0..3 {
+        let frame = encode_frame(pair.enc, &src, &offsets);
+        let (st, in_place) = read_in_parts_c(pair.dec, &frame, &mut dst, &offsets, |_| {});
+        assert_eq!(
+            st,
+            mecom_status::Ok,
+            "round {round}: {}",
+            dec_error(pair.dec)
+        );
+        assert!(
+            in_place > 0,
+            "round {round}: the random pages go raw, in place"
+        );
+        assert_eq!(dst, src, "round {round}");
+    }
+    let frame = encode_frame(pair.enc, &src, &offsets);
+    let mut dst = vec![0xEEu8; src.len()];
+    let (st, in_place) = read_in_parts_c(pair.dec, &frame, &mut dst, &offsets, |p| p[7] ^= 1);
+    assert!(in_place > 0);
+    assert_eq!(
+        st,
+        mecom_status::ChecksumMismatch,
+        "{}",
+        dec_error(pair.dec)
+    );
+    let decoded_written = offsets
+        .iter()
+        .filter(|&&o| dst[o as usize..o as usize + 4096] != src[o as usize..o as usize + 4096])
+        .filter(|&&o| {
+            dst[o as usize..o as usize + 4096]
+                .iter()
+                .any(|&b| b != 0xEE)
+        })
+        .count();
+    assert_eq!(
+        decoded_written, in_place,
+        "only the raw pages read in place changed"
+    );
+}
+
+/// A frame with the retired feature bit (raw pages outside the checksum)
+/// is refused with its own status on every receive path, and no code
+/// writes one.
+#[test]
+fn a_frame_with_the_retired_feature_bit_is_refused() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let (src, offsets) = ram_block(16);
+    let mut frame = encode_frame(pair.enc, &src, &offsets);
+    assert_eq!(
+        frame[12..16],
+        [0, 0, 0, 0],
+        "the encoder sets no feature bit"
+    );
+    frame[12] = 1;
+    let mut dst = vec![0xEEu8; src.len()];
+    let (st, _) = read_in_parts_c(pair.dec, &frame, &mut dst, &offsets, |_| {});
+    assert_eq!(st, mecom_status::RetiredFeature);
+    assert!(
+        dec_error(pair.dec).contains("retired"),
+        "{}",
+        dec_error(pair.dec)
+    );
+    // SAFETY: every pointer covers what the contract asks.
+    let st = unsafe {
+        mecom_decoder_decode(
+            pair.dec,
+            frame.as_ptr(),
+            frame.len(),
+            dst.as_mut_ptr(),
+            offsets.as_ptr(),
+            16,
+        )
+    };
+    assert_eq!(st, mecom_status::RetiredFeature);
+    let mut declared = 0usize;
+    // SAFETY: `frame` holds its header; `declared` is writable.
+    let st = unsafe { mecom_frame_len(frame.as_ptr(), frame.len(), &mut declared) };
+    assert_eq!(st, mecom_status::RetiredFeature);
+    assert!(
+        dst.iter().all(|&b| b == 0xEE),
+        "a refused frame wrote guest RAM"
+    );
+    assert_eq!(
+        text(mecom_status_str(mecom_status::RetiredFeature as u32)),
+        "frame uses a retired feature (raw pages outside the checksum)"
+    );
+}
+
+/// begin_parts writes its outputs only on success: too few iovecs and a
+/// buffer too short for the buffered payloads are named statuses.
+#[test]
+fn begin_parts_checks_its_buffers() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let (src, offsets) = ram_block(8);
+    let frame = encode_frame(pair.enc, &src, &offsets);
+    let head = mecom_frame_head_len(8);
+    assert_eq!(mecom_frame_head_len(0), 0);
+    assert_eq!(mecom_frame_max_iov(8), 17);
+    assert_eq!(mecom_frame_max_iov(1025), 0);
+    let mut dst = vec![0u8; src.len()];
+    let mut buf = frame.clone();
+    let empty = mecom_iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty; 17];
+    for (buf_len, iov_cap, want) in [
+        (buf.len(), 0, mecom_status::InvalidArgument),
+        (head, 17, mecom_status::BufferTooSmall),
+        (head - 1, 17, mecom_status::InvalidArgument),
+    ] {
+        let (mut niov, mut buffered) = (usize::MAX, usize::MAX);
+        // SAFETY: every pointer covers what the contract asks.
+        let st = unsafe {
+            mecom_decoder_begin_parts(
+                pair.dec,
+                buf.as_mut_ptr(),
+                buf_len,
+                head,
+                dst.as_mut_ptr(),
+                offsets.as_ptr(),
+                8,
+                iov.as_mut_ptr(),
+                iov_cap,
+                &mut niov,
+                &mut buffered,
+            )
+        };
+        assert_eq!(st, want, "buf_len {buf_len}, iov_cap {iov_cap}");
+        assert_eq!((niov, buffered), (usize::MAX, usize::MAX));
+        assert!(iov.iter().all(|v| *v == empty), "iovecs written on failure");
+    }
+}

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{page, Kind, KINDS};
-use mecom::format::{HEADER_LEN, PAYLOAD_IN_PLACE};
 use mecom::{Config, Decoder, Encoder, LinkStats, LzCodec, Method, Mode};
 use proptest::prelude::*;
 
@@ -70,62 +69,14 @@ fn settings() -> Vec<Config> {
     ]
 }
 
-/// The same batch in parts.  Built in parts (the buffer holds the head
-/// and the payloads that are not raw; raw pages go from their place), the
-/// wire stream is the frame `encode` made but for the feature bit that
-/// leaves raw pages out of the checksum, and the checksum.  Both frames,
-/// read in parts (raw pages straight into place), give the pages back.
-fn parts_round_trip(config: &Config, pages: &[Vec<u8>], frame: &[u8]) {
-    let n = pages.len();
-    let head = HEADER_LEN + 4 * n;
-    let mut enc = Encoder::new(config.clone()).unwrap();
-    let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
-    let mut buf = vec![0u8; enc.max_frame_len(n)];
-    let mut lens = vec![0u32; n];
-    let used = enc.encode_parts(&refs, &mut buf, &mut lens).unwrap();
-    let mut wire = buf[..head].to_vec();
-    let mut at = head;
-    for (i, &len) in lens.iter().enumerate() {
-        if len == PAYLOAD_IN_PLACE {
-            wire.extend_from_slice(&pages[i]);
-        } else {
-            wire.extend_from_slice(&buf[at..at + len as usize]);
-            at += len as usize;
-        }
-    }
-    assert_eq!(at, used, "buffered payloads do not add up");
-    assert_eq!(wire.len(), frame.len());
-    assert!(wire[..12] == frame[..12] && wire[16..24] == frame[16..24]);
-    assert!(wire[head..] == frame[head..] && wire[32..head] == frame[32..head]);
-    for whole in [&wire[..], frame] {
-        decode_in_parts(config, pages, whole);
-    }
-}
-
 /// Reads `frame` in parts, raw pages straight into place, and checks that
 /// it gives `pages`.
 fn decode_in_parts(config: &Config, pages: &[Vec<u8>], frame: &[u8]) {
     let ps = config.page_size as usize;
     let n = pages.len();
-    let head = HEADER_LEN + 4 * n;
     let mut dec = Decoder::new(config.clone()).unwrap();
-    let mut lens = vec![0u32; n];
-    let buffered = dec.begin_parts(&frame[..head], n, &mut lens).unwrap();
     let mut out = vec![0x5Au8; n * ps];
-    let mut buf = frame[..head].to_vec();
-    let mut at = head;
-    for (i, &len) in lens.iter().enumerate() {
-        if len == PAYLOAD_IN_PLACE {
-            out[i * ps..(i + 1) * ps].copy_from_slice(&frame[at..at + ps]);
-            at += ps;
-        } else {
-            buf.extend_from_slice(&frame[at..at + len as usize]);
-            at += len as usize;
-        }
-    }
-    assert_eq!(buf.len(), buffered);
-    let mut slices: Vec<&mut [u8]> = out.chunks_exact_mut(ps).collect();
-    dec.finish_parts(&buf, &mut slices).unwrap();
+    common::read_in_parts(&mut dec, frame, n, ps, &mut out, |_, _| {}).unwrap();
     assert!(
         out == pages.concat(),
         "parts decode differs with {config:?}"
@@ -152,7 +103,7 @@ fn round_trip(config: &Config, pages: &[Vec<u8>]) -> (usize, mecom::Counters) {
             "page {i} differs with {config:?}"
         );
     }
-    parts_round_trip(config, pages, &frame[..len]);
+    decode_in_parts(config, pages, &frame[..len]);
     (len, enc.counters().clone())
 }
 

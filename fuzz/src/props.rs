@@ -96,50 +96,43 @@ fn frame_checksum(frame: &[u8]) -> u64 {
     u64::from_le_bytes(c)
 }
 
-/// The checksum `n` decoded pages in `out` give under the frame's rule:
-/// all pages, or (`FEATURE_RAW_UNCHECKED`) those its table does not call
-/// raw.
-fn pages_checksum(frame: &[u8], out: &[u8], n: usize, ps: usize) -> u64 {
-    let unchecked =
-        Header::parse(frame).is_ok_and(|h| h.features & mecom::format::FEATURE_RAW_UNCHECKED != 0);
-    if !unchecked {
-        return xxhash_rust::xxh3::xxh3_64(&out[..n * ps]);
-    }
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for i in 0..n {
-        let e = mecom::format::HEADER_LEN + 4 * i;
-        let entry = [frame[e], frame[e + 1], frame[e + 2], frame[e + 3]];
-        if mecom::format::unpack_entry(entry).0 != mecom::Method::Raw.tag() {
-            hasher.update(&out[i * ps..(i + 1) * ps]);
-        }
-    }
-    hasher.digest()
+/// The checksum `n` decoded pages in `out` give: every page is covered.
+fn pages_checksum(out: &[u8], n: usize, ps: usize) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&out[..n * ps])
 }
 
 /// Decodes `frame` in parts on a fresh decoder, the way QEMU's glue reads
-/// a packet: the head, then each payload straight into its page or into
-/// the buffer.  `None` when the frame is refused, or is not exactly as
-/// long as it declares (the glue checks that before reading on).
+/// a packet: the head, then each part [`Decoder::parts`] names, raw pages
+/// straight into their place, the rest into the buffer after the head.
+/// `None` when the frame is refused, or is not exactly as long as it
+/// declares (the glue checks that before reading on).
 fn decode_in_parts(config: &Config, frame: &[u8], pages: usize) -> Option<Vec<u8>> {
     let ps = config.page_size as usize;
     let header = Header::parse(frame).ok()?;
-    let head = mecom::format::HEADER_LEN + 4 * pages;
+    let head = mecom::format::head_len(pages);
     if frame.len() != head + header.payload_len as usize {
         return None;
     }
     let mut dec = Decoder::new(config.clone()).expect("valid decoder config");
-    let mut lens = vec![0u32; pages];
-    let buffered = dec.begin_parts(&frame[..head], pages, &mut lens).ok()?;
+    let buffered = dec.begin_parts(&frame[..head], pages).ok()?;
     let mut out = vec![SENTINEL; pages * ps];
     let mut buf = frame[..head].to_vec();
     let mut at = head;
-    for (i, &len) in lens.iter().enumerate() {
-        if len == mecom::format::PAYLOAD_IN_PLACE {
-            out[i * ps..(i + 1) * ps].copy_from_slice(frame.get(at..at + ps)?);
-            at += ps;
-        } else {
-            buf.extend_from_slice(frame.get(at..at + len as usize)?);
-            at += len as usize;
+    assert!(
+        dec.parts().len() <= mecom::max_parts(pages),
+        "too many parts"
+    );
+    for part in dec.parts().to_vec() {
+        match part {
+            mecom::Part::Buffer { offset, len } => {
+                assert_eq!(offset, buf.len(), "buffered parts are not back to back");
+                buf.extend_from_slice(frame.get(at..at + len)?);
+                at += len;
+            }
+            mecom::Part::Page { index } => {
+                out[index * ps..(index + 1) * ps].copy_from_slice(frame.get(at..at + ps)?);
+                at += ps;
+            }
         }
     }
     assert_eq!(buf.len(), buffered, "begin_parts announced another length");
@@ -207,7 +200,7 @@ pub fn decode_frame(data: &[u8]) -> Outcome {
             assert!(n >= 1 && n <= max, "decoded {n} pages");
             assert!(n * ps <= out.len(), "decoded more pages than fit");
             assert_eq!(
-                pages_checksum(frame, &out, n, ps),
+                pages_checksum(&out, n, ps),
                 frame_checksum(frame),
                 "decoded pages do not match the frame's checksum"
             );
@@ -369,6 +362,18 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
         status != ffi::mecom_status::Panic && status != ffi::mecom_status::Poisoned,
         "the C ABI reported {status:?}"
     );
+    // The path QEMU receives with: read in parts through the C ABI, it
+    // decodes exactly when the whole frame does, to the same guest RAM.
+    let mut parts_block = vec![SENTINEL; block.len()];
+    let parts_status = ffi_decode_in_parts(frame, n, &mut parts_block, &offsets, ps);
+    assert_eq!(
+        parts_status == ffi::mecom_status::Ok,
+        status == ffi::mecom_status::Ok,
+        "in parts {parts_status:?}, whole {status:?}"
+    );
+    if status == ffi::mecom_status::Ok {
+        assert!(parts_block == block, "read in parts, guest RAM differs");
+    }
     // The header-only length check QEMU runs before reading a frame: never
     // a panic, and for a frame that decodes it is the frame's length.
     let mut declared = usize::MAX;
@@ -434,6 +439,104 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
             // Both decoders advanced; they are dropped, not kept.
             Outcome::Decoded
         }
+    }
+}
+
+/// Reads `frame` (of `n` pages) through the C ABI the way QEMU's receive
+/// glue does: the declared length against the packet's, the head, the
+/// iovecs mecom_decoder_begin_parts() lays out (each checked to lie within
+/// the buffer or one page of `block`, after its guard page), filled from
+/// the frame in order, then mecom_decoder_finish_parts().  Returns the
+/// first status that is not OK (a frame too short for its parts is
+/// `Truncated`, as the glue's read would fail), or OK.
+fn ffi_decode_in_parts(
+    frame: &[u8],
+    n: usize,
+    block: &mut [u8],
+    offsets: &[u64],
+    ps: usize,
+) -> ffi::mecom_status {
+    let handle = FfiDecoder::new();
+    let mut declared = 0;
+    // SAFETY: `frame` is `frame.len()` readable bytes; `declared` is ours.
+    let st = unsafe { ffi::mecom_frame_len(frame.as_ptr(), frame.len(), &mut declared) };
+    if st != ffi::mecom_status::Ok {
+        return st;
+    }
+    let head = ffi::mecom_frame_head_len(n as u32);
+    if declared != frame.len() || frame.len() < head {
+        return ffi::mecom_status::LengthMismatch;
+    }
+    let mut buf = vec![0u8; ffi::mecom_max_frame_len(n as u32, ps as u32)];
+    buf[..head].copy_from_slice(&frame[..head]);
+    let empty = ffi::mecom_iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = vec![empty; ffi::mecom_frame_max_iov(n as u32)];
+    let (mut niov, mut buffered) = (usize::MAX, usize::MAX);
+    let host = block[ps..].as_mut_ptr();
+    // SAFETY: a live handle used by this thread only; `buf` is `buf.len()`
+    // bytes of which `head` are filled; `offsets` holds `n` values, each
+    // page within `block` after the guard page (see ffi_offsets); `iov`
+    // holds `iov.len()` entries; the outputs are ours.
+    let st = unsafe {
+        ffi::mecom_decoder_begin_parts(
+            handle.0,
+            buf.as_mut_ptr(),
+            buf.len(),
+            head,
+            host,
+            offsets.as_ptr(),
+            n as u32,
+            iov.as_mut_ptr(),
+            iov.len(),
+            &mut niov,
+            &mut buffered,
+        )
+    };
+    if st != ffi::mecom_status::Ok {
+        assert_eq!(
+            (niov, buffered),
+            (usize::MAX, usize::MAX),
+            "outputs on failure"
+        );
+        return st;
+    }
+    assert!(niov <= iov.len() && buffered <= buf.len() && buffered >= head);
+    let (buf_base, block_base) = (buf.as_ptr() as usize, block.as_ptr() as usize);
+    let mut at = head;
+    for v in &iov[..niov] {
+        let base = v.iov_base as usize;
+        let in_buf = base >= buf_base + head && base + v.iov_len <= buf_base + buffered;
+        let page = base.wrapping_sub(block_base + ps);
+        let in_block = v.iov_len == ps
+            && offsets.iter().any(|&o| o as usize == page)
+            && base + ps <= block_base + block.len();
+        assert!(
+            in_buf || in_block,
+            "an iovec points outside the buffer and the pages"
+        );
+        let Some(src) = frame.get(at..at + v.iov_len) else {
+            return ffi::mecom_status::Truncated;
+        };
+        // SAFETY: checked just above: the iovec lies within `buf` (after
+        // the head) or is one page of `block`; `src` is part of `frame`,
+        // which overlaps neither.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), v.iov_base.cast::<u8>(), v.iov_len) };
+        at += v.iov_len;
+    }
+    assert_eq!(at, frame.len(), "the iovecs do not cover the frame");
+    // SAFETY: as for begin_parts; `buf` holds `buffered` bytes now.
+    unsafe {
+        ffi::mecom_decoder_finish_parts(
+            handle.0,
+            buf.as_ptr(),
+            buffered,
+            host,
+            offsets.as_ptr(),
+            n as u32,
+        )
     }
 }
 
@@ -1113,44 +1216,6 @@ pub fn gen_structured(src: &mut impl Source) -> StructuredCase {
     }
 }
 
-/// What a frame that decoded must have given: `original`, with every page
-/// the frame's table calls raw replaced by that page's payload bytes.
-fn expect_with_raw_payloads(frame: &[u8], original: &[u8], ps: usize) -> Vec<u8> {
-    let mut want = original.to_vec();
-    let Ok(header) = Header::parse(frame) else {
-        return want;
-    };
-    if header.features & mecom::format::FEATURE_RAW_UNCHECKED == 0 {
-        return want;
-    }
-    let n = usize::from(header.page_count);
-    let table_end = mecom::format::HEADER_LEN + 4 * n;
-    let mut at = table_end;
-    for i in 0..n {
-        let e = mecom::format::HEADER_LEN + 4 * i;
-        let Some(entry) = frame.get(e..e + 4) else {
-            return want;
-        };
-        let (tag, len) = mecom::format::unpack_entry([entry[0], entry[1], entry[2], entry[3]]);
-        if tag == mecom::Method::Raw.tag() {
-            if let (Some(src), Some(dst)) =
-                (frame.get(at..at + len), want.get_mut(i * ps..(i + 1) * ps))
-            {
-                if src.len() == dst.len() {
-                    dst.copy_from_slice(src);
-                }
-            }
-        }
-        at += len;
-    }
-    want
-}
-
-/// Decodes the channel's frames in order on one decoder: a frame either
-/// fails and writes nothing, or decodes to the pages it was encoded from,
-/// except that a page the frame sends raw is its payload bytes as they
-/// arrived (frames leave raw pages outside the checksum, as QEMU's `none`
-/// carries them; docs/FORMAT.md §4).  Unmutated channels decode completely.
 fn dec_config(case: &StructuredCase) -> Config {
     Config {
         page_size: case.page_size,
@@ -1187,9 +1252,8 @@ pub fn check_structured(case: &StructuredCase) -> Outcome {
                     expected.len(),
                     "frame {k}: decoded a different number of pages"
                 );
-                let want = expect_with_raw_payloads(frame, expected, ps);
                 assert!(
-                    out[..expected.len()] == want[..],
+                    out[..expected.len()] == expected[..],
                     "frame {k}: SILENT CORRUPTION: decoded pages differ from the encoded ones"
                 );
                 assert!(

@@ -13,6 +13,7 @@
  * fields (refcounts, line numbers, pointer swaps) in older units.
  */
 #include "mecom_gen.h"
+#include "mecom_rate.h"
 #include <stdarg.h>
 
 typedef struct Type {
@@ -350,16 +351,7 @@ int main(int argc, char **argv)
         for (int m = 0; m < 8; m++)
             work += mutate(ring[(head + rndn((uint32_t)count)) % cap], 256);
 
-        double t = now_s();
-        if (rate > 0) {
-            double due = start + work / rate;
-            if (due > t) {
-                double d = due - t;
-                struct timespec ts = { (time_t)d, (long)((d - (time_t)d) * 1e9) };
-                nanosleep(&ts, NULL);
-                t = now_s();
-            }
-        }
+        double t = rate_wait(start, work, rate);
         if (stats_every > 0 && t - last_stat >= stats_every) {
             printf("compile: %.1f MiB/s heap churn, %lu units built, heap %zu MiB\n",
                    (work - work_at_stat) / (t - last_stat) / 1048576.0, built,

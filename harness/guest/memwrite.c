@@ -12,6 +12,7 @@
  * 64..4096-byte slice) or all of it (full) with fresh content of its kind.
  */
 #include "mecom_gen.h"
+#include "mecom_rate.h"
 #include <sys/mman.h>
 
 int main(int argc, char **argv)
@@ -71,16 +72,7 @@ int main(int argc, char **argv)
             }
         }
         done += 32;
-        double t = now_s();
-        if (pages_per_s > 0) {
-            double due = start + done / pages_per_s;
-            if (due > t) {
-                double d = due - t;
-                struct timespec ts = { (time_t)d, (long)((d - (time_t)d) * 1e9) };
-                nanosleep(&ts, NULL);
-                t = now_s();
-            }
-        }
+        double t = rate_wait(start, done, pages_per_s);
         if (stats_every > 0 && t - last_stat >= stats_every) {
             double r = (done - done_at_stat) / (t - last_stat);
             printf("memwrite: %.0f pages/s (%.1f MiB/s)\n", r, r * PAGE / 1048576.0);

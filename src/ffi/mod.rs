@@ -23,22 +23,15 @@ pub use status::mecom_status;
 
 use crate::config::{Config, LzCodec, Mode};
 use crate::counters::Counters;
-use crate::decoder::Decoder;
+use crate::decoder::{self, Decoder, PageSink, Part};
 use crate::encoder::{Encoder, PageSource};
 use crate::error::Error;
 use crate::format;
 use crate::method::METHOD_SLOTS;
 use crate::policy::{LinkStats, TransportStats};
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-
-/// In the payload lengths of a frame handled in parts: the page's payload
-/// is the page itself, at `host + offsets[i]` (see
-/// mecom_encoder_encode_parts() and mecom_decoder_begin_parts()).
-pub const MECOM_PAYLOAD_IN_PLACE: u32 = u32::MAX;
-// The C constant is spelled out for cbindgen; it must equal the crate's.
-const _: () = assert!(MECOM_PAYLOAD_IN_PLACE == format::PAYLOAD_IN_PLACE);
 
 /// Slots in the per-method counter arrays.
 pub const MECOM_METHOD_SLOTS: usize = 16;
@@ -178,6 +171,18 @@ pub struct mecom_counters {
     pub method_pages: [u64; MECOM_METHOD_SLOTS],
     /// Payload bytes per method, indexed by `mecom_method`.
     pub method_bytes: [u64; MECOM_METHOD_SLOTS],
+}
+
+/// One piece of a frame to read, laid out like POSIX `struct iovec`, so
+/// an array of them can be handed to readv() (see
+/// mecom_decoder_begin_parts()).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct mecom_iovec {
+    /// Where the bytes go.
+    pub iov_base: *mut c_void,
+    /// How many bytes.
+    pub iov_len: usize,
 }
 
 impl From<&Counters> for mecom_counters {
@@ -363,11 +368,27 @@ pub extern "C" fn mecom_max_frame_len(n_pages: u32, page_size: u32) -> usize {
 pub const MECOM_FRAME_HEADER_LEN: usize = 32;
 const _: () = assert!(MECOM_FRAME_HEADER_LEN == format::HEADER_LEN);
 
-/// Bytes per page in a frame's page table, which follows the header: the
-/// head of a frame of n pages is `MECOM_FRAME_HEADER_LEN +
-/// n * MECOM_FRAME_ENTRY_LEN` bytes.
-pub const MECOM_FRAME_ENTRY_LEN: usize = 4;
-const _: () = assert!(MECOM_FRAME_ENTRY_LEN == format::ENTRY_LEN);
+/// Bytes of the head (header and page table) of a frame of `n_pages`
+/// pages: what a receiver reads before it asks mecom_decoder_begin_parts()
+/// where the rest goes.  0 when `n_pages` is 0 or over 1024.
+#[no_mangle]
+pub extern "C" fn mecom_frame_head_len(n_pages: u32) -> usize {
+    match n_pages as usize {
+        n @ 1..=format::MAX_PAGES => format::head_len(n),
+        _ => 0,
+    }
+}
+
+/// The most iovecs mecom_decoder_begin_parts() writes for a frame of
+/// `n_pages` pages (buffered payloads and raw pages alternate at worst).
+/// 0 when `n_pages` is 0 or over 1024.
+#[no_mangle]
+pub extern "C" fn mecom_frame_max_iov(n_pages: u32) -> usize {
+    match n_pages as usize {
+        n @ 1..=format::MAX_PAGES => decoder::max_parts(n),
+        _ => 0,
+    }
+}
 
 /// Reads the total length a frame declares (header, page table and payload)
 /// from its first `header_len` bytes, of which MECOM_FRAME_HEADER_LEN are
@@ -537,26 +558,6 @@ pub unsafe extern "C" fn mecom_encoder_encode(
     out_cap: usize,
     out_len: *mut usize,
 ) -> mecom_status {
-    // SAFETY: forwarded contract of this function; no payload lengths.
-    unsafe { encode_guest(enc, host, offsets, n_pages, out, out_cap, out_len, None) }
-}
-
-/// The shared body of mecom_encoder_encode() and
-/// mecom_encoder_encode_parts() (`lens`: the latter's payload lengths).
-///
-/// # Safety
-/// The contract of mecom_encoder_encode().
-#[allow(clippy::too_many_arguments)]
-unsafe fn encode_guest(
-    enc: *mut mecom_encoder,
-    host: *const u8,
-    offsets: *const u64,
-    n_pages: u32,
-    out: *mut u8,
-    out_cap: usize,
-    out_len: *mut usize,
-    lens: Option<&mut [u32]>,
-) -> mecom_status {
     if enc.is_null() || host.is_null() || offsets.is_null() || out.is_null() || out_len.is_null() {
         return mecom_status::NullParameter;
     }
@@ -570,7 +571,7 @@ unsafe fn encode_guest(
     let out = unsafe { std::slice::from_raw_parts_mut(out, out_cap) };
     let mut written = 0;
     let status = handle.call(|e| {
-        written = e.encode_from(&GuestPages { host, offsets }, out, lens)?;
+        written = e.encode_from(&GuestPages { host, offsets }, out)?;
         Ok(())
     });
     if status == mecom_status::Ok {
@@ -578,52 +579,6 @@ unsafe fn encode_guest(
         unsafe { out_len.write(written) };
     }
     status
-}
-
-/// Like mecom_encoder_encode(), but raw pages stay where they are: `out`
-/// receives the frame's header and page table, then the payloads of the
-/// pages that are not raw, back to back; `payload_lens[i]` receives the
-/// length of page i's payload in `out`, or MECOM_PAYLOAD_IN_PLACE when its
-/// payload is the page itself at `host + offsets[i]`.  The frame to send is
-/// the first `32 + 4 * n_pages` bytes of `out`, then, page by page, either
-/// the next `payload_lens[i]` bytes of `out` or the page.  `*out_len`
-/// receives the bytes used in `out`.  The frame's checksum leaves raw pages
-/// out, so the guest may change them until they are sent: such a page is
-/// dirty and will be sent again.
-///
-/// # Safety
-/// As mecom_encoder_encode(); `payload_lens` points to `n_pages` writable
-/// values.
-#[no_mangle]
-pub unsafe extern "C" fn mecom_encoder_encode_parts(
-    enc: *mut mecom_encoder,
-    host: *const u8,
-    offsets: *const u64,
-    n_pages: u32,
-    out: *mut u8,
-    out_cap: usize,
-    out_len: *mut usize,
-    payload_lens: *mut u32,
-) -> mecom_status {
-    if payload_lens.is_null() {
-        return mecom_status::NullParameter;
-    }
-    // SAFETY: `payload_lens` is `n_pages` writable values owned by the
-    // caller, aliasing neither `out` nor `offsets`.
-    let lens = unsafe { std::slice::from_raw_parts_mut(payload_lens, n_pages as usize) };
-    // SAFETY: forwarded contract of this function.
-    unsafe {
-        encode_guest(
-            enc,
-            host,
-            offsets,
-            n_pages,
-            out,
-            out_cap,
-            out_len,
-            Some(lens),
-        )
-    }
 }
 
 /// Gives the encoder the migration's latest statistics.
@@ -812,6 +767,42 @@ pub unsafe extern "C" fn mecom_decoder_decode(
     unsafe { decode_guest(dec, frame, frame_len, host, offsets, n_pages, false) }
 }
 
+/// Guest pages at `host + offsets[i]`, written and read with one copy
+/// each, never through a slice over guest memory.
+struct GuestPagesMut<'a> {
+    host: *mut u8,
+    offsets: &'a [u64],
+}
+
+impl PageSink for GuestPagesMut<'_> {
+    fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    fn put_page(&mut self, index: usize, page: &[u8]) {
+        let offset = self.offsets[index] as usize;
+        // SAFETY: by the contract of the mecom_decoder_* call that made
+        // this sink, `host + offsets[i]` is `page_size` writable bytes not
+        // overlapping the frame; `page` is one page of the decoder's own
+        // scratch buffer.  Raw copies (no `&mut` slices) keep even a
+        // repeated offset free of aliasing.
+        unsafe {
+            ptr::copy_nonoverlapping(page.as_ptr(), self.host.wrapping_add(offset), page.len())
+        };
+    }
+
+    fn get_page(&self, index: usize, dst: &mut [u8]) {
+        let offset = self.offsets[index] as usize;
+        // SAFETY: by contract `host + offsets[i]` is `page_size` readable
+        // bytes (the raw page the caller read there), not overlapping
+        // `dst`, one page of the decoder's own scratch buffer.  The
+        // destination guest does not run during the load.
+        unsafe {
+            ptr::copy_nonoverlapping(self.host.wrapping_add(offset), dst.as_mut_ptr(), dst.len())
+        };
+    }
+}
+
 /// The shared body of mecom_decoder_decode() and, with `parts`,
 /// mecom_decoder_finish_parts().
 ///
@@ -836,87 +827,111 @@ unsafe fn decode_guest(
     let frame = unsafe { std::slice::from_raw_parts(frame, frame_len) };
     // SAFETY: `offsets` holds `n_pages` readable values owned by the caller.
     let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
-    let sink = |i: usize, page: &[u8]| {
-        let offset = offsets[i] as usize;
-        // SAFETY: by contract `host + offsets[i]` is `page_size` writable
-        // bytes not overlapping `frame`; `page` is one page of the
-        // decoder's own scratch buffer.  Raw copies (no `&mut` slices)
-        // keep even a repeated offset free of aliasing.
-        unsafe { ptr::copy_nonoverlapping(page.as_ptr(), host.wrapping_add(offset), page.len()) };
-    };
+    let mut sink = GuestPagesMut { host, offsets };
     handle.call(|d| {
         if parts {
-            if let Some(header) = d
-                .pending_header()
-                .filter(|h| usize::from(h.page_count) <= offsets.len())
-            {
-                d.load_in_place(header, |i, dst| {
-                    let offset = offsets[i] as usize;
-                    // SAFETY: by contract `host + offsets[i]` is `page_size`
-                    // readable bytes (the raw page the caller read there),
-                    // not overlapping `dst`, one page of the decoder's own
-                    // scratch buffer.  A copy, never a slice over guest
-                    // memory.
-                    unsafe {
-                        ptr::copy_nonoverlapping(
-                            host.wrapping_add(offset),
-                            dst.as_mut_ptr(),
-                            dst.len(),
-                        )
-                    };
-                });
-            }
-            d.finish_parts_with(frame, offsets.len(), sink)
+            d.finish_parts_to(frame, &mut sink)
         } else {
-            d.decode_with(frame, offsets.len(), sink)
+            d.decode_to(frame, &mut sink)
         }
         .map(|_| ())
     })
 }
 
 /// Starts reading a frame in parts, for a transport that reads raw pages
-/// straight into place (where mecom_decoder_finish_parts() verifies them).  `head` holds the frame's first `32 + 4 * n_pages`
-/// bytes (header and page table; `head_len` may be more), which are checked
-/// as mecom_decoder_decode() checks them.  On success `payload_lens[i]`
-/// tells where page i's payload, which comes next on the wire in page
-/// order, goes: MECOM_PAYLOAD_IN_PLACE for a raw page to be read straight
-/// into `host + offsets[i]` (one page), otherwise that many bytes into the
-/// caller's buffer, right after the head and the payloads before it.
-/// `*buffered_len` receives the length the buffer then has; pass it to
-/// mecom_decoder_finish_parts().
+/// straight into guest memory (where mecom_decoder_finish_parts() verifies
+/// them).  `buf[0..head_len)` holds the frame's head, its first
+/// mecom_frame_head_len(n_pages) bytes (`head_len` may be more), which is
+/// checked as mecom_decoder_decode() checks it.  On success `iov[0..*niov)`
+/// tells where the rest of the frame goes, in wire order: a raw page
+/// straight into `host + offsets[i]` (one page), the other payloads into
+/// `buf` right after the head, consecutive ones in one iovec; read them
+/// with one readv().  `*buffered_len` receives the bytes of `buf` then in
+/// use: pass it to mecom_decoder_finish_parts().  `iov_cap >=
+/// mecom_frame_max_iov(n_pages)` always suffices; `buf_len` must hold the
+/// buffered part (mecom_max_frame_len() always does), else
+/// MECOM_STATUS_BUFFER_TOO_SMALL.  No byte is read from or written to
+/// `host` here.
 ///
 /// # Safety
-/// `dec` is a live decoder used by no other thread during the call; `head`
-/// points to `head_len` readable bytes; `payload_lens` to `n_pages`
-/// writable values; `buffered_len` to a writable `size_t`.
+/// `dec` is a live decoder used by no other thread during the call; `buf`
+/// points to `buf_len` bytes of which the first `head_len` are readable;
+/// `offsets` to `n_pages` readable values; `iov` to `iov_cap` writable
+/// `mecom_iovec`s; `niov` and `buffered_len` to writable `size_t`s.
 #[no_mangle]
 pub unsafe extern "C" fn mecom_decoder_begin_parts(
     dec: *mut mecom_decoder,
-    head: *const u8,
+    buf: *mut u8,
+    buf_len: usize,
     head_len: usize,
+    host: *mut u8,
+    offsets: *const u64,
     n_pages: u32,
-    payload_lens: *mut u32,
+    iov: *mut mecom_iovec,
+    iov_cap: usize,
+    niov: *mut usize,
     buffered_len: *mut usize,
 ) -> mecom_status {
-    if dec.is_null() || head.is_null() || payload_lens.is_null() || buffered_len.is_null() {
+    if dec.is_null()
+        || buf.is_null()
+        || host.is_null()
+        || offsets.is_null()
+        || iov.is_null()
+        || niov.is_null()
+        || buffered_len.is_null()
+    {
         return mecom_status::NullParameter;
+    }
+    if head_len > buf_len {
+        return mecom_status::InvalidArgument;
     }
     // SAFETY: non-NULL, live and exclusively ours for the call by contract.
     let handle = unsafe { &mut (*dec).0 };
-    // SAFETY: `head` is `head_len` readable bytes (QEMU's receive buffer)
-    // that nobody writes during the call.
-    let head = unsafe { std::slice::from_raw_parts(head, head_len) };
-    // SAFETY: `payload_lens` is `n_pages` writable values owned by the
-    // caller, not aliasing `head`.
-    let lens = unsafe { std::slice::from_raw_parts_mut(payload_lens, n_pages as usize) };
-    let mut end = 0;
+    // SAFETY: the first `head_len` bytes of `buf` are readable by contract
+    // (QEMU's receive buffer), and nobody writes them during the call.
+    let head = unsafe { std::slice::from_raw_parts(buf, head_len) };
+    // SAFETY: `offsets` holds `n_pages` readable values owned by the caller.
+    let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
+    // SAFETY: `iov` is `iov_cap` writable iovecs owned by the caller, not
+    // aliasing `buf` or `offsets`.
+    let iov = unsafe { std::slice::from_raw_parts_mut(iov, iov_cap) };
+    let (mut end, mut count) = (0, 0);
     let status = handle.call(|d| {
-        end = d.begin_parts(head, lens.len(), lens)?;
+        end = d.begin_parts(head, offsets.len())?;
+        let parts = d.parts();
+        if end > buf_len {
+            return Err(Error::BufferTooSmall {
+                needed: end,
+                given: buf_len,
+            });
+        }
+        if parts.len() > iov.len() {
+            return Err(Error::InvalidArgument {
+                reason: "fewer iovecs than the frame has parts (see mecom_frame_max_iov())",
+            });
+        }
+        for (slot, part) in iov.iter_mut().zip(parts) {
+            // Addresses only: nothing is read or written through them here.
+            *slot = match *part {
+                Part::Buffer { offset, len } => mecom_iovec {
+                    iov_base: buf.wrapping_add(offset).cast(),
+                    iov_len: len,
+                },
+                Part::Page { index } => mecom_iovec {
+                    iov_base: host.wrapping_add(offsets[index] as usize).cast(),
+                    iov_len: d.config().page_size as usize,
+                },
+            };
+        }
+        count = parts.len();
         Ok(())
     });
     if status == mecom_status::Ok {
-        // SAFETY: non-NULL and writable by contract.
-        unsafe { buffered_len.write(end) };
+        // SAFETY: both non-NULL and writable by contract.
+        unsafe {
+            niov.write(count);
+            buffered_len.write(end);
+        }
     }
     status
 }

@@ -50,6 +50,80 @@ pub enum mecom_status {
     Poisoned = 18,
     /// An argument is inconsistent.
     InvalidArgument = 19,
+    /// The frame sets a retired feature bit (bit 0, once raw pages outside
+    /// the checksum).
+    RetiredFeature = 20,
+}
+
+impl mecom_status {
+    /// Every status, for lookups by value.
+    const ALL: [mecom_status; 21] = [
+        mecom_status::Ok,
+        mecom_status::NullParameter,
+        mecom_status::InvalidConfig,
+        mecom_status::UnsupportedPageSize,
+        mecom_status::TooManyPages,
+        mecom_status::BufferTooSmall,
+        mecom_status::BadMagic,
+        mecom_status::UnsupportedVersion,
+        mecom_status::UnsupportedFeature,
+        mecom_status::PageSizeMismatch,
+        mecom_status::PageCountMismatch,
+        mecom_status::SequenceMismatch,
+        mecom_status::Truncated,
+        mecom_status::LengthMismatch,
+        mecom_status::UnknownMethod,
+        mecom_status::CorruptPage,
+        mecom_status::ChecksumMismatch,
+        mecom_status::Panic,
+        mecom_status::Poisoned,
+        mecom_status::InvalidArgument,
+        mecom_status::RetiredFeature,
+    ];
+
+    /// The status whose value is `value`, if any.
+    fn from_value(value: u32) -> Option<mecom_status> {
+        mecom_status::ALL
+            .iter()
+            .copied()
+            .find(|&s| s as u32 == value)
+    }
+
+    /// A static, one-line description: what [`Error`]'s `Display` says
+    /// without the numbers (which C reads from `*_last_error()`).
+    fn description(self) -> &'static CStr {
+        match self {
+            mecom_status::Ok => c"ok",
+            mecom_status::NullParameter => c"a required pointer argument is NULL",
+            mecom_status::InvalidConfig => c"invalid configuration",
+            mecom_status::UnsupportedPageSize => c"unsupported page size",
+            mecom_status::TooManyPages => c"too many pages for one frame",
+            mecom_status::BufferTooSmall => c"output buffer too small",
+            mecom_status::BadMagic => c"bad frame magic (not a mecom frame)",
+            mecom_status::UnsupportedVersion => c"unsupported frame format version",
+            mecom_status::UnsupportedFeature => c"frame uses unsupported features",
+            mecom_status::PageSizeMismatch => {
+                c"frame page size differs from the configured page size"
+            }
+            mecom_status::PageCountMismatch => {
+                c"frame page count differs from the packet's page count"
+            }
+            mecom_status::SequenceMismatch => {
+                c"frame sequence mismatch (lost, duplicated or reordered frame)"
+            }
+            mecom_status::Truncated => c"frame truncated",
+            mecom_status::LengthMismatch => c"frame lengths inconsistent",
+            mecom_status::UnknownMethod => c"unknown page method",
+            mecom_status::CorruptPage => c"corrupt page payload",
+            mecom_status::ChecksumMismatch => c"checksum mismatch in decoded pages",
+            mecom_status::Panic => c"internal panic (handle poisoned)",
+            mecom_status::Poisoned => c"handle poisoned by an earlier panic",
+            mecom_status::InvalidArgument => c"invalid argument",
+            mecom_status::RetiredFeature => {
+                c"frame uses a retired feature (raw pages outside the checksum)"
+            }
+        }
+    }
 }
 
 impl From<&Error> for mecom_status {
@@ -62,6 +136,7 @@ impl From<&Error> for mecom_status {
             Error::BadMagic { .. } => mecom_status::BadMagic,
             Error::UnsupportedVersion { .. } => mecom_status::UnsupportedVersion,
             Error::UnsupportedFeature { .. } => mecom_status::UnsupportedFeature,
+            Error::RetiredFeature { .. } => mecom_status::RetiredFeature,
             Error::PageSizeMismatch { .. } => mecom_status::PageSizeMismatch,
             Error::PageCountMismatch { .. } => mecom_status::PageCountMismatch,
             Error::SequenceMismatch { .. } => mecom_status::SequenceMismatch,
@@ -77,27 +152,20 @@ impl From<&Error> for mecom_status {
 
 /// Static description of a status value (any `u32`, known or not).
 pub(crate) fn describe(status: u32) -> &'static CStr {
-    match status {
-        0 => c"ok",
-        1 => c"a required pointer argument is NULL",
-        2 => c"invalid configuration",
-        3 => c"unsupported page size",
-        4 => c"too many pages for one frame",
-        5 => c"output buffer too small",
-        6 => c"bad frame magic (not a mecom frame)",
-        7 => c"unsupported frame format version",
-        8 => c"frame uses unsupported features",
-        9 => c"frame page size differs from the configured page size",
-        10 => c"frame page count differs from the packet's page count",
-        11 => c"frame sequence mismatch (lost, duplicated or reordered frame)",
-        12 => c"frame truncated",
-        13 => c"frame lengths inconsistent",
-        14 => c"unknown page method",
-        15 => c"corrupt page payload",
-        16 => c"checksum mismatch in decoded pages",
-        17 => c"internal panic (handle poisoned)",
-        18 => c"handle poisoned by an earlier panic",
-        19 => c"invalid argument",
-        _ => c"unknown status",
+    mecom_status::from_value(status).map_or(c"unknown status", mecom_status::description)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_value_and_a_description() {
+        for (value, status) in mecom_status::ALL.iter().enumerate() {
+            assert_eq!(*status as usize, value, "{status:?}");
+            assert_ne!(describe(value as u32), c"unknown status");
+        }
+        assert_eq!(describe(mecom_status::ALL.len() as u32), c"unknown status");
+        assert_eq!(describe(u32::MAX), c"unknown status");
     }
 }

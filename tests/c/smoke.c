@@ -8,7 +8,9 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/uio.h>
 #include "mecom.h"
 
 #define PAGE 4096u
@@ -75,67 +77,87 @@ static void fill_page(uint8_t *p, unsigned i)
     }
 }
 
+/* mecom_iovec is laid out like struct iovec, so QEMU passes its own */
+_Static_assert(sizeof(mecom_iovec) == sizeof(struct iovec), "iovec size");
+_Static_assert(offsetof(mecom_iovec, iov_base) ==
+               offsetof(struct iovec, iov_base), "iov_base offset");
+_Static_assert(offsetof(mecom_iovec, iov_len) ==
+               offsetof(struct iovec, iov_len), "iov_len offset");
+
 /*
- * A frame in parts, the way QEMU's glue moves it: the sender's buffer holds
- * the head and the payloads that are not raw, raw pages go out from their
- * place; the receiver reads the head, then every payload either straight
- * into its page or into its buffer.  The wire is simulated by one byte
- * stream.
+ * Read a frame in parts the way QEMU's receive glue does: the head into
+ * rbuf, then the iovecs the library lays out (raw pages straight into
+ * guest memory, other payloads into rbuf), filled from the wire in order
+ * as readv() would, then finish.  With flip, one byte of the first raw
+ * page read in place is flipped.  Returns finish_parts' status; *in_place
+ * counts the pages read in place.
+ */
+static mecom_status read_in_parts(mecom_decoder *dec, const uint8_t *wire,
+                                  size_t wlen, uint8_t *rbuf, size_t cap,
+                                  uint8_t *dst, const uint64_t *offsets,
+                                  int flip, unsigned *in_place)
+{
+    size_t head = mecom_frame_head_len(NPAGES), niov = 0, buffered = 0;
+    size_t rpos = head, k;
+    struct iovec iov[2 * NPAGES + 1];
+    mecom_status st;
+
+    CHECK(mecom_frame_max_iov(NPAGES) <= 2 * NPAGES + 1, "max_iov");
+    memcpy(rbuf, wire, head);
+    st = mecom_decoder_begin_parts(dec, rbuf, cap, head, dst, offsets,
+                                   NPAGES, (mecom_iovec *)iov,
+                                   mecom_frame_max_iov(NPAGES), &niov,
+                                   &buffered);
+    CHECK(st == MECOM_STATUS_OK, "begin_parts: %s", mecom_status_str(st));
+    for (k = 0; k < niov; k++) {
+        uint8_t *base = iov[k].iov_base;
+        CHECK(rpos + iov[k].iov_len <= wlen, "iovecs run past the frame");
+        memcpy(base, wire + rpos, iov[k].iov_len);
+        rpos += iov[k].iov_len;
+        if (base >= dst && base < dst + (size_t)NPAGES * 2 * PAGE) {
+            if (flip) {
+                base[11] ^= 0x40;
+                flip = 0;
+            }
+            (*in_place)++;
+        }
+    }
+    CHECK(rpos == wlen, "parts: read %zu of %zu", rpos, wlen);
+    return mecom_decoder_finish_parts(dec, rbuf, buffered, dst, offsets,
+                                      NPAGES);
+}
+
+/*
+ * QEMU's receive path: contiguous frames from the encoder, read in parts.
+ * Raw pages land in guest memory and are verified there: a flipped byte
+ * in one is a checksum mismatch.
  */
 static void parts_round_trip(const mecom_config *cfg, const uint8_t *src,
                              uint8_t *dst, const uint64_t *offsets)
 {
-    size_t cap = mecom_max_frame_len(NPAGES, PAGE);
-    uint8_t *buf = malloc(cap), *wire = malloc(cap), *rbuf = malloc(cap);
-    uint32_t lens[NPAGES];
+    size_t cap = mecom_max_frame_len(NPAGES, PAGE), len = 0;
+    uint8_t *wire = malloc(cap), *rbuf = malloc(cap);
     mecom_encoder *enc = NULL;
     mecom_decoder *dec = NULL;
-    size_t len = 0, head = 32 + 4 * NPAGES, wlen, bpos, rpos, buffered = 0;
     unsigned i, in_place = 0, round;
     mecom_status st;
 
     CHECK(mecom_encoder_new(cfg, &enc) == MECOM_STATUS_OK, "parts encoder");
     CHECK(mecom_decoder_new(cfg, &dec) == MECOM_STATUS_OK, "parts decoder");
-    for (round = 0; round < 2; round++) {
-        st = mecom_encoder_encode_parts(enc, src, offsets, NPAGES, buf, cap,
-                                        &len, lens);
-        CHECK(st == MECOM_STATUS_OK, "encode_parts: %s", mecom_status_str(st));
-        memcpy(wire, buf, head);
-        wlen = head;
-        bpos = head;
-        for (i = 0; i < NPAGES; i++) {
-            if (lens[i] == MECOM_PAYLOAD_IN_PLACE) {
-                memcpy(wire + wlen, src + offsets[i], PAGE);
-                wlen += PAGE;
-                in_place++;
-            } else {
-                memcpy(wire + wlen, buf + bpos, lens[i]);
-                wlen += lens[i];
-                bpos += lens[i];
-            }
-        }
-        CHECK(bpos == len, "parts: %zu buffered bytes, encoder said %zu", bpos, len);
-
+    for (round = 0; round < 3; round++) {
+        st = mecom_encoder_encode(enc, src, offsets, NPAGES, wire, cap, &len);
+        CHECK(st == MECOM_STATUS_OK, "encode: %s", mecom_status_str(st));
         memset(dst, 0xAA, (size_t)NPAGES * 2 * PAGE);
-        memcpy(rbuf, wire, head);
-        st = mecom_decoder_begin_parts(dec, rbuf, head, NPAGES, lens, &buffered);
-        CHECK(st == MECOM_STATUS_OK, "begin_parts: %s", mecom_status_str(st));
-        rpos = head;
-        bpos = head;
-        for (i = 0; i < NPAGES; i++) {
-            if (lens[i] == MECOM_PAYLOAD_IN_PLACE) {
-                memcpy(dst + offsets[i], wire + rpos, PAGE);
-                rpos += PAGE;
-            } else {
-                memcpy(rbuf + bpos, wire + rpos, lens[i]);
-                rpos += lens[i];
-                bpos += lens[i];
-            }
+        st = read_in_parts(dec, wire, len, rbuf, cap, dst, offsets,
+                           round == 2, &in_place);
+        if (round == 2) {
+            CHECK(st == MECOM_STATUS_CHECKSUM_MISMATCH,
+                  "a flipped raw page read in place: %s",
+                  mecom_status_str(st));
+            break;
         }
-        CHECK(rpos == wlen && bpos == buffered, "parts: read %zu of %zu", rpos, wlen);
-        st = mecom_decoder_finish_parts(dec, rbuf, buffered, dst, offsets, NPAGES);
-        CHECK(st == MECOM_STATUS_OK, "finish_parts: %s: %s", mecom_status_str(st),
-              mecom_decoder_last_error(dec));
+        CHECK(st == MECOM_STATUS_OK, "finish_parts: %s: %s",
+              mecom_status_str(st), mecom_decoder_last_error(dec));
         for (i = 0; i < NPAGES; i++) {
             CHECK(memcmp(src + offsets[i], dst + offsets[i], PAGE) == 0,
                   "parts round %u page %u differs", round, i);
@@ -143,12 +165,11 @@ static void parts_round_trip(const mecom_config *cfg, const uint8_t *src,
     }
     CHECK(in_place > 0, "no page went in place");
     /* finish without begin is a status */
-    st = mecom_decoder_finish_parts(dec, rbuf, buffered, dst, offsets, NPAGES);
+    st = mecom_decoder_finish_parts(dec, rbuf, len, dst, offsets, NPAGES);
     CHECK(st == MECOM_STATUS_INVALID_ARGUMENT, "finish without begin: %s",
           mecom_status_str(st));
     mecom_encoder_free(enc);
     mecom_decoder_free(dec);
-    free(buf);
     free(wire);
     free(rbuf);
 }

@@ -122,3 +122,42 @@ pub fn page(kind: Kind, size: usize, seed: u64) -> Vec<u8> {
     }
     p
 }
+
+/// Reads `frame` (of `n` pages of `ps` bytes) in parts, the way QEMU's
+/// receive glue does: the head, then every part [`Decoder::parts`] names,
+/// raw pages straight into their place in `out` (after `tamper` saw each
+/// one), the other payloads into a buffer that follows the head.  Returns
+/// what `finish_parts` returned.
+#[allow(dead_code)] // each test binary uses its own subset of this module
+pub fn read_in_parts(
+    dec: &mut mecom::Decoder,
+    frame: &[u8],
+    n: usize,
+    ps: usize,
+    out: &mut [u8],
+    mut tamper: impl FnMut(usize, &mut [u8]),
+) -> mecom::Result<mecom::FrameInfo> {
+    let head = mecom::format::head_len(n);
+    let buffered = dec.begin_parts(&frame[..head], n)?;
+    let mut buf = frame[..head].to_vec();
+    let mut at = head;
+    for part in dec.parts().to_vec() {
+        match part {
+            mecom::Part::Buffer { offset, len } => {
+                assert_eq!(offset, buf.len(), "buffered parts are back to back");
+                buf.extend_from_slice(&frame[at..at + len]);
+                at += len;
+            }
+            mecom::Part::Page { index } => {
+                let place = &mut out[index * ps..(index + 1) * ps];
+                place.copy_from_slice(&frame[at..at + ps]);
+                tamper(index, place);
+                at += ps;
+            }
+        }
+    }
+    assert_eq!(at, frame.len(), "the parts cover the frame");
+    assert_eq!(buf.len(), buffered, "begin_parts announced another length");
+    let mut slices: Vec<&mut [u8]> = out.chunks_exact_mut(ps).collect();
+    dec.finish_parts(&buf, &mut slices)
+}

@@ -51,13 +51,10 @@ import threading
 import time
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-from migrate import FIRMWARE_DIRS, QMP, QMPError, HarnessError, compare_ram  # noqa: E402
+from migrate import compare_ram
+from qemu import (HEARTBEAT, MARKER, QMP, HarnessError, QMPError, firmware_args,
+                  kernel_cmdline, log, read_text, tail, terminate, wait_serial)
 
-HEARTBEAT = "MECOM-HEARTBEAT"
-READY = "MECOM-WORKLOAD-READY"
-GUEST_ERRORS = ("MECOM-WORKLOAD-ERROR", "MECOM-WORKLOAD-EXITED", "Kernel panic")
 MOUNTS = (("etc", "/etc/libvirt"), ("run", "/run/libvirt"),
           ("lib", "/var/lib/libvirt"), ("cache", "/var/cache/libvirt"),
           ("log", "/var/log/libvirt"))
@@ -70,10 +67,6 @@ CBC_PARAMS = ("multifd-compression", "multifd-channels", "multifd-cbc-mode",
 
 RESULTS = []
 SUMMARY = {}
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def check(name, ok, detail=""):
@@ -198,13 +191,7 @@ memory_backing_dir = "{self.shm}"
             for dom in r.stdout.split():
                 self.virsh("destroy", dom, check=False, timeout=30)
         pids = self.qemu_pids()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
         # QEMU processes this daemon started and did not reap (by pid only).
         for pid in pids + self.qemu_pids():
             try:
@@ -220,33 +207,13 @@ memory_backing_dir = "{self.shm}"
         shutil.rmtree(self.shm, ignore_errors=True)
 
 
-def tail(path, n=5):
-    try:
-        with open(path, errors="replace") as f:
-            return " | ".join(f.read().splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 # --------------------------------------------------------------------------
 # domain XML
 # --------------------------------------------------------------------------
 def domain_xml(name, emulator, kernel, initrd, cmdline, mem_mib, serial, qmp, extra_args=()):
-    args = ["-qmp", f"unix:{qmp},server=on,wait=off"]
-    # like harness/migrate.py: firmware search path, for QEMU builds that
+    # like harness/qemu.py: firmware search path, for QEMU builds that
     # were not configured with --firmwarepath (scripts/build-qemu.sh is)
-    for d in FIRMWARE_DIRS:
-        if os.path.isdir(d):
-            args += ["-L", d]
-    args += list(extra_args)
+    args = ["-qmp", f"unix:{qmp},server=on,wait=off"] + firmware_args() + list(extra_args)
     qargs = "\n".join(f"    <qemu:arg value='{a}'/>" for a in args)
     return f"""<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{name}</name>
@@ -362,20 +329,6 @@ def heartbeats(text):
     return [int(m.group(1)) for m in re.finditer(HEARTBEAT + r" (\d+)", text)]
 
 
-def wait_serial(path, needle, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        text = read(path)
-        if needle in text:
-            return text
-        for bad in GUEST_ERRORS:
-            if bad in text:
-                raise TestError(f"guest error on {path}: {bad}")
-        if time.monotonic() > deadline:
-            raise TestError(f"timeout ({timeout}s) waiting for {what} in {path}: {text[-300:]!r}")
-        time.sleep(0.2)
-
-
 def ram_file(daemon, timeout=10):
     """The guest RAM file of the (single) running domain of a daemon."""
     deadline = time.monotonic() + timeout
@@ -456,7 +409,7 @@ def live_migrate(tag, src, dst, dom, cur, run_dir, virsh_args, expect, via_globa
         os.unlink(keep)
     os.link(src_ram, keep)
 
-    last_src_hb = max(heartbeats(read(cur["serial"])) or [-1])
+    last_src_hb = max(heartbeats(read_text(cur["serial"])) or [-1])
     src_off, dst_off = log_size(src), log_size(dst)
     s_src = Sampler("src", cur["qmp"])
     s_dst = Sampler("dst", new["qmp"])
@@ -572,7 +525,7 @@ def live_migrate(tag, src, dst, dom, cur, run_dir, virsh_args, expect, via_globa
             first = sets[0] if sets else None
             check(f"{tag}: {who} libvirtd did not touch multifd-compression before migrating",
                   first is not None and "multifd-compression" not in first, json.dumps(first))
-            qlog = read(d.path("log", "qemu", f"{dom}.log"))
+            qlog = read_text(d.path("log", "qemu", f"{dom}.log"))
             check(f"{tag}: {who} QEMU was started with -global migration.multifd-compression=cbc",
                   "migration.multifd-compression=cbc" in qlog, "")
 
@@ -594,7 +547,7 @@ def live_migrate(tag, src, dst, dom, cur, run_dir, virsh_args, expect, via_globa
     deadline = time.monotonic() + 30
     hb = []
     while time.monotonic() < deadline:
-        hb = heartbeats(read(new["serial"]))
+        hb = heartbeats(read_text(new["serial"]))
         if len(hb) >= 2:
             break
         time.sleep(0.3)
@@ -610,8 +563,7 @@ def live_migrate(tag, src, dst, dom, cur, run_dir, virsh_args, expect, via_globa
 def start_guest(tag, daemon, dom, args, guest, extra_args=(), persistent=True):
     cur = {"serial": os.path.join(daemon.dir, f"serial-{tag}.log"),
            "qmp": os.path.join(daemon.dir, f"qmp-{tag}.sock")}
-    cmdline = (f"console=ttyS0 quiet loglevel=3 panic=-1 mecom.workload=memwrite "
-               f"mecom.wss={args.wss} mecom.hb=1 mecom.stats=0")
+    cmdline = kernel_cmdline("memwrite", wss=args.wss, hb=1, stats=0)
     xml = domain_xml(dom, args.qemu, os.path.join(guest, "vmlinuz"),
                      os.path.join(guest, "initrd.img"), cmdline, args.mem,
                      cur["serial"], cur["qmp"], extra_args)
@@ -624,7 +576,7 @@ def start_guest(tag, daemon, dom, args, guest, extra_args=(), persistent=True):
     else:
         daemon.virsh("create", xml_path)
     t = time.monotonic()
-    wait_serial(cur["serial"], READY, args.boot_timeout, "the memwrite workload")
+    wait_serial(cur["serial"], MARKER, args.boot_timeout, what="the memwrite workload")
     log(f"{tag}: {dom} running on {daemon.name}, workload ready after {time.monotonic() - t:.1f} s")
     return cur
 
