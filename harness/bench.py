@@ -56,6 +56,14 @@ METHODS = {
     "cbc-adaptive": ("cbc", {"multifd-cbc-mode": "adaptive"}),
 }
 METHOD_ORDER = list(METHODS)
+# Opt-in variants, not in the main matrix: adaptive with the source's
+# encoders given TCP_INFO of their connections (multifd-cbc-tcp-info,
+# default off) or explicitly without it.  Both set the parameter, since one
+# source QEMU is migrated once per method and keeps its parameters.
+METHODS["cbc-adaptive-tcpinfo-off"] = ("cbc", {"multifd-cbc-mode": "adaptive",
+                                              "multifd-cbc-tcp-info": False})
+METHODS["cbc-adaptive-tcpinfo-on"] = ("cbc", {"multifd-cbc-mode": "adaptive",
+                                             "multifd-cbc-tcp-info": True})
 
 # Memwrite (random data) dirty rates of the main matrix, MiB/s of dirtied
 # pages.  Under TCG on the 2-core machine the random writer reaches about
