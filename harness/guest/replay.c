@@ -34,35 +34,8 @@ static unsigned op_total;
 /* "replace:20,slice:40,words:40" (any order; missing = 0). 0 on success. */
 static int op_parse(const char *spec)
 {
-    char buf[256];
-    memset(op_w, 0, sizeof op_w);
-    snprintf(buf, sizeof buf, "%s", spec);
-    for (char *tok = strtok(buf, ",+"); tok; tok = strtok(NULL, ",+")) {
-        char *colon = strchr(tok, ':');
-        if (!colon)
-            return -1;
-        *colon = 0;
-        int k;
-        for (k = 0; k < OP_N; k++)
-            if (!strcmp(tok, OP_NAMES[k]))
-                break;
-        if (k == OP_N)
-            return -1;
-        op_w[k] = (unsigned)atoi(colon + 1);
-    }
-    op_total = op_w[0] + op_w[1] + op_w[2];
+    op_total = weights_parse(spec, OP_NAMES, op_w, OP_N);
     return op_total ? 0 : -1;
-}
-
-static int op_pick(void)
-{
-    uint32_t r = rndn(op_total);
-    for (int k = 0; k < OP_N; k++) {
-        if (r < op_w[k])
-            return k;
-        r -= op_w[k];
-    }
-    return OP_WORDS;
 }
 
 static int page_is_zero(const uint8_t *p)
@@ -151,7 +124,7 @@ int main(int argc, char **argv)
             size_t p = rndn((uint32_t)npages);
             uint8_t *pg = mem + p * PAGE;
             const uint8_t *src = img + (size_t)rndn((uint32_t)ipages) * PAGE;
-            int op = op_pick();
+            int op = weights_pick(op_w, OP_N, op_total);
             ops[op]++;
             if (op == OP_REPLACE) {
                 memcpy(pg, src, PAGE);
