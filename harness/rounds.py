@@ -221,7 +221,7 @@ def summarize(path):
 def format_summary(rows, name=""):
     lines = [f"{name}: {rows[0]['ram_pages'] if rows else '?'} RAM pages, {len(rows)} rounds after the first"
              if name else None]
-    lines.append(f"{'round':>5}  {'syncs':>7}  {'t s':>6}  {'re-sent pg':>10}  {'% of RAM':>8}  "
+    lines.append(f"{'round':>5}  {'syncs':>7}  {'t s':>6}  {'changed pg':>10}  {'% of RAM':>8}  "
                  f"{'median B':>8}  {'p90 B':>6}  {'mean B':>7}")
     fmt = lambda v, nd=0: "-" if v is None else f"{v:.{nd}f}"  # noqa: E731
     for r in rows:

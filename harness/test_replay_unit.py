@@ -178,7 +178,7 @@ class RecorderTest(unittest.TestCase):
         nine = rounds.differing_bytes(v1[9], v2[9])
         self.assertEqual(summ[0]["median"], min(nine, rounds.differing_bytes(v1[3], v2[3])))
         self.assertTrue(summ[2]["final"])
-        self.assertIn("re-sent pg", rounds.format_summary(summ, "x"))
+        self.assertIn("changed pg", rounds.format_summary(summ, "x"))
 
     def test_plain(self):
         with tempfile.TemporaryDirectory() as d:
