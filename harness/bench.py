@@ -885,9 +885,11 @@ def resolve(args):
     workloads = [w.strip() for w in workloads if w.strip()]
     for w in workloads:
         try:
-            workload_spec(w, image=args.image)
+            spec = workload_spec(w, image=args.image)
         except ValueError as e:
             raise SystemExit(str(e))
+        if spec["image"] and not args.dry_run:
+            Q.resolve_image(spec["image"])      # a missing image stops the run here
     methods = args.methods.split(",") if args.methods else sc["methods"]
     methods = [m.strip() for m in methods if m.strip()]
     for m in methods:

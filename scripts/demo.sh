@@ -8,8 +8,9 @@
 #
 #   --link RATE     the shaped link (default 1g = 1 Gbit/s; e.g. 100m, 10g)
 #   --image X       the RAM image the guest replays (default compile, from the
-#                   sample corpus ../shared/corpus; or sort, idle, randwrite,
-#                   or a file of raw 4 KiB pages / a .pages.zst)
+#                   sample corpus: $MECOM_CORPUS, default ../shared/corpus next
+#                   to the checkout; or sort, idle, randwrite, or a file of raw
+#                   4 KiB pages / a .pages.zst)
 #   --repeats N     migrations per method (default 3)
 #
 # The guest (harness/guest/replay.c) loads the image from a read-only virtio
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
         --link) link=$2; shift 2 ;;
         --image) image=$2; shift 2 ;;
         --repeats) repeats=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) rest+=("$1"); shift ;;
     esac
 done
