@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
         --link) link=$2; shift 2 ;;
         --image) image=$2; shift 2 ;;
         --repeats) repeats=$2; shift 2 ;;
-        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) rest+=("$1"); shift ;;
     esac
 done
