@@ -40,6 +40,7 @@ import time
 
 import migrate as M
 import qemu as Q
+import rounds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "docs", "results")
@@ -73,7 +74,8 @@ HIGH_RATE = 64
 
 SCENARIOS = {
     "main": {
-        "workloads": ["idle", "compile", "sort", "memwrite-low", "memwrite-high"],
+        "workloads": ["idle", "compile", "sort", "memwrite-low", "memwrite-high",
+                      "replay:compile", "replay:sort", "replay:idle"],
         "links": "1g,10g",
         "methods": METHOD_ORDER,
         "repeats": 3,
@@ -92,20 +94,30 @@ SCENARIOS = {
 QUICK = {"workloads": ["idle", "memwrite-high"], "links": "1g", "repeats": 1}
 
 
-def workload_spec(name, low_rate=LOW_RATE, high_rate=HIGH_RATE):
-    """Benchmark workload name -> dict(workload, rate, data).
+def workload_spec(name, low_rate=LOW_RATE, high_rate=HIGH_RATE, image=None):
+    """Benchmark workload name -> dict(workload, rate, data, image).
 
     idle | compile | sort | memwrite-low | memwrite-high |
-    memwrite:<data>:<rate>  (rate in MiB/s, 0 = as fast as the guest can)."""
+    memwrite:<data>:<rate>  (rate in MiB/s, 0 = as fast as the guest can) |
+    replay:<image>  (a corpus name such as compile, or a file) |
+    replay  (the image of --image)."""
     if name in ("idle", "compile", "sort"):
-        return {"name": name, "workload": name, "rate": None, "data": None}
+        return {"name": name, "workload": name, "rate": None, "data": None, "image": None}
+    if name == "replay" or name.startswith("replay:"):
+        img = name.partition(":")[2] or image
+        if not img:
+            raise ValueError("workload 'replay' needs --image (or name it: replay:<image>)")
+        return {"name": name, "workload": "replay", "rate": None, "data": None, "image": img}
     if name == "memwrite-low":
-        return {"name": name, "workload": "memwrite", "rate": str(low_rate), "data": "random"}
+        return {"name": name, "workload": "memwrite", "rate": str(low_rate), "data": "random",
+                "image": None}
     if name == "memwrite-high":
-        return {"name": name, "workload": "memwrite", "rate": str(high_rate), "data": "random"}
+        return {"name": name, "workload": "memwrite", "rate": str(high_rate), "data": "random",
+                "image": None}
     m = re.fullmatch(r"memwrite:([A-Za-z0-9:,_]+?):(\d+p?)", name)
     if m:
-        return {"name": name, "workload": "memwrite", "rate": m.group(2), "data": m.group(1)}
+        return {"name": name, "workload": "memwrite", "rate": m.group(2), "data": m.group(1),
+                "image": None}
     raise ValueError(f"unknown workload {name!r}")
 
 
@@ -252,8 +264,8 @@ def set_method(opts, method_label):
 
 
 def last_guest_rate(serial_text):
-    """Last 'memwrite: N pages/s (X MiB/s)' line of a serial log -> X."""
-    found = re.findall(r"memwrite: \d+ pages/s \(([\d.]+) MiB/s\)", serial_text)
+    """Last 'memwrite|replay: N pages/s (X MiB/s)' line of a serial log -> X."""
+    found = re.findall(r"(?:memwrite|replay): \d+ pages/s \(([\d.]+) MiB/s\)", serial_text)
     return float(found[-1]) if found else None
 
 
@@ -320,7 +332,16 @@ def migrate_once(src, opts, g, workdir, run_id, n, method_label, channels, netns
         uri = Q.start_incoming(dst, Q.free_port(), host)
         v = src.qmp.version.get("qemu") or {}
         res["qemu_version"] = f"{v.get('major')}.{v.get('minor')}.{v.get('micro')}" if v else None
-        M.judge(src, dst, opts, res, M.migrate_and_wait(src, dst, uri, opts, res))
+        recorder = None
+        if getattr(opts, "round_dump_dir", None):
+            res["round_dump"] = os.path.join(opts.round_dump_dir, re.sub(
+                r"[^A-Za-z0-9.-]", "_", f"{ctx['workload']}-{ctx['link']}-{method_label}"
+                                        f"-r{ctx['repeat']}") + ".rd.zst")
+            recorder = rounds.RoundRecorder(src.shm, res["round_dump"], track=Q.track_shm)
+        M.judge(src, dst, opts, res, M.migrate_and_wait(src, dst, uri, opts, res, recorder))
+        if recorder is not None:
+            Q.log(f"  round dump {res['round_dump']}: rounds (sync from-to, pages) "
+                  + ", ".join(f"{r[1]}-{r[2]}:{r[3]}" for r in recorder.log))
     except (Q.HarnessError, Q.QMPError) as e:
         res["error"] = f"{type(e).__name__}: {e}"
         res.setdefault("status", "harness-error")
@@ -536,6 +557,55 @@ def render_markdown(rows, title, cmdline=None):
     return out.getvalue()
 
 
+VERDICT_METRICS = [  # (metric, what the best is, unit, decimals)
+    ("total_s", "fastest (total migration time)", "s", 2),
+    ("mib", "smallest (MiB sent)", "MiB", 1),
+    ("src_mig_cpu_s", "cheapest in source CPU (migration threads)", "s", 2),
+    ("dst_cpu_s", "cheapest in destination CPU", "s", 2),
+    ("downtime_ms", "shortest downtime", "ms", 0),
+]
+
+
+def verdict_lines(rows):
+    """One plain line per (link, workload, metric): the method with the
+    lowest median over its converged runs, its min–max, and every other
+    method's median and min–max; says when the winner's range overlaps
+    another's (no clear winner) and which methods did not always converge."""
+    agg = aggregate(rows)
+    links = _order({r["link"] for r in rows}, ["1g", "10g", "100m"])
+    wls = _order({r["workload"] for r in rows}, SCENARIOS["main"]["workloads"])
+    methods = _order({r["method"] for r in rows if r.get("method") in METHODS}, METHOD_ORDER)
+    out = []
+    for link in links:
+        for w in wls:
+            cell = {m: agg[(link, w, m)] for m in methods if (link, w, m) in agg}
+            if not cell:
+                continue
+            head = f"[{w} @ {link}, {max(st['n'] for st in cell.values())} runs per method]"
+            for metric, what, unit, nd in VERDICT_METRICS:
+                have = [(st[metric], m) for m, st in cell.items() if st[metric] is not None]
+                if not have:
+                    out.append(f"{head} {what}: no method converged")
+                    continue
+                have.sort()
+                best = have[0][1]
+                bst = cell[best]
+                parts = [f"{m} {st[metric]:.{nd}f} ({st[metric + '_min']:.{nd}f}–"
+                         f"{st[metric + '_max']:.{nd}f})"
+                         for m, st in sorted(cell.items(), key=lambda kv: (kv[1][metric] is None,
+                                                                          kv[1][metric] or 0))
+                         if st[metric] is not None]
+                overlap = [m for _, m in have[1:] if cell[m][metric + "_min"] <= bst[metric + "_max"]]
+                note = (f"; ranges overlap with {', '.join(overlap)}: not a clear win" if overlap
+                        else "; ranges do not overlap")
+                dnc = [f"{m} {st['conv']}/{st['n']}" for m, st in cell.items() if st["conv"] < st["n"]]
+                if dnc:
+                    note += "; converged only " + ", ".join(dnc)
+                out.append(f"{head} {what}: {best}. median (min–max) {unit}: "
+                           + ", ".join(parts) + note)
+    return out
+
+
 PLOTS = {  # suffix -> [(metric, axis label)]
     "time": [("total_s", "total time (s)")],
     "downtime": [("downtime_ms", "downtime (ms)")],
@@ -643,6 +713,8 @@ def harness_opts(args):
             "--dst-timeout", "60", "--cont-timeout", "20", "--boot-timeout", str(args.boot_timeout)]
     if args.guest:
         argv += ["--guest", args.guest]
+    if args.mix:
+        argv += ["--mix", args.mix]
     for a in args.qemu_arg:
         argv += ["--qemu-arg", a]
     return M.parse_opts(argv)
@@ -662,6 +734,10 @@ def boot_source(opts, g, workdir, run_id, netns):
 
 def run_matrix(args, groups, links_bps, csv_path):
     opts = harness_opts(args)
+    if args.round_dump:
+        os.makedirs(args.round_dump, exist_ok=True)
+        opts.round_dump_dir = args.round_dump
+        opts.poll = min(opts.poll, M.ROUND_DUMP_POLL)
     kernel, initrd, _ = Q.guest_files(opts)
     base = args.workdir or os.path.join("/tmp/mecom-bench", time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}")
     os.makedirs(base, exist_ok=True)
@@ -679,8 +755,11 @@ def run_matrix(args, groups, links_bps, csv_path):
     t_start = time.monotonic()
     try:
         for gi, gr in enumerate(groups, 1):
-            spec = workload_spec(gr["workload"], args.low_rate, args.high_rate)
+            spec = workload_spec(gr["workload"], args.low_rate, args.high_rate, args.image)
             opts.rate, opts.data = spec["rate"], spec["data"]
+            opts.image_raw = Q.raw_image(Q.resolve_image(spec["image"])) if spec["image"] else None
+            if spec["image"] and args.replay_rate is not None:
+                opts.rate = args.replay_rate
             g = {"kernel": kernel, "initrd": initrd, "append": M.kernel_append(opts, spec["workload"])}
             run_id = f"{os.getpid()}-{gi}"
             workdir = os.path.join(base, f"{gi:03d}-{re.sub(r'[^A-Za-z0-9-]', '_', gr['workload'])}-r{gr['repeat']}")
@@ -771,6 +850,18 @@ def build_parser():
     p.add_argument("--repeats", type=int, default=None, help="repeats (default: 3 main, 1 nonconv)")
     p.add_argument("--quick", action="store_true",
                    help="validation: 1 repeat, workloads idle + memwrite-high, link 1g")
+    p.add_argument("--image", default=None, metavar="FILE",
+                   help="the image of the workload 'replay' (replay:<image> names its own)")
+    p.add_argument("--mix", default=None, help="replay: replace:W,slice:W,words:W "
+                   f"(default {Q.REPLAY_MIX_DEFAULT})")
+    p.add_argument("--replay-rate", default=None,
+                   help="replay: MiB/s of dirtied pages, or <N>p pages/s (guest default 8)")
+    p.add_argument("--round-dump", default=None, metavar="DIR",
+                   help="record every migration's re-sent pages per round into "
+                        "DIR/<workload>-<link>-<method>-r<rep>.rd.zst (docs/ROUNDS.md; "
+                        "the snapshots cost time: not for timing runs)")
+    p.add_argument("--verdict", action="store_true",
+                   help="end with one plain verdict line per metric and link (scripts/demo.sh)")
     p.add_argument("--low-rate", type=float, default=LOW_RATE, help="memwrite-low MiB/s (default %(default)s)")
     p.add_argument("--high-rate", type=float, default=HIGH_RATE, help="memwrite-high MiB/s (default %(default)s)")
     p.add_argument("--mem", type=int, default=384, help="guest RAM MiB (default %(default)s)")
@@ -801,7 +892,12 @@ def resolve(args):
     workloads = args.workloads.split(",") if args.workloads else sc["workloads"]
     workloads = [w.strip() for w in workloads if w.strip()]
     for w in workloads:
-        workload_spec(w)
+        try:
+            spec = workload_spec(w, image=args.image)
+        except ValueError as e:
+            raise SystemExit(str(e))
+        if spec["image"] and not args.dry_run:
+            Q.resolve_image(spec["image"])      # a missing image stops the run here
     methods = args.methods.split(",") if args.methods else sc["methods"]
     methods = [m.strip() for m in methods if m.strip()]
     for m in methods:
@@ -850,6 +946,8 @@ def main(argv=None):
         rows = read_csv(csv_path) if os.path.exists(csv_path) else []
     md = report(csv_path, prefix, title, cmdline) if rows else None
     print(md or "no results")
+    if args.verdict and rows:
+        print("\n".join(verdict_lines(rows)))
     bad = [r for r in rows if str(r.get("ram_identical")) == "0"]
     failed = [r for r in rows if str(r.get("ok")) != "1"]
     Q.log(f"{len(rows)} migrations in {(time.monotonic() - t0) / 60:.1f} min; "

@@ -133,6 +133,15 @@ for c in "$src"/*.c; do
     gcc -static -O2 -Wall -o "rootfs/usr/bin/$name" "$c" -I"$src"
     strip "rootfs/usr/bin/$name" 2>/dev/null || true
 done
+# The replay workload's read-only image disk needs virtio-pci + virtio-blk,
+# which the cloud kernel builds as (uncompressed) modules.
+mkdir -p rootfs/lib/modules
+for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_modern_dev \
+         virtio/virtio_pci_legacy_dev virtio/virtio_pci block/virtio_blk; do
+    ko=$(ls ext/lib/modules/*/kernel/drivers/$m.ko 2>/dev/null | head -n1)
+    [ -n "$ko" ] || { log "no $m.ko in $kpkg"; exit 1; }
+    cp "$ko" rootfs/lib/modules/
+done
 # /dev/console must exist before devtmpfs is mounted, or init has no stdout.
 if [ "$(id -u)" = 0 ]; then
     mknod -m 600 rootfs/dev/console c 5 1

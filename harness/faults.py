@@ -52,11 +52,16 @@ RSS_GROWTH_LIMIT_KIB = 16 * 1024
 
 def harness_opts(args, extra):
     """A migrate.py option namespace for these runs."""
-    argv = ["--qemu", args.qemu, "--mem", str(args.mem), "--workload", args.workload,
+    workload = args.workload or ("replay" if args.image else "memwrite")
+    argv = ["--qemu", args.qemu, "--mem", str(args.mem), "--workload", workload,
             "--capability", "return-path=on", "--settle", "1", "--timeout", str(args.timeout),
             "--dst-timeout", "30", "--cont-timeout", "20", "--max-bandwidth", args.max_bandwidth]
     if args.guest:
         argv += ["--guest", args.guest]
+    if args.image:
+        argv += ["--image", args.image]
+    if args.mix:
+        argv += ["--mix", args.mix]
     for p in args.param:
         argv += ["--param", p]
     return M.parse_opts(argv + extra)
@@ -170,7 +175,7 @@ def setup_run(args, what):
     """Options, guest, log directory, run id and seeded RNG of one run."""
     opts = harness_opts(args, [])
     kernel, initrd, _ = Q.guest_files(opts)
-    g = {"kernel": kernel, "initrd": initrd, "append": M.kernel_append(opts, args.workload)}
+    g = {"kernel": kernel, "initrd": initrd, "append": M.kernel_append(opts, opts.workloads)}
     return opts, g, make_workdir(args, what), f"{os.getpid()}-{what[0]}", random.Random(args.seed)
 
 
@@ -373,7 +378,11 @@ def main(argv=None):
         s.add_argument("--qemu", required=True, help="patched qemu-system-x86_64")
         s.add_argument("--guest", default=None, help="guest dir (default: harness/build-guest.sh)")
         s.add_argument("--mem", type=int, default=256, help="guest RAM MiB (default 256)")
-        s.add_argument("--workload", default="memwrite", help="guest workload (default memwrite)")
+        s.add_argument("--workload", default=None,
+                       help="guest workload (default memwrite; replay with --image)")
+        s.add_argument("--image", default=None, metavar="FILE",
+                       help="RAM image of the replay workload (file or corpus name, e.g. compile)")
+        s.add_argument("--mix", default=None, help="replay: replace:W,slice:W,words:W")
         s.add_argument("--channels", type=int, default=2, help="multifd channels (default 2)")
         s.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="extra migrate-set-parameters member, both sides")

@@ -16,11 +16,15 @@ import subprocess
 import sys
 import time
 
-from qemu import (FIRMWARE_DIRS, HEARTBEAT, HarnessError, QMPError, Qemu, cleanup_all,
-                  free_port, guest_files, install_cleanup, kernel_cmdline, log,
-                  start_incoming, start_migration, wait_heartbeat, wait_workload)
+import rounds
+from qemu import (FIRMWARE_DIRS, HEARTBEAT, REPLAY_MIX_DEFAULT, HarnessError, QMPError, Qemu,
+                  cleanup_all, free_port, guest_files, install_cleanup, kernel_cmdline, log,
+                  parse_mix, raw_image, resolve_image, start_incoming, start_migration,
+                  track_shm, wait_heartbeat, wait_workload)
 
 PAGE = 4096
+# query-migrate poll interval while recording round dumps (catch each sync).
+ROUND_DUMP_POLL = 0.02
 
 # query-migrate members that are not method-specific statistics.
 GENERIC_QM_KEYS = {
@@ -159,22 +163,12 @@ def compare_ram(a, b, chunk=16 << 20, max_list=16):
     sa, sb = os.path.getsize(a), os.path.getsize(b)
     res = {"size_src": sa, "size_dst": sb, "diff_pages": 0,
            "first_diff_offset": None, "diff_offsets": []}
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        off = 0
-        while True:
-            ca, cb = fa.read(chunk), fb.read(chunk)
-            if not ca and not cb:
-                break
-            if ca != cb:
-                n = max(len(ca), len(cb))
-                for i in range(0, n, PAGE):
-                    if ca[i:i + PAGE] != cb[i:i + PAGE]:
-                        res["diff_pages"] += 1
-                        if res["first_diff_offset"] is None:
-                            res["first_diff_offset"] = off + i
-                        if len(res["diff_offsets"]) < max_list:
-                            res["diff_offsets"].append(hex(off + i))
-            off += max(len(ca), len(cb))
+    for idx, _, _ in rounds.iter_diff_pages(a, b, PAGE, chunk):
+        res["diff_pages"] += 1
+        if res["first_diff_offset"] is None:
+            res["first_diff_offset"] = idx * PAGE
+        if len(res["diff_offsets"]) < max_list:
+            res["diff_offsets"].append(hex(idx * PAGE))
     res["pages"] = (max(sa, sb) + PAGE - 1) // PAGE
     res["identical"] = sa == sb and res["diff_pages"] == 0
     return res
@@ -198,8 +192,19 @@ def save_diff_pages(a, b, offsets, dest):
 
 
 def kernel_append(opts, workload):
-    cmdline = kernel_cmdline(workload, wss=opts.wss, rate=opts.rate, data=opts.data)
+    mix = getattr(opts, "mix", None) if workload == "replay" else None
+    cmdline = kernel_cmdline(workload, wss=opts.wss, rate=opts.rate, data=opts.data, mix=mix)
     return f"{cmdline} {opts.append}" if opts.append else cmdline
+
+
+def round_dump_path(base, workload, method, channels, rep, multi):
+    """--round-dump FILE as is for a single run; with several runs,
+    FILE-<workload>-<method>-<N>ch-r<rep> before its extensions."""
+    if not multi:
+        return base
+    d, name = os.path.split(base)
+    stem, dot, ext = name.partition(".")
+    return os.path.join(d, f"{stem}-{workload}-{method}-{channels}ch-r{rep}{dot}{ext}")
 
 
 # --------------------------------------------------------------------------
@@ -229,8 +234,10 @@ def configure(vm, opts, method, channels, side):
     return params
 
 
-def migrate_and_wait(src, dst, uri, opts, result):
-    """Issue `migrate` and poll until completed/failed/timeout.  Fills result."""
+def migrate_and_wait(src, dst, uri, opts, result, observer=None):
+    """Issue `migrate` and poll until completed/failed/timeout.  Fills result.
+    An observer (rounds.RoundRecorder) sees every query-migrate answer
+    (observer.poll(info)) and the end (observer.finish(status, syncs))."""
     src_cpu = ThreadCpuTracker(src.proc.pid)
     dst_cpu = ThreadCpuTracker(dst.proc.pid)
     start_migration(src, uri)
@@ -250,6 +257,8 @@ def migrate_and_wait(src, dst, uri, opts, result):
             raise
         status = info.get("status")
         last = info
+        if observer is not None:
+            observer.poll(info)
         if info.get("ram"):
             last_active = info
         ram = info.get("ram") or {}
@@ -274,6 +283,8 @@ def migrate_and_wait(src, dst, uri, opts, result):
             break
         time.sleep(opts.poll)
     wall = time.monotonic() - t0
+    if observer is not None:
+        observer.finish(status, (last.get("ram") or {}).get("dirty-sync-count"))
 
     # Destination side: wait until it has finished loading (or failed).
     dst_info = {}
@@ -398,7 +409,15 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
         log(f"  guest ready after {res['boot_s']}s: {res['marker']}")
         time.sleep(opts.settle)
         log(f"  migrate {method}->{dst_method} channels={channels} to {uri}")
-        status = migrate_and_wait(src, dst, uri, opts, res)
+        recorder = None
+        if opts.round_dump:
+            res["round_dump"] = round_dump_path(opts.round_dump, workload, method, channels, rep,
+                                                opts.multi_run)
+            recorder = rounds.RoundRecorder(src.shm, res["round_dump"], track=track_shm)
+        status = migrate_and_wait(src, dst, uri, opts, res, recorder)
+        if recorder is not None:
+            log(f"  round dump {res['round_dump']}: rounds (sync from-to, pages) "
+                + ", ".join(f"{r[1]}-{r[2]}:{r[3]}" for r in recorder.log))
 
         if opts.expect_fail:
             src_st = src.status()
@@ -540,9 +559,9 @@ def build_parser():
                    help="comma list of multifd-compression methods, e.g. none,zlib,zstd,cbc "
                         "(default %(default)s)")
     g.add_argument("--channels", default="2", help="comma list of multifd-channels values (default %(default)s)")
-    g.add_argument("--workload", "--workloads", dest="workloads", default="memwrite",
-                   help="comma list of guest workloads: idle,memwrite,compile,sort "
-                        "(default %(default)s)")
+    g.add_argument("--workload", "--workloads", dest="workloads", default=None,
+                   help="comma list of guest workloads: idle,memwrite,compile,sort,replay "
+                        "(default memwrite; replay with --image)")
     g.add_argument("--repeat", type=int, default=1, help="repetitions of each combination (default 1)")
     g.add_argument("--dst-method", default=None,
                    help="destination's multifd-compression (default: same as source)")
@@ -595,6 +614,13 @@ def build_parser():
     g.add_argument("--data", default=None,
                    help="mecom.data for memwrite: mixed|random|text|ints|ptrs|sparse|zero|k:w,...")
     g.add_argument("--append", default="", help="extra kernel command line (e.g. mecom.hb=1)")
+    g.add_argument("--image", default=None, metavar="FILE",
+                   help="RAM image for the replay workload, attached as a read-only virtio "
+                        "disk: raw 4 KiB pages, a .zst of them, or a corpus name "
+                        "(compile, sort, idle, randwrite)")
+    g.add_argument("--mix", default=None,
+                   help=f"replay: how pages change, replace:W,slice:W,words:W "
+                        f"(default {REPLAY_MIX_DEFAULT})")
 
     g = p.add_argument_group("harness")
     g.add_argument("--boot-timeout", type=float, default=300,
@@ -613,6 +639,10 @@ def build_parser():
     g.add_argument("--keep-ram", action="store_true",
                    help="keep the /dev/shm RAM files (debugging; they are large)")
     g.add_argument("--json", default=None, metavar="FILE", help="write all results as JSON")
+    g.add_argument("--round-dump", default=None, metavar="FILE",
+                   help="record the pages re-sent in each dirty-sync round with their previous "
+                        "version (docs/ROUNDS.md; FILE.zst = zstd-compressed); several runs "
+                        "get FILE-<workload>-<method>-<N>ch-r<rep>")
     return p
 
 
@@ -629,6 +659,15 @@ def parse_opts(argv=None):
     opts.caps = parse_kv_list(opts.capability)
     if opts.mismatch:
         opts.expect_fail = True
+    if opts.workloads is None:
+        opts.workloads = "replay" if opts.image else "memwrite"
+    try:
+        opts.mix = parse_mix(opts.mix) if opts.mix else None
+    except ValueError as e:
+        raise SystemExit(f"--mix: {e}")
+    if "replay" in opts.workloads.split(",") and not opts.image:
+        raise SystemExit("the replay workload needs --image FILE")
+    opts.image_raw = raw_image(resolve_image(opts.image)) if opts.image else None
     if not os.path.exists(opts.qemu) and not shutil.which(opts.qemu):
         raise SystemExit(f"QEMU binary not found: {opts.qemu}")
     opts.qemu = os.path.abspath(opts.qemu) if os.path.exists(opts.qemu) else shutil.which(opts.qemu)
@@ -640,6 +679,9 @@ def main(argv=None):
     methods = [m.strip() for m in opts.methods.split(",") if m.strip()]
     channels = [int(c) for c in opts.channels.split(",") if c.strip()]
     workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
+    opts.multi_run = len(methods) * len(channels) * len(workloads) * opts.repeat > 1
+    if opts.round_dump:
+        opts.poll = min(opts.poll, ROUND_DUMP_POLL)
     install_cleanup(keep_ram=opts.keep_ram)
 
     kernel, initrd, gdir = guest_files(opts)

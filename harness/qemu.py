@@ -10,10 +10,12 @@ library only.
 
 import atexit
 import ctypes
+import hashlib
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +23,11 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The sampled guest RAM images (docs/harness.md, "The replay workload").
+CORPUS_DIR = os.environ.get("MECOM_CORPUS") or os.path.join(os.path.dirname(HERE), "..",
+                                                              "shared", "corpus")
+REPLAY_OPS = ("replace", "slice", "words")
+REPLAY_MIX_DEFAULT = "replace:20,slice:40,words:40"
 MARKER = "MECOM-WORKLOAD-READY"
 HEARTBEAT = "MECOM-HEARTBEAT"
 GUEST_ERRORS = ("MECOM-WORKLOAD-ERROR", "MECOM-WORKLOAD-EXITED", "Kernel panic")
@@ -79,6 +86,86 @@ def kernel_cmdline(workload, **params):
     parts = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1", f"mecom.workload={workload}"]
     parts += [f"mecom.{k}={v}" for k, v in params.items() if v is not None]
     return " ".join(parts)
+
+
+def parse_mix(text):
+    """The replay workload's change mix, 'replace:W,slice:W,words:W' (any
+    order, missing = 0, weights are non-negative integers, not all 0) ->
+    the same normalised to all three ops in that order, as the guest's
+    `replay` program parses it.  Raises ValueError."""
+    weights = dict.fromkeys(REPLAY_OPS, 0)
+    seen = set()
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, w = item.partition(":")
+        name = name.strip()
+        if not sep or name not in weights:
+            raise ValueError(f"bad mix item {item!r} (want {'|'.join(REPLAY_OPS)}:<weight>)")
+        if name in seen:
+            raise ValueError(f"mix names {name!r} twice")
+        seen.add(name)
+        if not w.strip().isdigit():
+            raise ValueError(f"bad weight in {item!r} (a non-negative integer)")
+        weights[name] = int(w)
+    if not any(weights.values()):
+        raise ValueError(f"mix {text!r} has no positive weight")
+    return ",".join(f"{k}:{weights[k]}" for k in REPLAY_OPS)
+
+
+def resolve_image(name):
+    """A replay image: an existing file, or the name of a sample of the
+    corpus (`compile` -> CORPUS_DIR/compile.pages.zst)."""
+    if os.path.isfile(name):
+        return os.path.abspath(name)
+    for cand in (f"{name}.pages.zst", name):
+        path = os.path.join(CORPUS_DIR, cand)
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise SystemExit(f"replay image not found: {name!r} (a file, or a name in {CORPUS_DIR})")
+
+
+def raw_image(path):
+    """The raw-pages file to attach for `path`: the file itself when it is
+    raw and a whole number of 4 KiB pages; else (a .zst, decompressed with the
+    zstd CLI because the guest has no zstd, or a padded copy) a file under
+    ${MECOM_CACHE:-~/.cache/mecom}/images/, reused while the source's path,
+    size and mtime are unchanged."""
+    st = os.stat(path)
+    is_zst = path.endswith(".zst")
+    if not is_zst and st.st_size % 4096 == 0:
+        return path
+    key = hashlib.sha256(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    cache = os.path.join(os.environ.get("MECOM_CACHE") or os.path.expanduser("~/.cache/mecom"), "images")
+    os.makedirs(cache, exist_ok=True)
+    stem = os.path.basename(path).split(".")[0]
+    out = os.path.join(cache, f"{stem}-{key}.raw")
+    if os.path.exists(out):
+        return out
+    tmp = f"{out}.{os.getpid()}.tmp"
+    try:
+        if is_zst:
+            log(f"decompressing {path} -> {out}")
+            subprocess.run(["zstd", "-q", "-d", "-f", path, "-o", tmp], check=True)
+        else:
+            shutil.copyfile(path, tmp)
+        size = os.path.getsize(tmp)
+        if size % 4096:
+            with open(tmp, "ab") as f:
+                f.write(bytes(4096 - size % 4096))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def image_args(raw):
+    """QEMU arguments attaching a raw image as a read-only virtio disk (the
+    guest's /dev/vda); both sides of a migration need the same device."""
+    return ["-drive", f"file={raw},format=raw,if=none,id=mecomimg,readonly=on",
+            "-device", "virtio-blk-pci,drive=mecomimg"]
 
 
 def firmware_args():
@@ -203,6 +290,11 @@ def cleanup_all():
             _SHM_FILES.discard(f)
 
 
+def track_shm(path):
+    """Remove `path` (a /dev/shm file next to a RAM file) on any exit."""
+    _SHM_FILES.add(path)
+
+
 def sweep_stale_shm():
     """Remove /dev/shm/mecom-<pid>-<n>-<role> files left by a harness that was
     SIGKILLed (its QEMUs die with it via PDEATHSIG, its files do not)."""
@@ -211,7 +303,7 @@ def sweep_stale_shm():
     except OSError:
         return
     for n in names:
-        m = re.fullmatch(r"mecom-(\d+)-\d+-(src|dst\d*)", n)
+        m = re.fullmatch(r"mecom-(\d+)-\d+-(src|dst\d*)(\.snap-[ab])?", n)
         if m and not os.path.exists(f"/proc/{m.group(1)}"):
             try:
                 os.unlink(os.path.join("/dev/shm", n))
@@ -283,6 +375,8 @@ class Qemu:
                  "-append", guest["append"]]
         if not opts.no_firmware_dirs:
             args += firmware_args()
+        if getattr(opts, "image_raw", None):
+            args += image_args(opts.image_raw)
         if incoming:
             args += ["-incoming", "defer", "-S"]
         for extra in opts.qemu_arg:

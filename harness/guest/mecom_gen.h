@@ -187,6 +187,46 @@ static void gen_random(uint8_t *dst, size_t n)
         dst[i] = (uint8_t)rnd();
 }
 
+/* ---- weighted choices ---------------------------------------------- */
+/* Parse "name:W,name:W,..." (',' or '+' between items; names from
+ * names[0..n), missing = 0) into w[0..n); returns the sum of the weights,
+ * 0 on a syntax error, an unknown name or all-zero weights. */
+static unsigned weights_parse(const char *spec, const char *const *names, unsigned *w, int n)
+{
+    char buf[256];
+    memset(w, 0, n * sizeof *w);
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *tok = strtok(buf, ",+"); tok; tok = strtok(NULL, ",+")) {
+        char *colon = strchr(tok, ':');
+        if (!colon)
+            return 0;
+        *colon = 0;
+        int k;
+        for (k = 0; k < n; k++)
+            if (!strcmp(tok, names[k]))
+                break;
+        if (k == n)
+            return 0;
+        w[k] = (unsigned)atoi(colon + 1);
+    }
+    unsigned total = 0;
+    for (int k = 0; k < n; k++)
+        total += w[k];
+    return total;
+}
+
+/* A random index drawn with weights w[0..n) summing to total > 0. */
+static int weights_pick(const unsigned *w, int n, unsigned total)
+{
+    uint32_t r = rndn(total);
+    for (int k = 0; k < n; k++) {
+        if (r < w[k])
+            return k;
+        r -= w[k];
+    }
+    return n - 1;
+}
+
 /* ---- data mix ------------------------------------------------------ */
 enum { K_INT, K_PTR, K_TEXT, K_RAND, K_SPARSE, K_ZERO, K_NKIND };
 static const char *const KIND_NAMES[K_NKIND] = {
@@ -219,21 +259,7 @@ static int mix_parse(const char *spec)
     } else if (!strcmp(spec, "zero")) {
         mix_w[K_ZERO] = 1;
     } else {
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", spec);
-        for (char *tok = strtok(buf, ",+"); tok; tok = strtok(NULL, ",+")) {
-            char *colon = strchr(tok, ':');
-            if (!colon)
-                return -1;
-            *colon = 0;
-            int k;
-            for (k = 0; k < K_NKIND; k++)
-                if (!strcmp(tok, KIND_NAMES[k]))
-                    break;
-            if (k == K_NKIND)
-                return -1;
-            mix_w[k] = (unsigned)atoi(colon + 1);
-        }
+        return (mix_total = weights_parse(spec, KIND_NAMES, mix_w, K_NKIND)) ? 0 : -1;
     }
     mix_total = 0;
     for (int k = 0; k < K_NKIND; k++)
@@ -243,13 +269,7 @@ static int mix_parse(const char *spec)
 
 static int mix_pick(void)
 {
-    uint32_t r = rndn(mix_total);
-    for (int k = 0; k < K_NKIND; k++) {
-        if (r < mix_w[k])
-            return k;
-        r -= mix_w[k];
-    }
-    return K_RAND;
+    return weights_pick(mix_w, K_NKIND, mix_total);
 }
 
 static void gen_kind(int kind, uint8_t *dst, size_t n)

@@ -1,6 +1,6 @@
 /*
  * mecom test-guest rate limiter, shared by the workloads that run at a set
- * rate (memwrite: pages/s, compile: heap bytes/s).
+ * rate (memwrite, replay: pages/s, compile: heap bytes/s).
  */
 #ifndef MECOM_RATE_H
 #define MECOM_RATE_H
@@ -23,6 +23,15 @@ static double rate_wait(double start, double done, double rate)
         }
     }
     return t;
+}
+
+/* A page rate option: "<N>p" = N pages/s, else MiB/s ("0" = unlimited). */
+static double rate_pages_per_s(const char *s)
+{
+    size_t n = strlen(s);
+    if (n && (s[n - 1] == 'p' || s[n - 1] == 'P'))
+        return atof(s);
+    return atof(s) * (1024.0 * 1024.0 / PAGE);
 }
 
 #endif

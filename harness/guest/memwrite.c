@@ -29,12 +29,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "memwrite: bad wss=%ld or data=%s\n", wss_mib, data);
         return 2;
     }
-    double pages_per_s;
-    size_t rl = strlen(rate_s);
-    if (rl && (rate_s[rl - 1] == 'p' || rate_s[rl - 1] == 'P'))
-        pages_per_s = atof(rate_s);
-    else
-        pages_per_s = atof(rate_s) * (1024.0 * 1024.0 / PAGE);
+    double pages_per_s = rate_pages_per_s(rate_s);
     int full = !strcmp(dirty, "full");
     rng_seed(seed);
 
