@@ -157,6 +157,12 @@ ensure_packages() {
         libvirt-daemon-config-nwfilter libvirt-daemon-driver-network
         libvirt-daemon-driver-nodedev libvirt-daemon-driver-nwfilter
         libvirt-daemon-driver-secret libvirt-daemon-driver-storage)
+    # libvirt-daemon-driver-qemu depends on some qemu-system.  Bookworm's
+    # (7.2) cannot sit next to the backports qemu-system-data (10.0.2) that
+    # scripts/build-qemu.sh installs for the firmware, so apt finds no
+    # provider unless the backports one is named.  The tests never run it:
+    # every domain's <emulator> is the patched QEMU.
+    local stock_qemu=(qemu-system-x86 qemu-system-common)
     local missing=() missing_bpo=() p v
 
     for p in "${base[@]}"; do pkg_installed "$p" || missing+=("$p"); done
@@ -173,6 +179,9 @@ ensure_packages() {
             "$LIBVIRT_VERSION"-*) ;;
             *) missing_bpo+=("$p/bookworm-backports") ;;
             esac
+        done
+        for p in "${stock_qemu[@]}"; do
+            pkg_installed "$p" || missing_bpo+=("$p/bookworm-backports")
         done
     fi
     [ ${#missing[@]} -eq 0 ] && [ ${#missing_bpo[@]} -eq 0 ] && return 0
