@@ -25,6 +25,14 @@
 #define MECOM_FRAME_HEADER_LEN 32
 
 /**
+ * Feature bit: the checksum is seeded with the hash of the frame's
+ * [`Placement`] (where the transport's packet header says the pages go),
+ * so a corrupted block name, page offset or zero-page list fails the
+ * frame like a corrupted page does.
+ */
+#define FEATURE_PLACEMENT (1 << 1)
+
+/**
  * Result of every fallible mecom call; 0 is success.
  */
 enum mecom_status
@@ -117,6 +125,10 @@ enum mecom_status
    * the checksum).
    */
   MECOM_STATUS_RETIRED_FEATURE = 20,
+  /**
+   * The caller gave a placement but the frame is not bound to one.
+   */
+  MECOM_STATUS_UNBOUND = 21,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -313,6 +325,34 @@ typedef struct mecom_config {
    */
   uint32_t lz_codec;
 } mecom_config;
+
+/**
+ * The packet header a frame is bound to (see mecom_encoder_encode()):
+ * the memory block's name and the offsets of the packet's all-zero pages;
+ * the offsets of the frame's own pages are the call's `offsets`.  All of
+ * it goes into the frame's checksum, so a corrupted block name, page
+ * offset or zero-page list fails the frame.
+ */
+typedef struct mecom_placement {
+  /**
+   * The block's name (QEMU: the RAMBlock's idstr), `block_len` bytes,
+   * no NUL needed.  May be NULL when `block_len` is 0.
+   */
+  const uint8_t *block;
+  /**
+   * Bytes of `block`.
+   */
+  size_t block_len;
+  /**
+   * Offsets of the packet's all-zero pages in the block.  May be NULL
+   * when `n_zero` is 0.
+   */
+  const uint64_t *zero_offsets;
+  /**
+   * Number of `zero_offsets`.
+   */
+  uint32_t n_zero;
+} mecom_placement;
 
 /**
  * Migration statistics for the adaptive policy; 0 means unknown.
@@ -524,17 +564,22 @@ void mecom_encoder_free(struct mecom_encoder *enc);
  * Encodes `n_pages` pages, page i at `host + offsets[i]`, into one frame in
  * `out[0..out_cap)`; on success `*out_len` is the frame length.
  * `out_cap >= mecom_max_frame_len(n_pages, page_size)` always suffices.
+ * With `placement` (NULL: none) the frame is bound to the packet header
+ * that will carry it: the block name, `offsets` and the zero-page list go
+ * into its checksum, and the decoder must be given the same.
  *
  * # Safety
  * `enc` is a live encoder used by no other thread during the call; for every
  * i `host + offsets[i]` points to `page_size` readable bytes; `offsets` to
- * `n_pages` readable values; `out` to `out_cap` writable bytes; `out_len` to
- * a writable `size_t`.
+ * `n_pages` readable values; `placement` is NULL or valid as described at
+ * `mecom_placement`; `out` to `out_cap` writable bytes; `out_len` to a
+ * writable `size_t`.
  */
 mecom_status mecom_encoder_encode(struct mecom_encoder *enc,
                                   const uint8_t *host,
                                   const uint64_t *offsets,
                                   uint32_t n_pages,
+                                  const struct mecom_placement *placement,
                                   uint8_t *out,
                                   size_t out_cap,
                                   size_t *out_len);
@@ -622,20 +667,26 @@ void mecom_decoder_free(struct mecom_decoder *dec);
  * and frames of one channel must be decoded in the order they were encoded.
  * Everything in the frame is checked; destination pages are written only
  * after the whole frame decoded and its checksum matched, so on any error
- * no page is touched.
+ * no page is touched.  With `placement` (the packet header that carried
+ * the frame), the frame must be bound to the same one
+ * (MECOM_STATUS_UNBOUND otherwise), and a placement that differs from
+ * the encoder's fails the checksum; a bound frame decoded without one is
+ * MECOM_STATUS_INVALID_ARGUMENT.
  *
  * # Safety
  * `dec` is a live decoder used by no other thread during the call; `frame`
  * points to `frame_len` readable bytes; `offsets` to `n_pages` readable
- * values; for every i `host + offsets[i]` points to `page_size` writable
- * bytes that do not overlap `frame`.
+ * values; `placement` is NULL or valid as described at
+ * `mecom_placement`; for every i `host + offsets[i]` points to
+ * `page_size` writable bytes that do not overlap `frame`.
  */
 mecom_status mecom_decoder_decode(struct mecom_decoder *dec,
                                   const uint8_t *frame,
                                   size_t frame_len,
                                   uint8_t *host,
                                   const uint64_t *offsets,
-                                  uint32_t n_pages);
+                                  uint32_t n_pages,
+                                  const struct mecom_placement *placement);
 
 /**
  * Starts reading a frame in parts, for a transport that reads raw pages
@@ -647,7 +698,9 @@ mecom_status mecom_decoder_decode(struct mecom_decoder *dec,
  * straight into `host + offsets[i]` (one page), the other payloads into
  * `buf` right after the head, consecutive ones in one iovec; read them
  * with one readv().  `*buffered_len` receives the bytes of `buf` then in
- * use: pass it to mecom_decoder_finish_parts().  `iov_cap >=
+ * use: pass it to mecom_decoder_finish_parts().  `placement` is as for
+ * mecom_decoder_decode(); finish_parts checks the frame against it.
+ * `iov_cap >=
  * mecom_frame_max_iov(n_pages)` always suffices; `buf_len` must hold the
  * buffered part (mecom_max_frame_len() always does), else
  * MECOM_STATUS_BUFFER_TOO_SMALL.  No byte is read from or written to
@@ -656,7 +709,8 @@ mecom_status mecom_decoder_decode(struct mecom_decoder *dec,
  * # Safety
  * `dec` is a live decoder used by no other thread during the call; `buf`
  * points to `buf_len` bytes of which the first `head_len` are readable;
- * `offsets` to `n_pages` readable values; `iov` to `iov_cap` writable
+ * `offsets` to `n_pages` readable values; `placement` is NULL or valid
+ * as described at `mecom_placement`; `iov` to `iov_cap` writable
  * `mecom_iovec`s; `niov` and `buffered_len` to writable `size_t`s.
  */
 mecom_status mecom_decoder_begin_parts(struct mecom_decoder *dec,
@@ -666,6 +720,7 @@ mecom_status mecom_decoder_begin_parts(struct mecom_decoder *dec,
                                        uint8_t *host,
                                        const uint64_t *offsets,
                                        uint32_t n_pages,
+                                       const struct mecom_placement *placement,
                                        struct mecom_iovec *iov,
                                        size_t iov_cap,
                                        size_t *niov,

@@ -28,7 +28,7 @@ use crate::codec::{lz, sparse, wkdm, zstd_group::GroupDecoder, DecodeResult};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, ENTRY_LEN, HEADER_LEN};
+use crate::format::{self, Header, Placement, ENTRY_LEN, FEATURE_PLACEMENT, HEADER_LEN};
 use crate::method::Method;
 use std::time::Instant;
 
@@ -93,6 +93,8 @@ struct Entry {
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     header: Header,
+    /// The checksum seed (the placement's, for a bound frame).
+    seed: u64,
     /// Bytes the caller's buffer must hold: head and buffered payloads.
     buffered_end: usize,
 }
@@ -120,6 +122,22 @@ pub enum Part {
 /// pages alternate at worst.
 pub fn max_parts(n_pages: usize) -> usize {
     2 * n_pages + 1
+}
+
+/// The checksum seed of a checked frame: its placement's when it is bound
+/// to one, which the caller must then give, 0 otherwise.  A caller that
+/// gives a placement gets only bound frames: an unbound one would leave
+/// the placement unverified.
+fn seed_of(header: &Header, placement: Option<&Placement>) -> Result<u64> {
+    let bound = header.features & FEATURE_PLACEMENT != 0;
+    match (bound, placement) {
+        (false, None) => Ok(0),
+        (true, Some(p)) => Ok(p.seed()),
+        (false, Some(_)) => Err(Error::Unbound),
+        (true, None) => Err(Error::InvalidArgument {
+            reason: "the frame is bound to a packet header; pass its placement",
+        }),
+    }
 }
 
 /// What a successful decode found.
@@ -186,7 +204,21 @@ impl Decoder {
     /// the frame holds).  On error no page is written.
     pub fn decode(&mut self, frame: &[u8], pages: &mut [&mut [u8]]) -> Result<FrameInfo> {
         self.check_page_lens(pages)?;
-        self.decode_to(frame, pages)
+        self.decode_to(frame, pages, None)
+    }
+
+    /// Decodes `frame` like [`Decoder::decode`], against `placement`: the
+    /// frame must be bound to it ([`crate::Encoder::encode_placed`]), so a
+    /// placement that differs from the encoder's fails the checksum, and an
+    /// unbound frame is [`Error::Unbound`].
+    pub fn decode_placed(
+        &mut self,
+        frame: &[u8],
+        placement: &Placement,
+        pages: &mut [&mut [u8]],
+    ) -> Result<FrameInfo> {
+        self.check_page_lens(pages)?;
+        self.decode_to(frame, pages, Some(placement))
     }
 
     /// Decodes `frame` into `out`, pages back to back; returns how many.
@@ -202,15 +234,17 @@ impl Decoder {
             });
         }
         let out = &mut out[..count * ps];
-        self.decode_to(frame, &mut Contiguous { out, page_size: ps })
+        self.decode_to(frame, &mut Contiguous { out, page_size: ps }, None)
     }
 
     /// Decodes and verifies `frame`, which must hold as many pages as
-    /// `sink` takes, then writes every page to `sink`.
+    /// `sink` takes (and be bound to `placement`, when given), then writes
+    /// every page to `sink`.
     pub(crate) fn decode_to<S: PageSink + ?Sized>(
         &mut self,
         frame: &[u8],
         sink: &mut S,
+        placement: Option<&Placement>,
     ) -> Result<FrameInfo> {
         let start = Instant::now();
         self.pending = None;
@@ -218,20 +252,29 @@ impl Decoder {
         let table_end = HEADER_LEN.saturating_add(expected_pages.saturating_mul(ENTRY_LEN));
         let available = frame.len().saturating_sub(table_end);
         let header = self.check(frame, expected_pages, Some(available), false)?;
-        self.finish(frame, header, start, sink)
+        let seed = seed_of(&header, placement)?;
+        self.finish(frame, header, seed, start, sink)
     }
 
     /// Starts decoding a frame in parts: `head` holds at least its header
     /// and page table ([`format::head_len`] of `expected_pages`), which are
-    /// checked as by [`Decoder::decode`].  Returns the length the caller's
+    /// checked as by [`Decoder::decode`] (or, with `placement`, by
+    /// [`Decoder::decode_placed`]).  Returns the length the caller's
     /// buffer must then have: the head and the buffered payloads.  Where
     /// each payload goes is then told by [`Decoder::parts`].
-    pub fn begin_parts(&mut self, head: &[u8], expected_pages: usize) -> Result<usize> {
+    pub fn begin_parts(
+        &mut self,
+        head: &[u8],
+        expected_pages: usize,
+        placement: Option<&Placement>,
+    ) -> Result<usize> {
         self.pending = None;
         let header = self.check(head, expected_pages, None, true)?;
+        let seed = seed_of(&header, placement)?;
         let buffered_end = self.plan_parts(usize::from(header.page_count));
         self.pending = Some(Pending {
             header,
+            seed,
             buffered_end,
         });
         Ok(buffered_end)
@@ -321,7 +364,7 @@ impl Decoder {
                 sink.get_page(i, &mut self.scratch[i * ps..(i + 1) * ps]);
             }
         }
-        self.finish(frame, pending.header, start, sink)
+        self.finish(frame, pending.header, pending.seed, start, sink)
     }
 
     fn check_page_lens(&self, pages: &[&mut [u8]]) -> Result<()> {
@@ -340,13 +383,14 @@ impl Decoder {
         &mut self,
         frame: &[u8],
         header: Header,
+        seed: u64,
         start: Instant,
         sink: &mut S,
     ) -> Result<FrameInfo> {
         let n = usize::from(header.page_count);
         let ps = self.page_size;
         self.decode_pages(frame, n)?;
-        let computed = xxhash_rust::xxh3::xxh3_64(&self.scratch[..n * ps]);
+        let computed = xxhash_rust::xxh3::xxh3_64_with_seed(&self.scratch[..n * ps], seed);
         if computed != header.checksum {
             return Err(Error::ChecksumMismatch {
                 expected: header.checksum,

@@ -62,6 +62,11 @@ pub enum Error {
         /// The retired bits that are set.
         features: u32,
     },
+    /// The caller gave the frame's placement (the packet header that
+    /// carried it), but the frame is not bound to one: it came from a
+    /// source that does not bind placements, so its header fields would go
+    /// unverified.
+    Unbound,
     /// The frame's page size differs from the decoder's.
     PageSizeMismatch {
         /// Page size in the frame.
@@ -152,6 +157,10 @@ impl fmt::Display for Error {
             Error::RetiredFeature { features } => write!(
                 f,
                 "frame uses retired feature bits {features:#x} (raw pages outside the checksum)"
+            ),
+            Error::Unbound => write!(
+                f,
+                "frame is not bound to its packet header (source without placement binding)"
             ),
             Error::PageSizeMismatch { frame, expected } => write!(
                 f,

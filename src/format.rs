@@ -8,11 +8,12 @@
 //!      5     1  page_shift (12..=16: page size 4 KiB..64 KiB)
 //!      6     2  page_count (1..=1024)
 //!      8     4  sequence (per-channel frame counter, from 0, wrapping)
-//!     12     4  features (none defined; bit 0 is retired; any set bit
-//!                 is rejected)
+//!     12     4  features (bit 1: the checksum is bound to the packet's
+//!                 placement; bit 0 is retired; other bits are rejected)
 //!     16     4  payload_len (bytes of page payloads after the table)
 //!     20     4  reserved (0)
-//!     24     8  checksum: xxh3-64 (seed 0) of the decoded pages, in order
+//!     24     8  checksum: xxh3-64 of the decoded pages, in order, seeded
+//!                 with 0 (or, with bit 1, the placement's hash)
 //!     32  4*n   page table: per page u32 = tag << 24 | payload length
 //!      …        payloads, in table order
 //! ```
@@ -36,8 +37,13 @@ pub const MAX_PAGES: usize = 1024;
 pub const MIN_PAGE_SIZE: u32 = 4096;
 /// Largest supported page size.
 pub const MAX_PAGE_SIZE: u32 = 65536;
-/// Feature bits this decoder understands (none yet).
-pub const KNOWN_FEATURES: u32 = 0;
+/// Feature bit: the checksum is seeded with the hash of the frame's
+/// [`Placement`] (where the transport's packet header says the pages go),
+/// so a corrupted block name, page offset or zero-page list fails the
+/// frame like a corrupted page does.
+pub const FEATURE_PLACEMENT: u32 = 1 << 1;
+/// Feature bits this decoder understands.
+pub const KNOWN_FEATURES: u32 = FEATURE_PLACEMENT;
 /// Feature bits that once had a meaning and never get another: bit 0 was
 /// `RAW_UNCHECKED` (raw pages outside the checksum), retired because a
 /// flipped raw page then decoded without error.  A frame that sets one is
@@ -45,6 +51,43 @@ pub const KNOWN_FEATURES: u32 = 0;
 pub const RETIRED_FEATURES: u32 = 1;
 /// Largest payload length one table entry can express.
 const MAX_ENTRY_LEN: usize = (1 << 24) - 1;
+
+/// Where a frame's pages go, as the transport's packet header says: the
+/// memory block's name, the offset of each page of the frame in it, and
+/// the offsets of the block's pages the same packet declares all-zero
+/// (which never reach the codec).  A frame bound to a placement
+/// ([`FEATURE_PLACEMENT`]) decodes only against the same placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement<'a> {
+    /// The block's name (QEMU: the RAMBlock's `idstr`, without its NUL).
+    pub block: &'a [u8],
+    /// Offset in the block of each page of the frame, in frame order.
+    pub offsets: &'a [u64],
+    /// Offsets in the block of the packet's all-zero pages.
+    pub zero_offsets: &'a [u64],
+}
+
+impl Placement<'_> {
+    /// The checksum seed: xxh3-64 (seed 0) of the block name's length
+    /// (u32), the name, the page count (u32), the offsets (u64 each), the
+    /// zero-page count (u32) and the zero-page offsets (u64 each), all
+    /// little-endian (`docs/FORMAT.md` §1.1).
+    pub fn seed(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+        h.update(&count(self.block.len()));
+        h.update(self.block);
+        h.update(&count(self.offsets.len()));
+        for o in self.offsets {
+            h.update(&o.to_le_bytes());
+        }
+        h.update(&count(self.zero_offsets.len()));
+        for o in self.zero_offsets {
+            h.update(&o.to_le_bytes());
+        }
+        h.digest()
+    }
+}
 
 /// Returns log2 of `page_size` if it is supported.
 pub fn page_shift(page_size: u32) -> Result<u8> {
@@ -244,10 +287,10 @@ mod tests {
             Err(Error::UnsupportedVersion { version: 2 })
         );
         let mut b = buf;
-        b[12] = 2;
+        b[12] = 4;
         assert_eq!(
             Header::parse(&b),
-            Err(Error::UnsupportedFeature { features: 2 })
+            Err(Error::UnsupportedFeature { features: 4 })
         );
         // A retired bit is named as such, even next to unknown ones.
         let mut b = buf;

@@ -63,6 +63,7 @@ pub use counters::Counters;
 pub use decoder::{max_parts, Decoder, FrameInfo, Part};
 pub use encoder::Encoder;
 pub use error::{Error, Result};
+pub use format::Placement;
 pub use method::{slot_name, Method, METHOD_SLOTS};
 pub use policy::{LinkStats, TransportStats};
 

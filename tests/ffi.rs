@@ -93,6 +93,7 @@ fn encode_frame(enc: *mut mecom_encoder, ram: &[u8], offsets: &[u64]) -> Vec<u8>
             ram.as_ptr(),
             offsets.as_ptr(),
             n,
+            ptr::null(),
             frame.as_mut_ptr(),
             frame.len(),
             &mut len,
@@ -122,6 +123,7 @@ fn encode_decode_through_host_and_offsets() {
                 src.as_ptr(),
                 offsets.as_ptr(),
                 128,
+                ptr::null(),
                 frame.as_mut_ptr(),
                 cap,
                 &mut len,
@@ -145,6 +147,7 @@ fn encode_decode_through_host_and_offsets() {
                 dst.as_mut_ptr(),
                 offsets.as_ptr(),
                 128,
+                ptr::null(),
             )
         };
         assert_eq!(st, mecom_status::Ok, "{}", dec_error(pair.dec));
@@ -173,6 +176,7 @@ fn a_bad_frame_fails_with_a_named_status_and_writes_nothing() {
                 src.as_ptr(),
                 offsets.as_ptr(),
                 16,
+                ptr::null(),
                 frame.as_mut_ptr(),
                 cap,
                 &mut len
@@ -191,6 +195,7 @@ fn a_bad_frame_fails_with_a_named_status_and_writes_nothing() {
             dst.as_mut_ptr(),
             offsets.as_ptr(),
             16,
+            ptr::null(),
         )
     };
     assert!(
@@ -216,6 +221,7 @@ fn a_bad_frame_fails_with_a_named_status_and_writes_nothing() {
             dst.as_mut_ptr(),
             offsets.as_ptr(),
             15,
+            ptr::null(),
         )
     };
     assert_eq!(st, mecom_status::PageCountMismatch);
@@ -300,6 +306,7 @@ fn null_and_invalid_arguments_are_statuses() {
                 ptr::null(),
                 ptr::null(),
                 0,
+                ptr::null(),
                 ptr::null_mut(),
                 0,
                 &mut len
@@ -313,7 +320,8 @@ fn null_and_invalid_arguments_are_statuses() {
                 0,
                 ptr::null_mut(),
                 ptr::null(),
-                0
+                0,
+                ptr::null(),
             ),
             mecom_status::NullParameter
         );
@@ -378,6 +386,7 @@ fn null_and_invalid_arguments_are_statuses() {
             src.as_ptr(),
             offsets.as_ptr(),
             4,
+            ptr::null(),
             small.as_mut_ptr(),
             small.len(),
             &mut len,
@@ -392,6 +401,7 @@ fn null_and_invalid_arguments_are_statuses() {
             src.as_ptr(),
             offsets.as_ptr(),
             0,
+            ptr::null(),
             small.as_mut_ptr(),
             small.len(),
             &mut len,
@@ -445,6 +455,7 @@ fn stats_updates_move_the_plan() {
                 text_pages.as_ptr(),
                 offsets.as_ptr(),
                 8,
+                ptr::null(),
                 frame.as_mut_ptr(),
                 cap,
                 &mut len
@@ -513,6 +524,7 @@ fn transport_samples_are_statuses_and_never_fail_a_batch() {
                 out.as_mut_ptr(),
                 offsets.as_ptr(),
                 offsets.len() as u32,
+                ptr::null(),
             )
         };
         assert_eq!(st, mecom_status::Ok, "{}", dec_error(pair.dec));
@@ -544,6 +556,7 @@ fn every_mode_is_accepted_and_round_trips() {
                     dst.as_mut_ptr(),
                     offsets.as_ptr(),
                     16,
+                    ptr::null(),
                 ),
                 mecom_status::Ok,
                 "{mode:?}: {}",
@@ -586,6 +599,7 @@ fn read_in_parts_c(
             dst.as_mut_ptr(),
             offsets.as_ptr(),
             n,
+            ptr::null(),
             iov.as_mut_ptr(),
             iov.len(),
             &mut niov,
@@ -709,6 +723,7 @@ fn a_frame_with_the_retired_feature_bit_is_refused() {
             dst.as_mut_ptr(),
             offsets.as_ptr(),
             16,
+            ptr::null(),
         )
     };
     assert_eq!(st, mecom_status::RetiredFeature);
@@ -761,6 +776,7 @@ fn begin_parts_checks_its_buffers() {
                 dst.as_mut_ptr(),
                 offsets.as_ptr(),
                 8,
+                ptr::null(),
                 iov.as_mut_ptr(),
                 iov_cap,
                 &mut niov,
@@ -771,4 +787,104 @@ fn begin_parts_checks_its_buffers() {
         assert_eq!((niov, buffered), (usize::MAX, usize::MAX));
         assert!(iov.iter().all(|v| *v == empty), "iovecs written on failure");
     }
+}
+
+/// The C ABI binds a frame to its packet header as QEMU's glue does: the
+/// block name, the pages' offsets and the zero-page list.  Any of them
+/// changed on the way is a checksum mismatch with guest RAM untouched; a
+/// bound frame needs its placement, an unbound one is refused when a
+/// placement is given, and a placement with a NULL array is a status.
+#[test]
+fn a_placement_binds_the_packet_header_into_the_checksum() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let (src, offsets) = ram_block(16);
+    let zeros = [0u64, 2 * 4096];
+    let block = b"pc.ram";
+    let placement = mecom_placement {
+        block: block.as_ptr(),
+        block_len: block.len(),
+        zero_offsets: zeros.as_ptr(),
+        n_zero: 2,
+    };
+    let mut frame = vec![0u8; mecom_max_frame_len(16, 4096)];
+    let mut len = 0usize;
+    // SAFETY: every pointer covers what the contract asks.
+    let st = unsafe {
+        mecom_encoder_encode(
+            pair.enc,
+            src.as_ptr(),
+            offsets.as_ptr(),
+            16,
+            &placement,
+            frame.as_mut_ptr(),
+            frame.len(),
+            &mut len,
+        )
+    };
+    assert_eq!(st, mecom_status::Ok);
+    frame.truncate(len);
+    let decode = |frame: &[u8], p: *const mecom_placement, offs: &[u64]| {
+        let mut dst = vec![0xEEu8; src.len()];
+        let mut dec = ptr::null_mut();
+        // SAFETY: valid config and out pointer; the handle is freed below.
+        let st = unsafe { mecom_decoder_new(&cfg, &mut dec) };
+        assert_eq!(st, mecom_status::Ok);
+        // SAFETY: every pointer covers what the contract asks.
+        let st = unsafe {
+            mecom_decoder_decode(
+                dec,
+                frame.as_ptr(),
+                frame.len(),
+                dst.as_mut_ptr(),
+                offs.as_ptr(),
+                16,
+                p,
+            )
+        };
+        // SAFETY: a handle from mecom_decoder_new, freed once.
+        unsafe { mecom_decoder_free(dec) };
+        (st, dst)
+    };
+    let (st, dst) = decode(&frame, &placement, &offsets);
+    assert_eq!(st, mecom_status::Ok);
+    for &o in &offsets {
+        let r = o as usize..o as usize + 4096;
+        assert!(dst[r.clone()] == src[r], "page at {o:#x} differs");
+    }
+
+    let mut moved = offsets.clone();
+    moved.swap(3, 4);
+    let one_zero = mecom_placement {
+        n_zero: 1,
+        ..placement
+    };
+    let other_block = mecom_placement {
+        block_len: 5,
+        ..placement
+    };
+    for (what, p, offs) in [
+        ("page offsets", &placement, &moved),
+        ("zero-page list", &one_zero, &offsets),
+        ("block name", &other_block, &offsets),
+    ] {
+        let (st, dst) = decode(&frame, p, offs);
+        assert_eq!(st, mecom_status::ChecksumMismatch, "{what}");
+        assert!(dst.iter().all(|&b| b == 0xEE), "{what}: guest RAM written");
+    }
+    let (st, _) = decode(&frame, ptr::null(), &offsets);
+    assert_eq!(st, mecom_status::InvalidArgument);
+    let null_zeros = mecom_placement {
+        zero_offsets: ptr::null(),
+        ..placement
+    };
+    let (st, _) = decode(&frame, &null_zeros, &offsets);
+    assert_eq!(st, mecom_status::NullParameter);
+
+    // A fresh decoder expects sequence 0: an unbound frame from a fresh
+    // encoder.
+    let fresh = Pair::new(&cfg);
+    let unbound = encode_frame(fresh.enc, &src, &offsets);
+    let (st, _) = decode(&unbound, &placement, &offsets);
+    assert_eq!(st, mecom_status::Unbound);
 }

@@ -430,7 +430,7 @@ fn a_raw_page_read_in_place_is_still_verified() {
     let mut dec = Decoder::new(fast()).unwrap();
     let mut out = vec![0xEEu8; 4 * 4096];
     let mut flipped = vec![];
-    let r = common::read_in_parts(&mut dec, &good, 4, 4096, &mut out, |i, place| {
+    let r = common::read_in_parts(&mut dec, &good, 4, 4096, &mut out, None, |i, place| {
         place[100] ^= 0x10;
         flipped.push(i);
     });
@@ -441,4 +441,87 @@ fn a_raw_page_read_in_place_is_still_verified() {
             assert!(p.iter().all(|&b| b == 0xEE), "page {i} written");
         }
     }
+}
+
+/// A frame bound to its packet's placement (block name, page offsets,
+/// zero-page offsets) decodes only against the same placement: any field
+/// changed is a checksum mismatch and nothing is written, whole or in
+/// parts; a bound frame without a placement and an unbound frame with one
+/// are refused by name.
+#[test]
+fn a_frame_bound_to_its_placement_fails_when_the_placement_changes() {
+    let (_, pages) = valid_frame(&fast());
+    let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+    let offsets = [0x1000u64, 0x5000, 0x2000, 0x9000];
+    let zeros = [0x3000u64, 0x7000];
+    let placement = mecom::Placement {
+        block: b"pc.ram",
+        offsets: &offsets,
+        zero_offsets: &zeros,
+    };
+    let mut enc = Encoder::new(fast()).unwrap();
+    let mut frame = vec![0u8; enc.max_frame_len(4)];
+    let len = enc.encode_placed(&refs, &placement, &mut frame).unwrap();
+    frame.truncate(len);
+
+    let decode_against = |p: Option<&mecom::Placement>| {
+        let mut dec = Decoder::new(fast()).unwrap();
+        let mut out = vec![0xEEu8; 4 * 4096];
+        let mut slices: Vec<&mut [u8]> = out.chunks_exact_mut(4096).collect();
+        let r = match p {
+            Some(p) => dec.decode_placed(&frame, p, &mut slices),
+            None => dec.decode(&frame, &mut slices),
+        };
+        (r.map(|_| ()), out)
+    };
+    let (r, out) = decode_against(Some(&placement));
+    assert_eq!(r, Ok(()));
+    assert_eq!(out, pages.concat());
+
+    let other_offsets = [0x1000u64, 0x5000, 0x2000, 0xa000];
+    let other_zeros = [0x3000u64];
+    let changed = [
+        mecom::Placement {
+            block: b"pc.rom",
+            ..placement
+        },
+        mecom::Placement {
+            offsets: &other_offsets,
+            ..placement
+        },
+        mecom::Placement {
+            zero_offsets: &other_zeros,
+            ..placement
+        },
+    ];
+    for p in &changed {
+        let (r, out) = decode_against(Some(p));
+        assert!(
+            matches!(r, Err(Error::ChecksumMismatch { .. })),
+            "{p:?}: {r:?}"
+        );
+        assert!(
+            out.iter().all(|&b| b == 0xEE),
+            "{p:?}: a refused frame wrote"
+        );
+        // Read in parts, the placement given to begin_parts is checked too.
+        let mut dec = Decoder::new(fast()).unwrap();
+        let mut out = vec![0xEEu8; 4 * 4096];
+        let r = common::read_in_parts(&mut dec, &frame, 4, 4096, &mut out, Some(p), |_, _| {});
+        assert!(
+            matches!(r, Err(Error::ChecksumMismatch { .. })),
+            "in parts, {p:?}: {r:?}"
+        );
+    }
+    let (r, _) = decode_against(None);
+    assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
+
+    let (unbound, _) = valid_frame(&fast());
+    let mut dec = Decoder::new(fast()).unwrap();
+    let mut out = vec![0u8; 4 * 4096];
+    let mut slices: Vec<&mut [u8]> = out.chunks_exact_mut(4096).collect();
+    assert_eq!(
+        dec.decode_placed(&unbound, &placement, &mut slices),
+        Err(Error::Unbound)
+    );
 }

@@ -76,7 +76,7 @@ fn decode_in_parts(config: &Config, pages: &[Vec<u8>], frame: &[u8]) {
     let n = pages.len();
     let mut dec = Decoder::new(config.clone()).unwrap();
     let mut out = vec![0x5Au8; n * ps];
-    common::read_in_parts(&mut dec, frame, n, ps, &mut out, |_, _| {}).unwrap();
+    common::read_in_parts(&mut dec, frame, n, ps, &mut out, None, |_, _| {}).unwrap();
     assert!(
         out == pages.concat(),
         "parts decode differs with {config:?}"

@@ -114,7 +114,7 @@ fn decode_in_parts(config: &Config, frame: &[u8], pages: usize) -> Option<Vec<u8
         return None;
     }
     let mut dec = Decoder::new(config.clone()).expect("valid decoder config");
-    let buffered = dec.begin_parts(&frame[..head], pages).ok()?;
+    let buffered = dec.begin_parts(&frame[..head], pages, None).ok()?;
     let mut out = vec![SENTINEL; pages * ps];
     let mut buf = frame[..head].to_vec();
     let mut at = head;
@@ -354,6 +354,7 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
                 block.as_mut_ptr().add(ps),
                 offsets.as_ptr(),
                 n as u32,
+                std::ptr::null(),
             )
         }
     };
@@ -489,6 +490,7 @@ fn ffi_decode_in_parts(
             host,
             offsets.as_ptr(),
             n as u32,
+            std::ptr::null(),
             iov.as_mut_ptr(),
             iov.len(),
             &mut niov,

@@ -73,6 +73,14 @@ struct Group {
     len: usize,
 }
 
+/// What measures a batch: the controller's meter and the clock it reads.
+pub(crate) struct Metering<'a> {
+    /// Where the batch's costs go.
+    pub meter: &'a mut Meter,
+    /// What times them.
+    pub clock: &'a mut dyn Clock,
+}
+
 /// What writing a frame's payloads produced.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Written {
@@ -136,11 +144,13 @@ impl Batch {
 
     /// The payloads when the plan sends every page raw (a link probe, or a
     /// link faster than any codec): the pages are copied once, straight
-    /// into their payload slots, where they are hashed; no page is
-    /// classified.  `out` holds at least `max_frame_len(n)` bytes.
+    /// into their payload slots, where they are hashed (seeded with
+    /// `seed`); no page is classified.  `out` holds at least
+    /// `max_frame_len(n)` bytes.
     pub(crate) fn write_raw<S: PageSource + ?Sized>(
         &mut self,
         source: &S,
+        seed: u64,
         out: &mut [u8],
         counters: &mut Counters,
     ) -> Written {
@@ -150,7 +160,7 @@ impl Batch {
         for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
             source.copy_page(i, slot);
         }
-        let checksum = xxhash_rust::xxh3::xxh3_64(payload);
+        let checksum = xxhash_rust::xxh3::xxh3_64_with_seed(payload, seed);
         let entry = format::pack_entry(Method::Raw.tag(), ps);
         for e in out[HEADER_LEN..table_end].chunks_exact_mut(ENTRY_LEN) {
             e.copy_from_slice(&entry);
@@ -164,23 +174,25 @@ impl Batch {
         }
     }
 
-    /// The payloads of a batch under `plan`: copy, route, group, write.
+    /// The payloads of a batch under `plan`: copy, route, group, write;
+    /// the checksum is seeded with `seed`.
     pub(crate) fn write<S: PageSource + ?Sized>(
         &mut self,
         source: &S,
+        seed: u64,
         plan: &Plan,
-        meter: &mut Meter,
-        clock: &mut dyn Clock,
+        metering: Metering,
         out: &mut [u8],
         counters: &mut Counters,
     ) -> Written {
+        let Metering { meter, clock } = metering;
         let (n, ps) = (source.len(), self.page_size);
         for i in 0..n {
             source.copy_page(i, &mut self.pages[i * ps..(i + 1) * ps]);
         }
         self.route(n, plan, meter);
         self.compress_groups(n, meter, clock);
-        self.write_pages(n, meter, clock, out, counters)
+        self.write_pages(n, seed, meter, clock, out, counters)
     }
 
     /// Pass 1: a class and a route for every page.
@@ -271,6 +283,7 @@ impl Batch {
     fn write_pages(
         &mut self,
         n: usize,
+        seed: u64,
         meter: &mut Meter,
         clock: &mut dyn Clock,
         out: &mut [u8],
@@ -279,7 +292,7 @@ impl Batch {
         let ps = self.page_size;
         let table_end = format::head_len(n);
         let mut pos = table_end;
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(seed);
         for i in 0..n {
             let key = self.keys[i];
             if meter.starts_run(key) {

@@ -15,10 +15,10 @@ use crate::classify::PageClass;
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, HEADER_LEN};
+use crate::format::{self, Header, Placement, FEATURE_PLACEMENT, HEADER_LEN};
 use crate::policy::{Clock, Codec, LinkStats, Meter, Plan, Policy, TransportStats, WallClock};
-use batch::Batch;
 pub(crate) use batch::PageSource;
+use batch::{Batch, Metering};
 
 /// Encodes batches of pages into frames.  One per channel; not `Sync`.
 pub struct Encoder {
@@ -107,13 +107,32 @@ impl Encoder {
                 reason: "every page must be exactly page_size bytes",
             });
         }
-        self.encode_from(pages, out)
+        self.encode_from(pages, None, out)
     }
 
-    /// Encodes from any page source; see [`Encoder::encode`].
+    /// Encodes `pages` like [`Encoder::encode`], bound to `placement`
+    /// (its `offsets` one per page): the frame decodes only against the
+    /// same placement ([`crate::Decoder::decode_placed`]).
+    pub fn encode_placed(
+        &mut self,
+        pages: &[&[u8]],
+        placement: &Placement,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        if pages.iter().any(|p| p.len() != self.page_size) {
+            return Err(Error::InvalidArgument {
+                reason: "every page must be exactly page_size bytes",
+            });
+        }
+        self.encode_from(pages, Some(placement), out)
+    }
+
+    /// Encodes from any page source, bound to `placement` if given; see
+    /// [`Encoder::encode`].
     pub(crate) fn encode_from<S: PageSource + ?Sized>(
         &mut self,
         source: &S,
+        placement: Option<&Placement>,
         out: &mut [u8],
     ) -> Result<usize> {
         let start = self.clock.now_ns();
@@ -131,26 +150,39 @@ impl Encoder {
                 given: out.len(),
             });
         }
+        if placement.is_some_and(|p| p.offsets.len() != n) {
+            return Err(Error::InvalidArgument {
+                reason: "a placement names one offset per page",
+            });
+        }
+        let seed = placement.map_or(0, Placement::seed);
         let plan = self.policy.next_plan();
         let classified = !plan.all_raw();
         self.meter.start(&plan, classified);
         let written = if classified {
             self.batch.write(
                 source,
+                seed,
                 &plan,
-                &mut self.meter,
-                self.clock.as_mut(),
+                Metering {
+                    meter: &mut self.meter,
+                    clock: self.clock.as_mut(),
+                },
                 out,
                 &mut self.counters,
             )
         } else {
-            self.batch.write_raw(source, out, &mut self.counters)
+            self.batch.write_raw(source, seed, out, &mut self.counters)
         };
         let header = Header {
             page_shift: self.shift,
             page_count: n as u16,
             sequence: self.sequence,
-            features: 0,
+            features: if placement.is_some() {
+                FEATURE_PLACEMENT
+            } else {
+                0
+            },
             payload_len: written.payload as u32,
             checksum: written.checksum,
         };

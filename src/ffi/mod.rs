@@ -26,7 +26,7 @@ use crate::counters::Counters;
 use crate::decoder::{self, Decoder, PageSink, Part};
 use crate::encoder::{Encoder, PageSource};
 use crate::error::Error;
-use crate::format;
+use crate::format::{self, Placement};
 use crate::method::{self, METHOD_SLOTS};
 use crate::policy::{LinkStats, TransportStats};
 use std::ffi::{c_char, c_void, CString};
@@ -136,6 +136,64 @@ pub struct mecom_iovec {
     pub iov_base: *mut c_void,
     /// How many bytes.
     pub iov_len: usize,
+}
+
+/// The packet header a frame is bound to (see mecom_encoder_encode()):
+/// the memory block's name and the offsets of the packet's all-zero pages;
+/// the offsets of the frame's own pages are the call's `offsets`.  All of
+/// it goes into the frame's checksum, so a corrupted block name, page
+/// offset or zero-page list fails the frame.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct mecom_placement {
+    /// The block's name (QEMU: the RAMBlock's idstr), `block_len` bytes,
+    /// no NUL needed.  May be NULL when `block_len` is 0.
+    pub block: *const u8,
+    /// Bytes of `block`.
+    pub block_len: usize,
+    /// Offsets of the packet's all-zero pages in the block.  May be NULL
+    /// when `n_zero` is 0.
+    pub zero_offsets: *const u64,
+    /// Number of `zero_offsets`.
+    pub n_zero: u32,
+}
+
+/// Reads a placement pointer (NULL: none) into a [`Placement`] over
+/// `offsets`.
+///
+/// # Safety
+/// `p` is NULL or points to a readable `mecom_placement` whose `block`
+/// points to `block_len` readable bytes and `zero_offsets` to `n_zero`
+/// readable values, all unchanged during the call that holds the result.
+unsafe fn read_placement<'a>(
+    p: *const mecom_placement,
+    offsets: &'a [u64],
+) -> Result<Option<Placement<'a>>, mecom_status> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL and readable by contract; pointers and integers.
+    let p = unsafe { p.read() };
+    if (p.block.is_null() && p.block_len > 0) || (p.zero_offsets.is_null() && p.n_zero > 0) {
+        return Err(mecom_status::NullParameter);
+    }
+    let block: &[u8] = if p.block_len == 0 {
+        &[]
+    } else {
+        // SAFETY: `block_len` readable bytes by contract, not guest memory.
+        unsafe { std::slice::from_raw_parts(p.block, p.block_len) }
+    };
+    let zero_offsets: &[u64] = if p.n_zero == 0 {
+        &[]
+    } else {
+        // SAFETY: `n_zero` readable values by contract, not guest memory.
+        unsafe { std::slice::from_raw_parts(p.zero_offsets, p.n_zero as usize) }
+    };
+    Ok(Some(Placement {
+        block,
+        offsets,
+        zero_offsets,
+    }))
 }
 
 impl From<&Counters> for mecom_counters {
@@ -463,18 +521,23 @@ pub unsafe extern "C" fn mecom_encoder_free(enc: *mut mecom_encoder) {
 /// Encodes `n_pages` pages, page i at `host + offsets[i]`, into one frame in
 /// `out[0..out_cap)`; on success `*out_len` is the frame length.
 /// `out_cap >= mecom_max_frame_len(n_pages, page_size)` always suffices.
+/// With `placement` (NULL: none) the frame is bound to the packet header
+/// that will carry it: the block name, `offsets` and the zero-page list go
+/// into its checksum, and the decoder must be given the same.
 ///
 /// # Safety
 /// `enc` is a live encoder used by no other thread during the call; for every
 /// i `host + offsets[i]` points to `page_size` readable bytes; `offsets` to
-/// `n_pages` readable values; `out` to `out_cap` writable bytes; `out_len` to
-/// a writable `size_t`.
+/// `n_pages` readable values; `placement` is NULL or valid as described at
+/// `mecom_placement`; `out` to `out_cap` writable bytes; `out_len` to a
+/// writable `size_t`.
 #[no_mangle]
 pub unsafe extern "C" fn mecom_encoder_encode(
     enc: *mut mecom_encoder,
     host: *const u8,
     offsets: *const u64,
     n_pages: u32,
+    placement: *const mecom_placement,
     out: *mut u8,
     out_cap: usize,
     out_len: *mut usize,
@@ -490,9 +553,14 @@ pub unsafe extern "C" fn mecom_encoder_encode(
     // SAFETY: `out` is `out_cap` writable bytes owned by the caller and not
     // aliased by the pages (QEMU's channel buffer).
     let out = unsafe { std::slice::from_raw_parts_mut(out, out_cap) };
+    // SAFETY: forwarded contract of this function.
+    let placement = match unsafe { read_placement(placement, offsets) } {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
     let mut written = 0;
     let status = handle.call(|e| {
-        written = e.encode_from(&GuestPages { host, offsets }, out)?;
+        written = e.encode_from(&GuestPages { host, offsets }, placement.as_ref(), out)?;
         Ok(())
     });
     if status == mecom_status::Ok {
@@ -668,13 +736,18 @@ pub unsafe extern "C" fn mecom_decoder_free(dec: *mut mecom_decoder) {
 /// and frames of one channel must be decoded in the order they were encoded.
 /// Everything in the frame is checked; destination pages are written only
 /// after the whole frame decoded and its checksum matched, so on any error
-/// no page is touched.
+/// no page is touched.  With `placement` (the packet header that carried
+/// the frame), the frame must be bound to the same one
+/// (MECOM_STATUS_UNBOUND otherwise), and a placement that differs from
+/// the encoder's fails the checksum; a bound frame decoded without one is
+/// MECOM_STATUS_INVALID_ARGUMENT.
 ///
 /// # Safety
 /// `dec` is a live decoder used by no other thread during the call; `frame`
 /// points to `frame_len` readable bytes; `offsets` to `n_pages` readable
-/// values; for every i `host + offsets[i]` points to `page_size` writable
-/// bytes that do not overlap `frame`.
+/// values; `placement` is NULL or valid as described at
+/// `mecom_placement`; for every i `host + offsets[i]` points to
+/// `page_size` writable bytes that do not overlap `frame`.
 #[no_mangle]
 pub unsafe extern "C" fn mecom_decoder_decode(
     dec: *mut mecom_decoder,
@@ -683,9 +756,28 @@ pub unsafe extern "C" fn mecom_decoder_decode(
     host: *mut u8,
     offsets: *const u64,
     n_pages: u32,
+    placement: *const mecom_placement,
 ) -> mecom_status {
     // SAFETY: forwarded contract of this function.
-    unsafe { decode_guest(dec, frame, frame_len, host, offsets, n_pages, false) }
+    unsafe {
+        decode_guest(
+            dec,
+            frame,
+            frame_len,
+            host,
+            offsets,
+            n_pages,
+            DecodeCall::Whole(placement),
+        )
+    }
+}
+
+/// Which decode call [`decode_guest`] serves.
+enum DecodeCall {
+    /// mecom_decoder_decode(), with its placement pointer.
+    Whole(*const mecom_placement),
+    /// mecom_decoder_finish_parts(), whose placement begin_parts took.
+    FinishParts,
 }
 
 /// Guest pages at `host + offsets[i]`, written and read with one copy
@@ -724,7 +816,7 @@ impl PageSink for GuestPagesMut<'_> {
     }
 }
 
-/// The shared body of mecom_decoder_decode() and, with `parts`,
+/// The shared body of mecom_decoder_decode() and
 /// mecom_decoder_finish_parts().
 ///
 /// # Safety
@@ -736,7 +828,7 @@ unsafe fn decode_guest(
     host: *mut u8,
     offsets: *const u64,
     n_pages: u32,
-    parts: bool,
+    call: DecodeCall,
 ) -> mecom_status {
     if dec.is_null() || frame.is_null() || host.is_null() || offsets.is_null() {
         return mecom_status::NullParameter;
@@ -748,12 +840,19 @@ unsafe fn decode_guest(
     let frame = unsafe { std::slice::from_raw_parts(frame, frame_len) };
     // SAFETY: `offsets` holds `n_pages` readable values owned by the caller.
     let offsets = unsafe { std::slice::from_raw_parts(offsets, n_pages as usize) };
+    let placement = match call {
+        // SAFETY: forwarded contract of this function.
+        DecodeCall::Whole(p) => match unsafe { read_placement(p, offsets) } {
+            Ok(p) => p,
+            Err(s) => return s,
+        },
+        DecodeCall::FinishParts => None,
+    };
     let mut sink = GuestPagesMut { host, offsets };
     handle.call(|d| {
-        if parts {
-            d.finish_parts_to(frame, &mut sink)
-        } else {
-            d.decode_to(frame, &mut sink)
+        match call {
+            DecodeCall::Whole(_) => d.decode_to(frame, &mut sink, placement.as_ref()),
+            DecodeCall::FinishParts => d.finish_parts_to(frame, &mut sink),
         }
         .map(|_| ())
     })
@@ -795,7 +894,9 @@ fn fill_iovecs(
 /// straight into `host + offsets[i]` (one page), the other payloads into
 /// `buf` right after the head, consecutive ones in one iovec; read them
 /// with one readv().  `*buffered_len` receives the bytes of `buf` then in
-/// use: pass it to mecom_decoder_finish_parts().  `iov_cap >=
+/// use: pass it to mecom_decoder_finish_parts().  `placement` is as for
+/// mecom_decoder_decode(); finish_parts checks the frame against it.
+/// `iov_cap >=
 /// mecom_frame_max_iov(n_pages)` always suffices; `buf_len` must hold the
 /// buffered part (mecom_max_frame_len() always does), else
 /// MECOM_STATUS_BUFFER_TOO_SMALL.  No byte is read from or written to
@@ -804,7 +905,8 @@ fn fill_iovecs(
 /// # Safety
 /// `dec` is a live decoder used by no other thread during the call; `buf`
 /// points to `buf_len` bytes of which the first `head_len` are readable;
-/// `offsets` to `n_pages` readable values; `iov` to `iov_cap` writable
+/// `offsets` to `n_pages` readable values; `placement` is NULL or valid
+/// as described at `mecom_placement`; `iov` to `iov_cap` writable
 /// `mecom_iovec`s; `niov` and `buffered_len` to writable `size_t`s.
 #[no_mangle]
 pub unsafe extern "C" fn mecom_decoder_begin_parts(
@@ -815,6 +917,7 @@ pub unsafe extern "C" fn mecom_decoder_begin_parts(
     host: *mut u8,
     offsets: *const u64,
     n_pages: u32,
+    placement: *const mecom_placement,
     iov: *mut mecom_iovec,
     iov_cap: usize,
     niov: *mut usize,
@@ -843,9 +946,14 @@ pub unsafe extern "C" fn mecom_decoder_begin_parts(
     // SAFETY: `iov` is `iov_cap` writable iovecs owned by the caller, not
     // aliasing `buf` or `offsets`.
     let iov = unsafe { std::slice::from_raw_parts_mut(iov, iov_cap) };
+    // SAFETY: forwarded contract of this function.
+    let placement = match unsafe { read_placement(placement, offsets) } {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
     let (mut end, mut count) = (0, 0);
     let status = handle.call(|d| {
-        end = d.begin_parts(head, offsets.len())?;
+        end = d.begin_parts(head, offsets.len(), placement.as_ref())?;
         let parts = d.parts();
         if end > buf_len {
             return Err(Error::BufferTooSmall {
@@ -895,7 +1003,17 @@ pub unsafe extern "C" fn mecom_decoder_finish_parts(
     n_pages: u32,
 ) -> mecom_status {
     // SAFETY: forwarded contract of this function.
-    unsafe { decode_guest(dec, buf, buf_len, host, offsets, n_pages, true) }
+    unsafe {
+        decode_guest(
+            dec,
+            buf,
+            buf_len,
+            host,
+            offsets,
+            n_pages,
+            DecodeCall::FinishParts,
+        )
+    }
 }
 
 /// Copies the decoder's running totals into `*out`.

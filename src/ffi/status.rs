@@ -53,11 +53,13 @@ pub enum mecom_status {
     /// The frame sets a retired feature bit (bit 0, once raw pages outside
     /// the checksum).
     RetiredFeature = 20,
+    /// The caller gave a placement but the frame is not bound to one.
+    Unbound = 21,
 }
 
 impl mecom_status {
     /// Every status, for lookups by value.
-    const ALL: [mecom_status; 21] = [
+    const ALL: [mecom_status; 22] = [
         mecom_status::Ok,
         mecom_status::NullParameter,
         mecom_status::InvalidConfig,
@@ -79,6 +81,7 @@ impl mecom_status {
         mecom_status::Poisoned,
         mecom_status::InvalidArgument,
         mecom_status::RetiredFeature,
+        mecom_status::Unbound,
     ];
 
     /// The status whose value is `value`, if any.
@@ -122,6 +125,7 @@ impl mecom_status {
             mecom_status::RetiredFeature => {
                 c"frame uses a retired feature (raw pages outside the checksum)"
             }
+            mecom_status::Unbound => c"frame is not bound to its packet header",
         }
     }
 }
@@ -137,6 +141,7 @@ impl From<&Error> for mecom_status {
             Error::UnsupportedVersion { .. } => mecom_status::UnsupportedVersion,
             Error::UnsupportedFeature { .. } => mecom_status::UnsupportedFeature,
             Error::RetiredFeature { .. } => mecom_status::RetiredFeature,
+            Error::Unbound => mecom_status::Unbound,
             Error::PageSizeMismatch { .. } => mecom_status::PageSizeMismatch,
             Error::PageCountMismatch { .. } => mecom_status::PageCountMismatch,
             Error::SequenceMismatch { .. } => mecom_status::SequenceMismatch,

@@ -95,6 +95,7 @@ _Static_assert(offsetof(mecom_iovec, iov_len) ==
 static mecom_status read_in_parts(mecom_decoder *dec, const uint8_t *wire,
                                   size_t wlen, uint8_t *rbuf, size_t cap,
                                   uint8_t *dst, const uint64_t *offsets,
+                                  const mecom_placement *where,
                                   int flip, unsigned *in_place)
 {
     size_t head = mecom_frame_head_len(NPAGES), niov = 0, buffered = 0;
@@ -105,7 +106,7 @@ static mecom_status read_in_parts(mecom_decoder *dec, const uint8_t *wire,
     CHECK(mecom_frame_max_iov(NPAGES) <= 2 * NPAGES + 1, "max_iov");
     memcpy(rbuf, wire, head);
     st = mecom_decoder_begin_parts(dec, rbuf, cap, head, dst, offsets,
-                                   NPAGES, (mecom_iovec *)iov,
+                                   NPAGES, where, (mecom_iovec *)iov,
                                    mecom_frame_max_iov(NPAGES), &niov,
                                    &buffered);
     CHECK(st == MECOM_STATUS_OK, "begin_parts: %s", mecom_status_str(st));
@@ -128,9 +129,11 @@ static mecom_status read_in_parts(mecom_decoder *dec, const uint8_t *wire,
 }
 
 /*
- * QEMU's receive path: contiguous frames from the encoder, read in parts.
+ * QEMU's receive path: contiguous frames from the encoder, bound to the
+ * packet header (block name, offsets, zero-page list), read in parts.
  * Raw pages land in guest memory and are verified there: a flipped byte
- * in one is a checksum mismatch.
+ * in one is a checksum mismatch, and so is a zero-page list that changed
+ * on the way.
  */
 static void parts_round_trip(const mecom_config *cfg, const uint8_t *src,
                              uint8_t *dst, const uint64_t *offsets)
@@ -141,19 +144,43 @@ static void parts_round_trip(const mecom_config *cfg, const uint8_t *src,
     mecom_decoder *dec = NULL;
     unsigned i, in_place = 0, round;
     mecom_status st;
+    static const char block[] = "pc.ram";
+    const uint64_t zeros[2] = { 0, 2 * PAGE };
+    mecom_placement where = {
+        .block = (const uint8_t *)block,
+        .block_len = sizeof(block) - 1,
+        .zero_offsets = zeros,
+        .n_zero = 2,
+    };
+    mecom_placement moved = where;
 
+    moved.n_zero = 1;
     CHECK(mecom_encoder_new(cfg, &enc) == MECOM_STATUS_OK, "parts encoder");
     CHECK(mecom_decoder_new(cfg, &dec) == MECOM_STATUS_OK, "parts decoder");
-    for (round = 0; round < 3; round++) {
-        st = mecom_encoder_encode(enc, src, offsets, NPAGES, wire, cap, &len);
+    for (round = 0; round < 4; round++) {
+        st = mecom_encoder_encode(enc, src, offsets, NPAGES, &where, wire,
+                                  cap, &len);
         CHECK(st == MECOM_STATUS_OK, "encode: %s", mecom_status_str(st));
         memset(dst, 0xAA, (size_t)NPAGES * 2 * PAGE);
         st = read_in_parts(dec, wire, len, rbuf, cap, dst, offsets,
-                           round == 2, &in_place);
+                           round == 3 ? &moved : &where, round == 2,
+                           &in_place);
         if (round == 2) {
             CHECK(st == MECOM_STATUS_CHECKSUM_MISMATCH,
                   "a flipped raw page read in place: %s",
                   mecom_status_str(st));
+            /* a failed frame does not advance the decoder: start over */
+            mecom_decoder_free(dec);
+            dec = NULL;
+            CHECK(mecom_decoder_new(cfg, &dec) == MECOM_STATUS_OK, "decoder");
+            mecom_encoder_free(enc);
+            enc = NULL;
+            CHECK(mecom_encoder_new(cfg, &enc) == MECOM_STATUS_OK, "encoder");
+            continue;
+        }
+        if (round == 3) {
+            CHECK(st == MECOM_STATUS_CHECKSUM_MISMATCH,
+                  "a changed zero-page list: %s", mecom_status_str(st));
             break;
         }
         CHECK(st == MECOM_STATUS_OK, "finish_parts: %s: %s",
@@ -227,11 +254,11 @@ int main(void)
             CHECK(st == MECOM_STATUS_INVALID_ARGUMENT,
                   "update_tcp_info with 100 bytes: %s", mecom_status_str(st));
         }
-        st = mecom_encoder_encode(enc, src, offsets, NPAGES, frame, cap, &len);
+        st = mecom_encoder_encode(enc, src, offsets, NPAGES, NULL, frame, cap, &len);
         CHECK(st == MECOM_STATUS_OK, "encode: %s: %s", mecom_status_str(st),
               mecom_encoder_last_error(enc));
         CHECK(len > 0 && len < (size_t)NPAGES * PAGE, "frame length %zu", len);
-        st = mecom_decoder_decode(dec, frame, len, dst, offsets, NPAGES);
+        st = mecom_decoder_decode(dec, frame, len, dst, offsets, NPAGES, NULL);
         CHECK(st == MECOM_STATUS_OK, "decode: %s: %s", mecom_status_str(st),
               mecom_decoder_last_error(dec));
         for (i = 0; i < NPAGES; i++) {
@@ -253,11 +280,11 @@ int main(void)
     printf("\n");
 
     /* A corrupted frame: named status, last_error text, destination untouched. */
-    st = mecom_encoder_encode(enc, src, offsets, NPAGES, frame, cap, &len);
+    st = mecom_encoder_encode(enc, src, offsets, NPAGES, NULL, frame, cap, &len);
     CHECK(st == MECOM_STATUS_OK, "encode");
     frame[24] ^= 0x40;      /* the checksum */
     memset(dst, 0xAA, (size_t)NPAGES * 2 * PAGE);
-    st = mecom_decoder_decode(dec, frame, len, dst, offsets, NPAGES);
+    st = mecom_decoder_decode(dec, frame, len, dst, offsets, NPAGES, NULL);
     CHECK(st != MECOM_STATUS_OK, "corrupt frame accepted");
     printf("corrupt frame: %s: %s\n", mecom_status_str(st), mecom_decoder_last_error(dec));
     for (i = 0; i < NPAGES * 2 * PAGE; i++) {
@@ -269,7 +296,7 @@ int main(void)
     /* Truncations of every length fail cleanly. */
     frame[24] ^= 0x40;
     for (i = 0; i < len; i += 97) {
-        st = mecom_decoder_decode(dec, frame, i, dst, offsets, NPAGES);
+        st = mecom_decoder_decode(dec, frame, i, dst, offsets, NPAGES, NULL);
         CHECK(st != MECOM_STATUS_OK, "truncated frame of %u bytes accepted", i);
     }
     /* Garbage of every size up to a few KiB fails cleanly. */
@@ -278,16 +305,16 @@ int main(void)
         for (k = 0; k < i; k++) {
             frame[k] = (uint8_t)next();
         }
-        st = mecom_decoder_decode(dec, frame, i, dst, offsets, NPAGES);
+        st = mecom_decoder_decode(dec, frame, i, dst, offsets, NPAGES, NULL);
         CHECK(st != MECOM_STATUS_OK, "garbage accepted");
     }
 
     parts_round_trip(&cfg, src, dst, offsets);
 
     /* NULLs and bad configurations are statuses, not crashes. */
-    CHECK(mecom_encoder_encode(NULL, src, offsets, 1, frame, cap, &len) ==
+    CHECK(mecom_encoder_encode(NULL, src, offsets, 1, NULL, frame, cap, &len) ==
           MECOM_STATUS_NULL_PARAMETER, "NULL encoder");
-    CHECK(mecom_decoder_decode(dec, NULL, 0, dst, offsets, 1) ==
+    CHECK(mecom_decoder_decode(dec, NULL, 0, dst, offsets, 1, NULL) ==
           MECOM_STATUS_NULL_PARAMETER, "NULL frame");
     cfg.page_size = 1000;
     {

@@ -126,8 +126,8 @@ pub fn page(kind: Kind, size: usize, seed: u64) -> Vec<u8> {
 /// Reads `frame` (of `n` pages of `ps` bytes) in parts, the way QEMU's
 /// receive glue does: the head, then every part [`Decoder::parts`] names,
 /// raw pages straight into their place in `out` (after `tamper` saw each
-/// one), the other payloads into a buffer that follows the head.  Returns
-/// what `finish_parts` returned.
+/// one), the other payloads into a buffer that follows the head, against
+/// `placement` if given.  Returns what `finish_parts` returned.
 #[allow(dead_code)] // each test binary uses its own subset of this module
 pub fn read_in_parts(
     dec: &mut mecom::Decoder,
@@ -135,10 +135,11 @@ pub fn read_in_parts(
     n: usize,
     ps: usize,
     out: &mut [u8],
+    placement: Option<&mecom::Placement>,
     mut tamper: impl FnMut(usize, &mut [u8]),
 ) -> mecom::Result<mecom::FrameInfo> {
     let head = mecom::format::head_len(n);
-    let buffered = dec.begin_parts(&frame[..head], n)?;
+    let buffered = dec.begin_parts(&frame[..head], n, placement)?;
     let mut buf = frame[..head].to_vec();
     let mut at = head;
     for part in dec.parts().to_vec() {
