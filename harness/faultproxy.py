@@ -24,6 +24,29 @@ compressed stream without breaking TCP:
     replace    the payload replaced by random bytes of the same length
     replay     the payload replaced by an earlier payload of the channel
     length     next_packet_size changed, the payload left as it was
+    drop       the packet (header and payload) not sent at all
+    drop-last  the last data packet of a channel before the migration's
+               final sync not sent: armed only once the harness calls
+               Injector.arm_final() (the source stopped at pre-switchover:
+               what follows is the final RAM round).  From then on each
+               data packet is held until the channel's next packet; when
+               that is a sync after which the channel stays quiet for
+               FINAL_IDLE_S, the sync is the final one (the final round
+               can hold an earlier sync, where the scan of dirty pages
+               wraps) and the held packet is dropped
+
+What follows the fault on its channel is counted in `fired` (data packets
+and sync packets after it), so a harness can tell a dropped frame that a
+later frame's sequence number should expose from one that had no successor.
+
+The proxy can also hold a migration at a chosen point without breaking
+anything (FaultProxy.hold): from the next multifd sync packet ("sync") or
+the next bytes of the main channel ("main") on, the destination receives
+nothing more on any connection until FaultProxy.release().  Held bytes are
+kept in order and the proxy goes on reading everything the source sends:
+holding one channel only would deadlock, since the destination parks each
+channel at a sync until all have reached it, and a source blocked in a
+write during its final RAM round holds the BQL and answers no QMP.
 
 Only the standard library; the packet parser works on any pair of
 read/write callables so it is unit-tested without QEMU
@@ -31,6 +54,7 @@ read/write callables so it is unit-tested without QEMU
 """
 
 import random
+import select
 import socket
 import struct
 import threading
@@ -47,7 +71,10 @@ SIZE_OFFSET = 20          # MultiFDPacket_t.next_packet_size
 PAGES_PER_PACKET = 128   # MULTIFD_PACKET_SIZE / 4 KiB target pages
 MAX_PAYLOAD = 64 << 20
 
-KINDS = ("flip", "truncate", "reset", "duplicate", "reorder", "replace", "replay", "length")
+KINDS = ("flip", "truncate", "reset", "duplicate", "reorder", "replace", "replay", "length",
+         "drop", "drop-last")
+FLAG_SYNC = 1             # MULTIFD_FLAG_SYNC
+FINAL_IDLE_S = 1.0        # drop-last: a sync followed by this much silence is the last
 
 
 class Injector:
@@ -57,6 +84,8 @@ class Injector:
     them; the `trigger`-th one (1-based) is broken.  Kinds that need a
     partner packet (reorder, replay) break the first suitable packet at or
     after the trigger.  `fired` describes what was done, or is None.
+
+    "drop-last" ignores the trigger: it waits for arm_final().
     """
 
     def __init__(self, kind, trigger, seed):
@@ -68,6 +97,11 @@ class Injector:
         self.lock = threading.Lock()
         self.seen = 0
         self.fired = None
+        self.final = threading.Event()
+
+    def arm_final(self):
+        """The next sync of every channel is the final one (drop-last)."""
+        self.final.set()
 
     def armed(self):
         """Counts one data packet; True when a fault is due and not yet done."""
@@ -79,9 +113,16 @@ class Injector:
         with self.lock:
             if self.fired is None:
                 self.fired = dict(kind=self.kind, channel=channel, packet=self.seen,
-                                  packet_num=packet_num, **detail)
+                                  packet_num=packet_num, later_data=0, later_syncs=0, **detail)
                 return True
             return False
+
+    def after(self, channel, sync):
+        """Counts a packet forwarded on `channel` after the fault fired there."""
+        with self.lock:
+            f = self.fired
+            if f is not None and f["channel"] == channel:
+                f["later_syncs" if sync else "later_data"] += 1
 
 
 class StreamCut(Exception):
@@ -101,8 +142,15 @@ def _be32(buf, off):
     return struct.unpack_from(">I", buf, off)[0]
 
 
-def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET):
+def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET, on_sync=None,
+                  idle=None):
     """Relays one multifd channel from `read_exact(n)` to `write(bytes)`.
+
+    `idle(seconds)` says whether nothing arrives on the channel within that
+    time (drop-last); without it every sync counts as the last.
+
+    `on_sync()`, when given, is called before each sync packet is forwarded
+    (where FaultProxy.hold = "sync" stops delivery).
 
     `pages_per_packet` is QEMU's multifd_ram_page_count(): 512 KiB of
     target pages, 128 for 4 KiB pages.
@@ -118,9 +166,14 @@ def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET
     channel = init[INIT_ID_OFFSET]
     last_payload = None
     held = None  # (packet, payload) delayed by a reorder fault
+    last = None  # (packet, payload) held by drop-last until the next packet
 
     def flush_held():
-        nonlocal held
+        nonlocal held, last
+        if last is not None:
+            write(last[0] + last[1])
+            injector.after(channel, False)
+            last = None
         if held is not None:
             write(held[0] + held[1])
             held = None
@@ -161,10 +214,31 @@ def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET
                 return channel
         if normal == 0:
             # A sync or zero-page packet: never moved across, never broken.
+            sync = bool(flags & FLAG_SYNC)
+            if sync and last is not None and injector.final.is_set() and \
+                    (idle is None or idle(FINAL_IDLE_S)):
+                # drop-last: the held packet was the last before the final sync.
+                lp = last[0]
+                if injector.record(channel, struct.unpack_from(">Q", lp, 24)[0],
+                                   payload_len=len(last[1]),
+                                   pages=_be32(lp, NORMAL_OFFSET)):
+                    last = None
             flush_held()
+            if sync and on_sync is not None:
+                on_sync()
             write(bytes(packet) + payload)
+            injector.after(channel, sync)
             continue
         packet_num = struct.unpack_from(">Q", packet, 24)[0]
+        if injector.kind == "drop-last":
+            injector.armed()  # counts it
+            flush_held()
+            if injector.final.is_set() and injector.fired is None:
+                last = (bytes(packet), payload)
+            else:
+                write(bytes(packet) + payload)
+                injector.after(channel, False)
+            continue
         out = _apply(injector, channel, packet_num, packet, payload, last_payload, held)
         if out == "hold":
             held = (bytes(packet), payload)
@@ -177,14 +251,18 @@ def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET
             flush_held()
             write(out[1])
             raise StreamCut(inj_kind(injector))
+        elif out is None:
+            flush_held()  # dropped
         else:
             flush_held()
             write(out)
+            injector.after(channel, False)
         last_payload = payload
 
 
 def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
-    """What to send for one data packet: bytes, "hold", ("swap",), ("cut", bytes)."""
+    """What to send for one data packet: bytes, None (nothing), "hold",
+    ("swap",), ("cut", bytes)."""
     if held is not None and inj.fired is None:
         # The held packet goes after this one: the reorder completes.
         return ("swap",)
@@ -224,6 +302,9 @@ def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
         struct.pack_into(">I", p, SIZE_OFFSET, len(last_payload))
         inj.record(channel, packet_num, payload_len=n, replayed_len=len(last_payload))
         return bytes(p) + last_payload
+    if kind == "drop":
+        inj.record(channel, packet_num, payload_len=n, pages=_be32(packet, NORMAL_OFFSET))
+        return None
     if kind == "length":
         choice = rng.randrange(3)
         if choice == 0:
@@ -254,6 +335,13 @@ def _recv_exact(sock, n):
     return bytes(buf)
 
 
+def _shutdown(sock, how):
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
+
+
 def _reset(*socks):
     """Closes sockets with a TCP reset, as a direct connection to a peer that
     shut its socket down would answer the next write.
@@ -278,6 +366,48 @@ def _reset(*socks):
             pass
 
 
+class Gate:
+    """One direction of one connection: forwards writes with `send`, or,
+    once closed, keeps them in order until release() sends them."""
+
+    def __init__(self, send):
+        self.send = send
+        self.closed = False
+        self.pending = []
+        self.at_end = None
+        self.lock = threading.Lock()
+
+    def end(self, fn):
+        """Calls `fn` (closing the stream) now, or after release() when
+        writes are held: the end of a stream never overtakes its data."""
+        with self.lock:
+            if self.closed:
+                self.at_end = fn
+                return
+        fn()
+
+    def close(self):
+        with self.lock:
+            self.closed = True
+
+    def write(self, data):
+        with self.lock:
+            if self.closed:
+                self.pending.append(data)
+                return
+        self.send(data)
+
+    def release(self):
+        with self.lock:
+            self.closed = False
+            pending, self.pending = self.pending, []
+            at_end, self.at_end = self.at_end, None
+            for data in pending:
+                self.send(data)
+            if at_end is not None:
+                at_end()
+
+
 class FaultProxy:
     """Listens on 127.0.0.1:port and relays to 127.0.0.1:target_port."""
 
@@ -294,6 +424,10 @@ class FaultProxy:
         self.channels = []
         self.errors = []
         self.closed = False
+        # None, "sync" or "main": what to hold back (see the module doc).
+        self.hold = None
+        self.holding = threading.Event()  # set once something is held
+        self.gates = []
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -313,23 +447,55 @@ class FaultProxy:
             self.conns += [client, server]
             threading.Thread(target=self._forward, args=(client, server), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a, b):
-        """Copies a -> b until a ends, then half-closes b."""
+    def _gate(self, send):
+        """A gate for a source -> destination stream."""
+        gate = Gate(send)
+        self.gates.append(gate)
+        return gate
+
+    def _hold_here(self, what):
+        """At a point of kind `what` ("sync" or "main"): when the proxy
+        holds there, every source -> destination stream stops here."""
+        if self.hold == what and not self.holding.is_set():
+            for gate in list(self.gates):
+                gate.close()
+            self.holding.set()
+
+    def release(self):
+        """Ends a hold: what was held goes on to the destination, each
+        stream on its own thread, as independent connections would: the
+        destination may read one only after another delivered its sync.
+        Returns the threads."""
+        self.hold = None
+        self.holding.clear()
+
+        def flush(gate):
+            try:
+                gate.release()
+            except OSError:
+                pass
+        threads = [threading.Thread(target=flush, args=(g,), daemon=True) for g in list(self.gates)]
+        for t in threads:
+            t.start()
+        return threads
+
+    def _pipe(self, a, b, what=None):
+        """Copies a -> b until a ends, then half-closes b.  `what` = "main"
+        for the source's main channel, which FaultProxy.hold can hold."""
+        gate = self._gate(b.sendall) if what is not None else Gate(b.sendall)
         try:
             while True:
                 data = a.recv(1 << 20)
                 if not data:
                     break
-                b.sendall(data)
+                if what is not None:
+                    self._hold_here(what)
+                gate.write(data)
         except OSError:
             _reset(a, b)
             return
-        for s, how in ((b, socket.SHUT_WR), (a, socket.SHUT_RD)):
-            try:
-                s.shutdown(how)
-            except OSError:
-                pass
+        gate.end(lambda: _shutdown(b, socket.SHUT_WR))
+        _shutdown(a, socket.SHUT_RD)
 
     def _watch_destination(self, server, client):
         """Destination -> source of a multifd channel.
@@ -358,7 +524,7 @@ class FaultProxy:
             except OSError:
                 _reset(client, server)
                 return
-            self._pipe(client, server)
+            self._pipe(client, server, "main")
             return
         first = [magic]
 
@@ -369,8 +535,11 @@ class FaultProxy:
             return _recv_exact(client, n)
 
         try:
-            self.channels.append(relay_multifd(read_exact, server.sendall, self.injector,
-                                               self.pages_per_packet))
+            gate = self._gate(server.sendall)
+            self.channels.append(relay_multifd(
+                read_exact, gate.write, self.injector, self.pages_per_packet,
+                lambda: self._hold_here("sync"),
+                lambda t: not select.select([client], [], [], t)[0]))
         except StreamCut as cut:
             if cut.mode == "reset":
                 _reset(client, server)
@@ -389,10 +558,7 @@ class FaultProxy:
             # The destination closed its end: pass the reset on.
             _reset(client, server)
             return
-        try:
-            server.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        gate.end(lambda: _shutdown(server, socket.SHUT_WR))
 
     def close(self):
         self.closed = True

@@ -5,20 +5,31 @@
       One source QEMU runs the test guest.  For each fault kind, N trials:
       a fresh destination, the source migrating through harness/faultproxy.py,
       which breaks one cbc packet (bit flip, truncation, connection reset,
-      duplicate, reorder, random payload, replayed frame, changed length).
+      duplicate, reorder, random payload, replayed frame, changed length,
+      dropped packet, dropped last packet before the final sync).
       Every trial in which the fault was injected must end with: the
       migration failed; the destination's error names a multifd channel
       (except after a reset, where the race is reported); the destination guest
       never ran; the source guest still running (its heartbeat advancing).
+      A fault that was accepted passes only with identical RAM; a dropped
+      last frame of a channel that completes with differing RAM is a known
+      gap (docs/SECURITY.md), reported apart.  A trial whose fault never
+      fired fails, and so does a run in which a kind never fired.
       After the trials of a kind, a clean migration of the same source to a
       fresh destination must complete with identical RAM, after which both
       guests are resumed and the next kind starts.
 
-  faults.py cancel --qemu Q [--cycles N]
-      One source QEMU; each cycle: migrate, migrate_cancel after a random
-      delay, check the source runs; then migrate to a fresh destination and
-      compare the whole RAM; resume the source.  Records the source's RSS
-      after every cycle and fails if its anonymous memory grows.
+  faults.py cancel --qemu Q [--cycles N] [--cancel-bandwidth BW]
+      One source QEMU.  First a whole migration at BW (measures its time T).
+      Each cycle migrates through the proxy and cancels at one of four
+      points in turn (CANCEL_POINTS): active (slowed to BW, at a random
+      fraction of T), pre-switchover (pause-before-switchover), in the final
+      multifd sync and before the final round (the proxy holding the
+      destination; the source in "device").  query-migrate must report that
+      state right before the cancel, or the cycle fails.  Then: the source
+      runs, a migration to a fresh destination compares the whole RAM, the
+      source resumes.  Records the source's RSS after every cycle and fails
+      if its anonymous memory grows.
 
 Both print a table and "N passed, N failed", and exit non-zero on failure.
 Uses harness/qemu.py for QEMU, QMP and the guest, and harness/migrate.py for
@@ -104,6 +115,91 @@ def boot_source(opts, g, workdir, run_id, channels):
 # --------------------------------------------------------------------------
 # inject
 # --------------------------------------------------------------------------
+class SwitchoverRelease:
+    """A migrate_and_wait observer for a source with pause-before-switchover:
+    when the source stops at pre-switchover it calls `at_pause()` once, then
+    lets the migration go on (migrate-continue)."""
+
+    def __init__(self, src, at_pause):
+        self.src = src
+        self.at_pause = at_pause
+        self.released = False
+
+    def poll(self, info):
+        if info.get("status") == "pre-switchover" and not self.released:
+            self.released = True
+            self.at_pause()
+            self.src.qmp.execute("migrate-continue", {"state": "pre-switchover"})
+
+    def finish(self, status, syncs):
+        pass
+
+
+def set_capability(vm, name, state):
+    vm.qmp.execute("migrate-set-capabilities",
+                   {"capabilities": [{"capability": name, "state": state}]})
+
+
+def judge_trial(res):
+    """The verdict of one inject trial from what it observed.
+
+    Sets res["ok"], res["gap"] (a known, documented gap: not a pass, not a
+    failure of the harness) and res["error"].  A trial whose fault never
+    fired tested nothing and fails.
+    """
+    kind, fired, status = res["kind"], res.get("injected"), res.get("status")
+    res["gap"] = False
+    problems = []
+    if fired is None:
+        problems.append(f"the fault never fired: the migration ended ({status}) before "
+                        f"data packet {res.get('trigger')} of the trigger, so nothing was tested")
+    elif status == "completed":
+        # The broken stream was accepted.  That is only acceptable when it
+        # gave exactly the pages that were sent (an LZ match can point at
+        # either of two equal runs, so some bits of a frame do not change
+        # what it decodes to): the whole-RAM comparison says.
+        res["harmless"] = bool(res.get("verified") and res.get("ram_identical"))
+        if not res["harmless"]:
+            if kind in ("drop", "drop-last") and fired.get("later_data") == 0 \
+                    and res.get("ram_identical") is False:
+                # No later frame on the channel carried the next sequence
+                # number: the documented gap (docs/SECURITY.md).
+                res["gap"] = True
+                problems.append(f"KNOWN GAP: the last frame of channel {fired['channel']} was "
+                                f"dropped and the migration completed; RAM differs in "
+                                f"{(res.get('ram_compare') or {}).get('diff_pages')} pages")
+            else:
+                problems.append(f"fault not detected; RAM identical={res.get('ram_identical')}")
+    else:
+        res["detected"] = status == "failed"
+        res["channel_named"] = res.get("error_channel") is not None
+        res["channel_matches"] = res.get("error_channel") == fired["channel"]
+        if not res["detected"]:
+            problems.append(f"source status {status}")
+        # A reset cuts the source's end too: the source fails at once and
+        # closes the main channel, and the destination may hear of that
+        # before its multifd thread reads the cut, so its first error can be
+        # the main channel's.  Reported, not required.
+        if not res["channel_named"] and kind != "reset":
+            problems.append(f"destination error names no channel: {res.get('dst_error', '')!r}")
+        if res.get("dst_ran"):
+            problems.append("destination guest ran")
+        if not res.get("src_running"):
+            problems.append(f"source not running ({res.get('src_status')})")
+    res["ok"] = not problems
+    if problems:
+        res["error"] = "; ".join(problems)
+    return res["ok"]
+
+
+def unfired_kinds(kinds, results):
+    """Failures for the kinds that never fired in a run (each must, once)."""
+    return [{"phase": "every-kind-fires", "kind": k, "ok": False,
+             "error": f"fault kind {k} never fired in {sum(1 for r in results if r['kind'] == k)} "
+                      f"trials: it was not tested"}
+            for k in kinds if not any(r["kind"] == k and r.get("injected") for r in results)]
+
+
 def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_trigger):
     name = f"dst-{kind}-{trial}"
     trigger = rng.randint(1, max_trigger)
@@ -111,61 +207,37 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
     res = {"kind": kind, "trial": trial, "trigger": trigger, "seed": seed, "ok": False}
     dst, port = new_destination(opts, g, workdir, run_id, name, channels)
     proxy = faultproxy.FaultProxy(port, faultproxy.Injector(kind, trigger, seed))
+    observer = None
+    if kind == "drop-last":
+        # Stop the source before its final RAM round; from there on the
+        # proxy drops the last data packet before each channel's sync.
+        set_capability(src, "pause-before-switchover", True)
+        observer = SwitchoverRelease(src, proxy.injector.arm_final)
     try:
-        status = M.migrate_and_wait(src, dst, f"tcp:127.0.0.1:{proxy.port}", opts, res)
-        fired = proxy.injector.fired
-        res["injected"] = fired
+        status = M.migrate_and_wait(src, dst, f"tcp:127.0.0.1:{proxy.port}", opts, res, observer)
+        res["injected"] = proxy.injector.fired
         res["status"] = status
         dst_st = dst.status() if dst.alive() else {"status": "exited", "running": False}
         res["dst_runstate"] = dst_st.get("status")
         res["dst_ran"] = bool(dst_st.get("running")) or Q.HEARTBEAT in dst.serial()
-        src_st = Q.wait_running(src)
+        src_st = Q.wait_running(src) if status != "completed" else src.status()
+        res["src_status"] = src_st.get("status")
         res["src_running"] = bool(src_st.get("running")) and Q.wait_heartbeat(src, opts.cont_timeout)
-        err = res.get("dst_error", "")
-        m = re.search(r"multifd (\d+)", err)
+        m = re.search(r"multifd (\d+)", res.get("dst_error", ""))
         res["error_channel"] = int(m.group(1)) if m else None
-        if fired is None:
-            # The migration ended before the trigger packet: nothing to detect.
-            res["ok"] = status == "completed" and M.verify_after_success(src, dst, opts, res)
-            if status == "completed":
-                Q.resume(src)
-        elif status == "completed":
-            # The broken frame was accepted.  That is only acceptable when it
-            # decoded to exactly the pages that were sent (an LZ match can
-            # point at either of two equal runs, so some bits of a frame do
-            # not change what it decodes to): the whole-RAM comparison says.
-            identical = M.verify_after_success(src, dst, opts, res)
-            res["harmless"] = bool(identical and res.get("ram_identical"))
-            res["ok"] = res["harmless"]
-            if not res["ok"]:
-                res["error"] = f"fault not detected; RAM identical={res.get('ram_identical')}"
+        if status == "completed":
+            res["verified"] = M.verify_after_success(src, dst, opts, res)
             Q.resume(src)
-        else:
-            res["detected"] = status == "failed"
-            res["channel_named"] = res["error_channel"] is not None
-            res["channel_matches"] = res["error_channel"] == fired["channel"]
-            problems = []
-            if not res["detected"]:
-                problems.append(f"source status {status}")
-            # A reset cuts the source's end too: the source fails at once and
-            # closes the main channel, and the destination may hear of that
-            # before its multifd thread reads the cut, so its first error
-            # can be the main channel's.  Reported, not required.
-            if not res["channel_named"] and kind != "reset":
-                problems.append(f"destination error names no channel: {err!r}")
-            if res["dst_ran"]:
-                problems.append("destination guest ran")
-            if not res["src_running"]:
-                problems.append(f"source not running ({src_st.get('status')})")
-            res["ok"] = not problems
-            if problems:
-                res["error"] = "; ".join(problems)
+        judge_trial(res)
     finally:
         proxy.close()
         dst.stop()
+        if observer is not None:
+            set_capability(src, "pause-before-switchover", False)
     inj = res.get("injected") or {}
-    Q.log(f"  {'OK ' if res['ok'] else 'FAIL'} {kind} #{trial}: trigger={trigger} "
-          f"injected={'ch%s pkt%s' % (inj.get('channel'), inj.get('packet_num')) if inj else 'no'} "
+    verdict = "GAP " if res.get("gap") else "OK  " if res["ok"] else "FAIL"
+    Q.log(f"  {verdict} {kind} #{trial}: trigger={trigger} "
+          f"injected={'ch%s pkt%s later=%s' % (inj.get('channel'), inj.get('packet_num'), inj.get('later_data')) if inj else 'no'} "
           f"status={res.get('status')} dst: {res.get('dst_error', '')[:150]!r}"
           f"{' ERROR ' + res['error'] if res.get('error') else ''}")
     return res
@@ -198,39 +270,52 @@ def run_inject(args):
     finally:
         src.stop()
 
-    rows = []
-    for kind in kinds:
-        rs = [r for r in results if r["kind"] == kind]
-        inj = [r for r in rs if r.get("injected")]
-        rows.append({
-            "kind": kind, "trials": len(rs), "injected": len(inj),
-            "detected": sum(1 for r in inj if r.get("detected")),
-            "harmless": sum(1 for r in inj if r.get("harmless")),
-            "channel_named": sum(1 for r in inj if r.get("channel_named")),
-            "channel_matches": sum(1 for r in inj if r.get("channel_matches")),
-            "corrupt_resumed": sum(1 for r in inj if r.get("ram_identical") is False),
-            "dst_ran": sum(1 for r in inj if r.get("dst_ran")),
-            "src_running": sum(1 for r in inj if r.get("src_running")),
-            "retry_ok": sum(1 for r in retries if r["kind"] == kind and r["ok"]),
-        })
+    rows = inject_summary(kinds, results, retries)
     print()
-    print("| kind | trials | injected | migration failed | decoded to the same pages "
+    print("| kind | trials | fired | migration failed | decoded to the same pages | known gap "
           "| error names a channel | the faulted one | dst guest ran | corrupt RAM resumed "
           "| source running | clean retry |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        failed = r["injected"] - r["harmless"]
+        failed = r["detected"]
         print(f"| {r['kind']} | {r['trials']} | {r['injected']} | {r['detected']}/{r['injected']} "
-              f"| {r['harmless']} | {r['channel_named']}/{failed} | {r['channel_matches']}/{failed} "
-              f"| {r['dst_ran']} | {r['corrupt_resumed']} | {r['src_running']}/{failed} "
-              f"| {'identical RAM' if r['retry_ok'] else 'FAILED'} |")
+              f"| {r['harmless']} | {r['gap']} | {r['channel_named']}/{failed} "
+              f"| {r['channel_matches']}/{failed} | {r['dst_ran']} | {r['corrupt_resumed']} "
+              f"| {r['src_running']}/{failed} | {'identical RAM' if r['retry_ok'] else 'FAILED'} |")
     print("\nerrors reported by the destination (first of each kind):")
     for kind in kinds:
         e = next((r.get("dst_error") for r in results if r["kind"] == kind and r.get("injected")
                   and r.get("dst_error")), None)
         print(f"  {kind}: {e}")
-    everything = results + retries
-    return finish(args, everything, {"summary": rows, "trials": results, "retries": retries})
+    never = unfired_kinds(kinds, results)
+    for r in never:
+        print(f"  FAILED: {r['error']}")
+    return finish(args, results + retries + never,
+                  {"summary": rows, "trials": results, "retries": retries, "unfired": never})
+
+
+def inject_summary(kinds, results, retries):
+    """One row per kind: how many trials fired and what became of them."""
+    rows = []
+    for kind in kinds:
+        rs = [r for r in results if r["kind"] == kind]
+        inj = [r for r in rs if r.get("injected")]
+        failed = [r for r in inj if r.get("detected") is not None]
+        rows.append({
+            "kind": kind, "trials": len(rs), "injected": len(inj),
+            "detected": sum(1 for r in inj if r.get("detected")),
+            "harmless": sum(1 for r in inj if r.get("harmless")),
+            "gap": sum(1 for r in inj if r.get("gap")),
+            "channel_named": sum(1 for r in failed if r.get("channel_named")),
+            "channel_matches": sum(1 for r in failed if r.get("channel_matches")),
+            # Completed with RAM that differs: the harness does not resume
+            # such a destination, but QEMU would run it.
+            "corrupt_resumed": sum(1 for r in inj if r.get("ram_identical") is False),
+            "dst_ran": sum(1 for r in inj if r.get("dst_ran")),
+            "src_running": sum(1 for r in failed if r.get("src_running")),
+            "retry_ok": sum(1 for r in retries if r["kind"] == kind and r["ok"]),
+        })
+    return rows
 
 
 # --------------------------------------------------------------------------
@@ -246,59 +331,188 @@ def rss_kib(pid):
     return out
 
 
-def cancel_once(src, dst, port, delay, opts):
-    """migrate, wait `delay` s, migrate_cancel; returns the final status."""
-    Q.start_migration(src, f"tcp:127.0.0.1:{port}")
-    time.sleep(delay)
+# Where a cycle cancels, in turn: what query-migrate must say right before
+# the cancel, and what the proxy holds back to keep the migration there.
+#   active          iterating, slowed by --cancel-bandwidth; cancelled at a
+#                   random fraction of the time a whole migration took at
+#                   that bandwidth (measured first)
+#   pre-switchover  pause-before-switchover: the source has stopped its
+#                   guest before the final RAM round
+#   final-sync      released from pre-switchover; the proxy stops delivering
+#                   at the first multifd sync packet of the final round, so
+#                   the destination waits in that sync
+#   final-round     released; the proxy stops delivering at the main
+#                   channel's next bytes, so the destination waits for the
+#                   final round's RAM, the end of RAM and the device state
+# In both of the last two the source sends its final round and its device
+# state (holding the BQL, so QMP waits too) and then waits in QEMU's
+# "device" state for the destination; that is where the cancel lands.
+CANCEL_POINTS = ("active", "pre-switchover", "active", "final-sync", "final-round")
+EXPECTED_STATE = {"active": "active", "pre-switchover": "pre-switchover",
+                  "final-sync": "device", "final-round": "device"}
+PROXY_HOLD = {"final-sync": "sync", "final-round": "main"}
+# An active cycle cancels after this fraction of the measured time, drawn at
+# random, once the migration is active.
+CANCEL_FRACTION = (0.05, 0.75)
+
+
+def cancel_point(cycle):
+    """The cancel point of cycle `cycle` (1-based)."""
+    return CANCEL_POINTS[(cycle - 1) % len(CANCEL_POINTS)]
+
+
+def wait_status(src, wanted, timeout):
+    """Polls query-migrate until its status is in `wanted` or final; returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = src.qmp.execute("query-migrate").get("status")
+        if status in wanted or status in ("completed", "failed", "cancelled") \
+                or time.monotonic() > deadline:
+            return status
+        time.sleep(0.02)
+
+
+def cancel_once(src, proxy, point, expected_s, rng, opts):
+    """Starts a migration through `proxy`, brings it to `point`, cancels it.
+
+    Returns (delay, status right before the cancel, final status, error)."""
+    uri = f"tcp:127.0.0.1:{proxy.port}"
+    if point == "active":
+        Q.start_migration(src, uri)
+        reached = wait_status(src, {"active"}, 30)
+        delay = round(rng.uniform(*CANCEL_FRACTION) * expected_s, 3)
+    else:
+        Q.start_migration(src, uri)
+        reached = wait_status(src, {"pre-switchover"}, opts.timeout)
+        if reached == "pre-switchover" and point in PROXY_HOLD:
+            proxy.hold = PROXY_HOLD[point]
+            src.qmp.execute("migrate-continue", {"state": "pre-switchover"})
+            reached = wait_status(src, {"device"}, 30)
+        delay = round(rng.uniform(0.1, 1.0), 3)
+    if reached == EXPECTED_STATE[point]:
+        time.sleep(delay)
     before = src.qmp.execute("query-migrate").get("status")
+    t = time.monotonic()
     src.qmp.execute("migrate_cancel")
-    status, info = before, {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        info = src.qmp.execute("query-migrate")
-        status = info.get("status")
-        if status in ("cancelled", "failed", "completed"):
-            break
-        time.sleep(0.05)
-    return before, status, info.get("error-desc")
+    wait_status(src, set(), 30)
+    info = src.qmp.execute("query-migrate")
+    Q.log(f"  {point}: {before} -> {info.get('status')} {time.monotonic() - t:.2f}s after the cancel")
+    return delay, before, info.get("status"), info.get("error-desc")
+
+
+def destination_after_cancel(dst, timeout=10):
+    """The destination's migration status once it is final after a cancel,
+    "no QMP answer" when its main loop is blocked, "exited" when it quit."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not dst.alive():
+            return "exited"
+        try:
+            status = dst.qmp.execute("query-migrate", timeout=2).get("status")
+        except Q.HarnessError:
+            return "no QMP answer"
+        if status in ("failed", "cancelled", "completed") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+def judge_cycle(cyc):
+    """A cancel cycle passes only if it cancelled a running migration at its
+    point, the source ran on and the retry gave identical RAM."""
+    problems = []
+    want = EXPECTED_STATE[cyc["point"]]
+    if cyc.get("status_at_cancel") != want:
+        problems.append(f"the migration was {cyc.get('status_at_cancel')} when the cancel was "
+                        f"issued, not {want}: the cycle did not cancel a running migration")
+    if cyc.get("status") not in ("cancelled", "failed"):
+        problems.append(f"the cancelled migration ended {cyc.get('status')}")
+    if cyc["point"] in PROXY_HOLD and not cyc.get("proxy_held"):
+        problems.append(f"the proxy held no {PROXY_HOLD[cyc['point']]} data before the cancel")
+    if cyc.get("dst_ran"):
+        problems.append("the destination guest ran after the cancel")
+    if not cyc.get("src_running"):
+        problems.append("source not running after the cancel")
+    if not cyc.get("retry_ok"):
+        problems.append(f"retry: {cyc.get('retry_error')}")
+    cyc["ok"] = not problems
+    cyc["error"] = "; ".join(problems) if problems else None
+    return cyc["ok"]
+
+
+def cycles_by_state(cycles):
+    """{(point, state at cancel): {"cycles", "cancelled", "failed", "other", "ok"}}"""
+    out = {}
+    for c in cycles:
+        row = out.setdefault((c["point"], c.get("status_at_cancel")),
+                             {"cycles": 0, "cancelled": 0, "failed": 0, "other": 0, "ok": 0})
+        row["cycles"] += 1
+        row[c["status"] if c.get("status") in ("cancelled", "failed") else "other"] += 1
+        row["ok"] += bool(c.get("ok"))
+    return out
+
+
+def set_bandwidth(src, bw):
+    src.qmp.execute("migrate-set-parameters", {"max-bandwidth": bw})
 
 
 def run_cancel(args):
     opts, g, workdir, run_id, rng = setup_run(args, "cancel")
     cycles = []
+    slow = M.parse_bandwidth(args.cancel_bandwidth)
     src = boot_source(opts, g, workdir, run_id, args.channels)
     try:
+        # How long a whole migration takes at the cancel bandwidth.
+        set_bandwidth(src, slow)
+        cal = clean_migration(src, opts, g, workdir, run_id, "dst-calibrate", args.channels)
+        set_bandwidth(src, opts.max_bandwidth)
+        expected_s = (cal.get("total_time_ms") or opts.timeout * 1000) / 1000
+        Q.log(f"a migration at {args.cancel_bandwidth} took {expected_s:.1f}s "
+              f"(status {cal.get('status')}, identical={cal.get('ram_identical')})")
         base = rss_kib(src.proc.pid)
         Q.log(f"source RSS before the first cycle: {base}")
         for c in range(1, args.cycles + 1):
-            delay = round(rng.uniform(0, args.max_delay), 3)
-            cyc = {"cycle": c, "delay_s": delay, "ok": False}
+            point = cancel_point(c)
+            cyc = {"cycle": c, "point": point, "ok": False}
             dst, port = new_destination(opts, g, workdir, run_id, f"dst-c{c}", args.channels)
+            proxy = faultproxy.FaultProxy(port, faultproxy.Injector("none", 0, 0))
             try:
-                cyc["status_at_cancel"], cyc["status"], cyc["src_error"] = \
-                    cancel_once(src, dst, port, delay, opts)
+                if point == "active":
+                    set_bandwidth(src, slow)
+                else:
+                    set_capability(src, "pause-before-switchover", True)
+                cyc["delay_s"], cyc["status_at_cancel"], cyc["status"], cyc["src_error"] = \
+                    cancel_once(src, proxy, point, expected_s, rng, opts)
+                cyc["proxy_held"] = proxy.holding.is_set()
+                # The hold stood for a slow network, not a lossy one: what the
+                # source sent before the cancel arrives, then its end closes.
+                proxy.release()
+                cyc["dst_after_cancel"] = destination_after_cancel(dst)
+                # A cancel in "device" can come after the source sent all:
+                # the destination may then complete its load; under -S (as
+                # libvirt starts it) its guest must still not run.
+                answers = cyc["dst_after_cancel"] not in ("no QMP answer", "exited")
+                cyc["dst_ran"] = Q.HEARTBEAT in dst.serial() or \
+                    (answers and bool(dst.status().get("running")))
             finally:
+                proxy.close()
                 dst.stop()
+                set_bandwidth(src, opts.max_bandwidth)
+                set_capability(src, "pause-before-switchover", False)
             if cyc["status"] == "completed":
-                # Too late to cancel: the source stopped; resume it and go on.
                 Q.resume(src)
             st = Q.wait_running(src)
             cyc["src_running"] = bool(st.get("running")) and Q.wait_heartbeat(src, opts.cont_timeout)
             r = clean_migration(src, opts, g, workdir, run_id, f"dst-r{c}", args.channels)
             cyc["retry_ok"] = r["ok"]
+            cyc["retry_error"] = r.get("error")
             cyc["retry_total_ms"] = r.get("total_time_ms")
             cyc["ram_identical"] = r.get("ram_identical")
             cyc["cbc_frames"] = (r.get("method_stats", {}).get("cbc") or {}).get("frames")
             time.sleep(0.5)
             cyc["rss"] = rss_kib(src.proc.pid)
-            # A cancel that lands in the switchover can end "failed" (with an
-            # error) rather than "cancelled"; what matters is that the source
-            # runs on and the next migration is whole.
-            cyc["ok"] = cyc["src_running"] and r["ok"] and \
-                cyc["status"] in ("cancelled", "completed", "failed")
-            if not cyc["ok"]:
-                cyc["error"] = r.get("error") or f"cancel ended {cyc['status']}, source running={cyc['src_running']}"
-            Q.log(f"cycle {c}: cancel after {delay}s ({cyc['status_at_cancel']} -> {cyc['status']}), "
+            judge_cycle(cyc)
+            Q.log(f"cycle {c}: {point}: cancel after {cyc['delay_s']}s "
+                  f"({cyc['status_at_cancel']} -> {cyc['status']}), "
                   f"source running={cyc['src_running']}, retry identical={cyc['ram_identical']} "
                   f"({cyc['retry_total_ms']} ms), RSS {cyc['rss']['VmRSS']} KiB "
                   f"anon {cyc['rss']['RssAnon']} KiB{' ERROR ' + cyc['error'] if cyc.get('error') else ''}")
@@ -307,12 +521,13 @@ def run_cancel(args):
         src.stop()
 
     print()
-    print("| cycle | cancel after s | state at cancel | result | source running | retry RAM "
-          "| VmRSS KiB | RssAnon KiB |")
-    print("|---:|---:|---|---|---|---|---:|---:|")
+    print("| cycle | cancel point | cancel after s | state at cancel | result | destination "
+          "| source running | retry RAM | VmRSS KiB | RssAnon KiB |")
+    print("|---:|---|---:|---|---|---|---|---|---:|---:|")
     for c in cycles:
-        print(f"| {c['cycle']} | {c['delay_s']} | {c['status_at_cancel']} "
+        print(f"| {c['cycle']} | {c['point']} | {c['delay_s']} | {c['status_at_cancel']} "
               f"| {c['status']}{' (' + c['src_error'] + ')' if c.get('src_error') else ''} "
+              f"| {c.get('dst_after_cancel')} "
               f"| {c['src_running']} | {'identical' if c['ram_identical'] else 'DIFFERS'} "
               f"| {c['rss']['VmRSS']} | {c['rss']['RssAnon']} |")
     growth = None
@@ -344,11 +559,17 @@ def run_cancel(args):
         if growth > RSS_GROWTH_LIMIT_KIB:
             extra.append({"phase": "rss", "ok": False,
                           "error": f"source anonymous RSS grew by {growth} KiB in the second half"})
-    cancelled = sum(1 for c in cycles if c["status"] == "cancelled")
-    print(f"cancelled {cancelled} of {len(cycles)} migrations "
-          f"(the rest completed before the cancel arrived)")
-    return finish(args, cycles + extra, {"cycles": cycles, "rss_growth_kib": growth,
-                                         "rss_before": base})
+    print(f"\nmeasured migration time at {args.cancel_bandwidth}: {expected_s:.1f}s; "
+          f"active cycles cancel after {CANCEL_FRACTION[0]}..{CANCEL_FRACTION[1]} of it")
+    print("\n| cancel point | state at cancel | cycles | cancelled | failed | other | passed |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (point, state), row in sorted(cycles_by_state(cycles).items(), key=str):
+        print(f"| {point} | {state} | {row['cycles']} | {row['cancelled']} | {row['failed']} "
+              f"| {row['other']} | {row['ok']} |")
+    return finish(args, [cal] + cycles + extra,
+                  {"cycles": cycles, "rss_growth_kib": growth, "rss_before": base,
+                   "calibration": cal, "expected_s": expected_s,
+                   "by_state": {f"{p}/{st}": row for (p, st), row in cycles_by_state(cycles).items()}})
 
 
 # --------------------------------------------------------------------------
@@ -361,12 +582,16 @@ def make_workdir(args, what):
 
 
 def finish(args, results, doc):
+    """Writes the JSON, prints the counts; exit status 0 only when nothing
+    failed.  Known gaps (res["gap"]) are neither passes nor failures."""
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2, sort_keys=True, default=str)
     n_ok = sum(1 for r in results if r.get("ok"))
-    n_fail = len(results) - n_ok
-    print(f"\n{n_ok} passed, {n_fail} failed")
+    n_gap = sum(1 for r in results if not r.get("ok") and r.get("gap"))
+    n_fail = len(results) - n_ok - n_gap
+    gaps = f", {n_gap} known gaps (docs/SECURITY.md)" if n_gap else ""
+    print(f"\n{n_ok} passed, {n_fail} failed{gaps}")
     return 0 if n_fail == 0 and results else 1
 
 
@@ -399,8 +624,9 @@ def main(argv=None):
                            help="the faulted data packet is drawn from 1..N (default 120)")
         else:
             s.add_argument("--cycles", type=int, default=20, help="cancel/retry cycles (default 20; the RSS check needs at least 20)")
-            s.add_argument("--max-delay", type=float, default=1.5,
-                           help="cancel after a delay drawn from 0..S seconds (default 1.5)")
+            s.add_argument("--cancel-bandwidth", default="16MB",
+                           help="max-bandwidth of the migrations cancelled while active "
+                                "(default 16MB = 16e6 bytes/s)")
     args = p.parse_args(argv)
     Q.install_cleanup()
     try:

@@ -27,15 +27,20 @@ def stream(packets, channel=1):
     return init_packet(channel) + b"".join(h + p for h, p in packets)
 
 
-def relay(data, kind, trigger=1, seed=7):
+def relay(data, kind, trigger=1, seed=7, final=False, on_sync=None, idle=None):
     inj = fp.Injector(kind, trigger, seed)
+    if final:
+        inj.arm_final()
     out = []
     cut = False
     try:
-        fp.relay_multifd(io.BytesIO(data).read, out.append, inj, PAGES_ALLOC)
+        fp.relay_multifd(io.BytesIO(data).read, out.append, inj, PAGES_ALLOC, on_sync, idle)
     except fp.StreamCut:
         cut = True
     return b"".join(out), inj, cut
+
+
+SYNC = packet(99, b"", normal=0, flags=1 | 6)
 
 
 def payloads(n, size=100):
@@ -118,6 +123,106 @@ class RelayTest(unittest.TestCase):
         self.assertNotEqual(out[at:at + 4], data[at:at + 4])
         self.assertEqual(out[:at] + out[at + 4:], data[:at] + data[at + 4:])
         self.assertEqual(struct.unpack_from(">I", out, at)[0], inj.fired["announced"])
+
+    def test_drop_leaves_out_the_whole_trigger_packet(self):
+        pk = payloads(4)
+        out, inj, cut = relay(stream(pk), "drop", trigger=2)
+        self.assertEqual(out, stream([pk[0], pk[2], pk[3]]))
+        self.assertFalse(cut)
+        self.assertEqual(inj.fired["packet_num"], 1)
+        self.assertEqual(inj.fired["later_data"], 2)
+
+    def test_drop_of_the_last_packet_has_no_successor(self):
+        pk = payloads(3)
+        out, inj, _ = relay(stream(pk + [SYNC]), "drop", trigger=3)
+        self.assertEqual(out, stream(pk[:2] + [SYNC]))
+        self.assertEqual((inj.fired["later_data"], inj.fired["later_syncs"]), (0, 1))
+
+    def test_drop_last_does_nothing_before_the_final_round(self):
+        data = stream(payloads(3) + [SYNC])
+        out, inj, _ = relay(data, "drop-last")
+        self.assertEqual(out, data)
+        self.assertIsNone(inj.fired)
+
+    def test_drop_last_drops_the_packet_before_the_final_sync(self):
+        pk = payloads(3)
+        out, inj, _ = relay(stream(pk + [SYNC]), "drop-last", final=True)
+        self.assertEqual(out, stream(pk[:2] + [SYNC]))
+        self.assertEqual(inj.fired["packet_num"], 2)
+        self.assertEqual(inj.fired["later_data"], 0)
+
+    def test_drop_last_skips_a_sync_that_more_data_follows(self):
+        # The final round can wrap around RAM and sync in its middle: the
+        # channel is not quiet after that sync, so nothing is dropped there.
+        pk = payloads(4)
+        quiet = iter([False, True])
+        out, inj, _ = relay(stream(pk[:2] + [SYNC] + pk[2:] + [SYNC]), "drop-last", final=True,
+                            idle=lambda t: next(quiet))
+        self.assertEqual(out, stream(pk[:2] + [SYNC, pk[2], SYNC]))
+        self.assertEqual(inj.fired["packet_num"], 3)
+
+    def test_on_sync_runs_before_each_sync_is_forwarded(self):
+        pk = payloads(2)
+        out = []
+        seen = []
+        inj = fp.Injector("none", 1, 1)
+        fp.relay_multifd(io.BytesIO(stream([pk[0], SYNC, pk[1], SYNC])).read, out.append, inj,
+                         PAGES_ALLOC, lambda: seen.append(len(b"".join(out))))
+        first_sync = fp.INIT_LEN + len(pk[0][0]) + len(pk[0][1])
+        self.assertEqual(seen, [first_sync, first_sync + len(SYNC[0]) + len(pk[1][0]) + len(pk[1][1])])
+
+    def test_a_gate_keeps_writes_in_order_until_released(self):
+        sent, ended = [], []
+        gate = fp.Gate(sent.append)
+        gate.write(b"a")
+        gate.close()
+        gate.write(b"b")
+        gate.write(b"c")
+        gate.end(lambda: ended.append(True))
+        self.assertEqual((sent, ended), ([b"a"], []))
+        gate.release()
+        self.assertEqual((sent, ended), ([b"a", b"b", b"c"], [True]))
+        gate.write(b"d")
+        self.assertEqual(sent[-1], b"d")
+
+    def test_a_sync_hold_keeps_the_sync_and_what_follows(self):
+        proxy = fp.FaultProxy.__new__(fp.FaultProxy)
+        proxy.hold, proxy.gates, proxy.holding = "sync", [], fp.threading.Event()
+        sent = []
+        gate = proxy._gate(sent.append)
+        other = []
+        other_gate = proxy._gate(other.append)  # another channel, or the main one
+        pk = payloads(3)
+        data = stream([pk[0], SYNC, pk[1], pk[2]])
+        fp.relay_multifd(io.BytesIO(data).read, gate.write, fp.Injector("none", 1, 1),
+                         PAGES_ALLOC, lambda: proxy._hold_here("sync"))
+        self.assertEqual(b"".join(sent), stream([pk[0]]))
+        self.assertTrue(proxy.holding.is_set())
+        # Every stream stops at once: the destination parks a channel at a
+        # sync until all channels reach it.
+        other_gate.write(b"x")
+        self.assertEqual(other, [])
+        for t in proxy.release():
+            t.join(5)
+        self.assertEqual(b"".join(sent), data)
+        self.assertEqual(other, [b"x"])
+
+    def test_held_streams_are_released_independently(self):
+        # The destination reads the main channel only after a multifd
+        # channel delivered its sync: a release one stream after the other
+        # would wait for ever on the first.
+        proxy = fp.FaultProxy.__new__(fp.FaultProxy)
+        proxy.hold, proxy.gates, proxy.holding = "main", [], fp.threading.Event()
+        synced = fp.threading.Event()
+        main = proxy._gate(lambda d: synced.wait(5) or self.fail("main sent before the sync"))
+        channel = proxy._gate(lambda d: synced.set())
+        proxy._hold_here("main")
+        main.write(b"device state")
+        channel.write(b"sync")
+        for t in proxy.release():
+            t.join(6)
+        self.assertTrue(synced.is_set())
+        self.assertEqual((main.pending, channel.pending), ([], []))
 
     def test_a_short_stream_is_forwarded_as_it_is(self):
         data = stream(payloads(2))[:-30]
