@@ -14,8 +14,11 @@ const ABOUT_IMAGES: &str = "\
 IMAGE is a raw memory image (consecutive pages) or the same compressed with
 zstd (.zst suffix or zstd magic); images are streamed, never loaded whole.
 
-Exit status: 0 ok, 1 a page did not round-trip (bench), 2 usage or input error.
-Run `mecom help stat` or `mecom help bench` for the options.";
+FILE (mecom rounds) is a round dump (docs/ROUNDS.md), raw or zstd-compressed.
+
+Exit status: 0 ok, 1 a page did not round-trip (bench, rounds), 2 usage or
+input error.
+Run `mecom help stat`, `mecom help bench` or `mecom help rounds` for the options.";
 
 /// mecom - characteristic-based compression of guest RAM pages (MECOM)
 #[derive(Debug, Parser)]
@@ -59,6 +62,35 @@ pub enum Command {
     /// per method CBC chose.
     #[command(args_override_self = true, after_help = bench_names())]
     Bench(BenchOpts),
+    /// Delta and page codecs on the re-sent pages of round dumps
+    ///
+    /// Reads round dumps (docs/ROUNDS.md; raw or zstd-compressed): per
+    /// dirty-sync round, the pages a migration re-sent with their previous
+    /// and new versions.  Reports per round and in total the pages, the bytes
+    /// in which new and previous versions differ (median, p90, mean), and for
+    /// QEMU's XBZRLE (new against previous), LZ4 of new XOR previous, zstd-1
+    /// of the new page alone and CBC `fast` on the new pages in frames of 128:
+    /// encoded bytes per page and encode/decode MB/s (one thread, median of
+    /// --repeat runs), every page decoded and verified bit-exactly.
+    #[command(args_override_self = true)]
+    Rounds(RoundsOpts),
+}
+
+/// `mecom rounds`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RoundsOpts {
+    /// No progress on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// One JSON array on stdout, one object per dump, instead of Markdown tables
+    #[arg(long)]
+    pub json: bool,
+    /// Runs of every codec over each batch; timings are the median
+    #[arg(long, value_name = "N", default_value = "3", value_parser = parse_repeat)]
+    pub repeat: usize,
+    /// The round dumps, in the order given.
+    #[arg(value_name = "FILE", required = true, value_parser = parse_image)]
+    pub files: Vec<PathBuf>,
 }
 
 /// Options every command takes.
@@ -275,7 +307,7 @@ pub fn parse(argv: &[String]) -> Parsed {
 fn one_line(e: &clap::Error, argv: &[String]) -> String {
     let command = argv
         .first()
-        .filter(|c| matches!(c.as_str(), "stat" | "bench"))
+        .filter(|c| matches!(c.as_str(), "stat" | "bench" | "rounds"))
         .map_or(String::new(), |c| format!("{c}: "));
     if e.kind() == ErrorKind::UnknownArgument {
         if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
@@ -346,6 +378,31 @@ mod tests {
         );
         assert!(matches!(p("help nope"), Parsed::Error(_)));
         assert!(printed("help bench").contains("adaptive-10g"));
+        assert!(printed("help rounds").contains("XBZRLE"));
+    }
+
+    /// `rounds` options and defaults.
+    #[test]
+    fn rounds_options() {
+        let Command::Rounds(r) = cmd("rounds a.rd.zst b.rd -q --json --repeat 5") else {
+            panic!()
+        };
+        assert!(r.quiet && r.json);
+        assert_eq!(r.repeat, 5);
+        assert_eq!(r.files.len(), 2);
+        let Command::Rounds(r) = cmd("rounds a.rd") else {
+            panic!()
+        };
+        assert!(!r.quiet && !r.json);
+        assert_eq!(r.repeat, 3);
+        for bad in [
+            "rounds",
+            "rounds -",
+            "rounds x --repeat 0",
+            "rounds x --batch 4",
+        ] {
+            assert!(matches!(p(bad), Parsed::Error(_)), "{bad}");
+        }
     }
 
     /// Every stat option, `=` values, `k` suffixes and `--`.

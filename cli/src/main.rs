@@ -3,6 +3,7 @@
 //! ```text
 //! mecom stat  [OPTIONS] IMAGE...   MECOM's Table I for each image
 //! mecom bench [OPTIONS] IMAGE...   every CBC setting and baseline, verified
+//! mecom rounds [OPTIONS] FILE... codecs on the re-sent pages of round dumps
 //! mecom help [COMMAND]
 //! ```
 //!
@@ -19,11 +20,14 @@ mod args;
 mod bench;
 mod image;
 mod lib_api;
+mod roundbench;
+mod rounds;
 mod settings;
 mod stat;
 mod table;
+mod xbzrle;
 
-use args::{BenchOpts, Command, Parsed, StatOpts};
+use args::{BenchOpts, Command, Parsed, RoundsOpts, StatOpts};
 use bench::Subject;
 use std::io::Write;
 use std::process::ExitCode;
@@ -58,6 +62,7 @@ fn run(argv: &[String]) -> u8 {
     let result = match command {
         Command::Stat(opts) => check_images(&opts.common).and_then(|()| run_stat(&opts)),
         Command::Bench(opts) => check_images(&opts.common).and_then(|()| run_bench(&opts)),
+        Command::Rounds(opts) => check_dumps(&opts).and_then(|()| run_rounds(&opts)),
     };
     result.unwrap_or_else(|e| {
         eprintln!("mecom: {e}");
@@ -70,6 +75,14 @@ fn run(argv: &[String]) -> u8 {
 fn check_images(c: &args::Common) -> Result<(), String> {
     for path in &c.images {
         image::Image::open(path, c.page_size, c.limit)?;
+    }
+    Ok(())
+}
+
+/// Opens every round dump once (header only) before any work starts.
+fn check_dumps(opts: &RoundsOpts) -> Result<(), String> {
+    for path in &opts.files {
+        rounds::open(path)?;
     }
     Ok(())
 }
@@ -219,6 +232,61 @@ fn run_bench(opts: &BenchOpts) -> Result<u8, String> {
         emit(&format!(
             "Verification: every page verified. All {nonzero} non-zero pages round-tripped \
              bit-exactly with every codec in every run ({checked} page checks).\n"
+        ));
+    } else {
+        emit(&format!(
+            "Verification FAILED: {bad} of {checked} page checks did not round-trip.\n"
+        ));
+    }
+    if bad > 0 {
+        eprintln!("mecom: verification failed: {bad} of {checked} page checks did not round-trip");
+        return Ok(EXIT_VERIFY);
+    }
+    Ok(EXIT_OK)
+}
+
+/// `mecom rounds`.
+fn run_rounds(opts: &RoundsOpts) -> Result<u8, String> {
+    if opts.json {
+        emit("[");
+    } else {
+        let build = if cfg!(debug_assertions) {
+            " **debug build: timings are meaningless, use --release**"
+        } else {
+            ""
+        };
+        emit(&format!(
+            "## mecom rounds, {} on {}\n\n\
+             mecom {}, libzstd {}; codecs: {}; MB/s = 1e6 bytes of new pages per second, \
+             one thread, codec calls only.{build}\n\n",
+            today(),
+            host(),
+            env!("CARGO_PKG_VERSION"),
+            zstd::zstd_safe::version_string(),
+            roundbench::CODECS.join(", "),
+        ));
+    }
+    let (mut bad, mut checked) = (0u64, 0u64);
+    for (i, path) in opts.files.iter().enumerate() {
+        let rep = roundbench::bench_file(path, opts.repeat, opts.quiet)
+            .inspect_err(|_| close_json(opts.json))?;
+        bad += rep.bad();
+        checked += rep.checked();
+        if opts.json {
+            emit(&format!(
+                "{}{}\n",
+                if i > 0 { "," } else { "" },
+                to_json(&roundbench::Json::new(&rep))?
+            ));
+        } else {
+            emit(&roundbench::render(&rep));
+        }
+    }
+    if opts.json {
+        emit("]\n");
+    } else if bad == 0 {
+        emit(&format!(
+            "Verification: every page verified ({checked} page checks, bit-exact).\n"
         ));
     } else {
         emit(&format!(
