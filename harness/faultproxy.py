@@ -67,12 +67,14 @@ PACKET_FIXED_LEN = 320    # sizeof(MultiFDPacket_t) without offset[]
 DEVICE_STATE_LEN = 12 + 256 + 4 + 4   # MultiFDPacketDeviceState_t
 FLAG_DEVICE_STATE = 32 << 1
 NORMAL_OFFSET = 16        # MultiFDPacket_t.normal_pages
+ZERO_OFFSET = 32          # MultiFDPacket_t.zero_pages
+OFFSETS_AT = PACKET_FIXED_LEN  # MultiFDPacket_t.offset[]: normal pages, then zero pages
 SIZE_OFFSET = 20          # MultiFDPacket_t.next_packet_size
 PAGES_PER_PACKET = 128   # MULTIFD_PACKET_SIZE / 4 KiB target pages
 MAX_PAYLOAD = 64 << 20
 
 KINDS = ("flip", "truncate", "reset", "duplicate", "reorder", "replace", "replay", "length",
-         "drop", "drop-last")
+         "drop", "drop-last", "offset", "zero-list")
 FLAG_SYNC = 1             # MULTIFD_FLAG_SYNC
 FINAL_IDLE_S = 1.0        # drop-last: a sync followed by this much silence is the last
 
@@ -305,6 +307,8 @@ def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
     if kind == "drop":
         inj.record(channel, packet_num, payload_len=n, pages=_be32(packet, NORMAL_OFFSET))
         return None
+    if kind in ("offset", "zero-list"):
+        return _move_page(inj, channel, packet_num, packet, payload)
     if kind == "length":
         choice = rng.randrange(3)
         if choice == 0:
@@ -320,6 +324,37 @@ def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
         inj.record(channel, packet_num, payload_len=n, announced=new)
         return bytes(p) + payload
     raise ValueError(kind)
+
+
+def _move_page(inj, channel, packet_num, packet, payload):
+    """The header faults: the packet names a page of its block that it did
+    not carry.  "offset" swaps the offsets of two of its normal pages;
+    "zero-list" makes one of its zero pages name a normal page's place.
+    Every offset stays inside the block, so QEMU's own range check passes;
+    only the frame's binding to its header can notice.  A packet without
+    two distinct normal offsets (or without a zero page) passes the fault
+    on to the next data packet."""
+    normal = _be32(packet, NORMAL_OFFSET)
+    zero = _be32(packet, ZERO_OFFSET)
+    offs = [struct.unpack_from(">Q", packet, OFFSETS_AT + 8 * i)[0] for i in range(normal + zero)]
+    p = bytearray(packet)
+    if inj.kind == "offset":
+        pairs = [(i, j) for i in range(normal) for j in range(i + 1, normal) if offs[i] != offs[j]]
+        if pairs:
+            i, j = pairs[inj.rng.randrange(len(pairs))]
+            struct.pack_into(">Q", p, OFFSETS_AT + 8 * i, offs[j])
+            struct.pack_into(">Q", p, OFFSETS_AT + 8 * j, offs[i])
+            inj.record(channel, packet_num, payload_len=len(payload), swapped=(offs[i], offs[j]))
+            return bytes(p) + payload
+    elif zero > 0 and normal > 0:
+        k = normal + inj.rng.randrange(zero)
+        new = offs[inj.rng.randrange(normal)]
+        struct.pack_into(">Q", p, OFFSETS_AT + 8 * k, new)
+        inj.record(channel, packet_num, payload_len=len(payload), zero_was=offs[k], zero_now=new)
+        return bytes(p) + payload
+    with inj.lock:
+        inj.trigger = inj.seen + 1
+    return bytes(packet) + payload
 
 
 def _recv_exact(sock, n):

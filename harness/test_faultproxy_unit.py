@@ -13,14 +13,15 @@ def init_packet(channel):
     return struct.pack(">II", fp.MULTIFD_MAGIC, 1) + bytes(16) + bytes([channel]) + bytes(39)
 
 
-def packet(num, payload, normal=1, flags=6):
+def packet(num, payload, normal=1, flags=6, offsets=(), zero=0):
     # QEMU leaves pages_alloc 0 in sync packets; the length stays the same.
     alloc = 0 if flags & 1 else PAGES_ALLOC
     fixed = struct.pack(">III", fp.MULTIFD_MAGIC, 1, flags)
-    fixed += struct.pack(">IIIQI", alloc, normal, len(payload), num, 0)
+    fixed += struct.pack(">IIIQI", alloc, normal, len(payload), num, zero)
     fixed += bytes(4 + 24 + 256)
     assert len(fixed) == fp.PACKET_FIXED_LEN
-    return fixed + bytes(8 * PAGES_ALLOC), payload
+    offs = b"".join(struct.pack(">Q", o) for o in offsets)
+    return fixed + offs + bytes(8 * PAGES_ALLOC - len(offs)), payload
 
 
 def stream(packets, channel=1):
@@ -123,6 +124,30 @@ class RelayTest(unittest.TestCase):
         self.assertNotEqual(out[at:at + 4], data[at:at + 4])
         self.assertEqual(out[:at] + out[at + 4:], data[:at] + data[at + 4:])
         self.assertEqual(struct.unpack_from(">I", out, at)[0], inj.fired["announced"])
+
+    def test_offset_swaps_two_normal_offsets_and_nothing_else(self):
+        one = packet(0, b"a" * 50, normal=1, offsets=(0x1000,))
+        two = packet(1, b"b" * 50, normal=2, offsets=(0x2000, 0x5000))
+        data = stream([one, two])
+        out, inj, _ = relay(data, "offset", trigger=1)
+        # The first packet has one normal page: the fault moves on.
+        at = fp.INIT_LEN + len(one[0]) + len(one[1]) + fp.OFFSETS_AT
+        self.assertEqual(struct.unpack_from(">QQ", out, at), (0x5000, 0x2000))
+        self.assertEqual(out[:at] + out[at + 16:], data[:at] + data[at + 16:])
+        self.assertEqual(inj.fired["swapped"], (0x2000, 0x5000))
+
+    def test_zero_list_names_a_normal_page(self):
+        pk = packet(0, b"a" * 50, normal=2, offsets=(0x1000, 0x3000, 0x7000), zero=1)
+        data = stream([pk])
+        out, inj, _ = relay(data, "zero-list", trigger=1)
+        at = fp.INIT_LEN + fp.OFFSETS_AT + 16
+        self.assertIn(struct.unpack_from(">Q", out, at)[0], (0x1000, 0x3000))
+        self.assertEqual(out[:at] + out[at + 8:], data[:at] + data[at + 8:])
+        self.assertEqual(inj.fired["zero_was"], 0x7000)
+
+    def test_a_header_fault_without_a_page_to_move_never_fires(self):
+        out, inj, _ = relay(stream([packet(0, b"a" * 50, normal=1, offsets=(0x1000,))]), "zero-list")
+        self.assertIsNone(inj.fired)
 
     def test_drop_leaves_out_the_whole_trigger_packet(self):
         pk = payloads(4)
