@@ -425,6 +425,11 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
             res["src_running_after"] = src_st.get("running")
             if status == "failed" and src_st.get("running"):
                 res["ok"] = True
+                if opts.expect_error and not re.search(opts.expect_error,
+                                                       res.get("dst_error") or ""):
+                    res["ok"] = False
+                    res["error"] = (f"failed, but the destination's error does not match "
+                                    f"{opts.expect_error!r}")
                 # The guest must still be making progress, not just "running".
                 res["src_heartbeat_after_fail"] = wait_heartbeat(src, opts.cont_timeout)
                 if not res["src_heartbeat_after_fail"]:
@@ -570,6 +575,9 @@ def build_parser():
                         "running and retry with matching settings to a fresh destination")
     g.add_argument("--no-retry", dest="retry", action="store_false",
                    help="with --expect-fail: skip the retry")
+    g.add_argument("--expect-error", default=None, metavar="REGEX",
+                   help="with --expect-fail: the destination's error must match REGEX "
+                        "(says which check failed the migration)")
     g.add_argument("--mismatch", action="store_true",
                    help="shortcut: --expect-fail with --dst-method none (zlib if source is none)")
 

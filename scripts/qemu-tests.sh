@@ -48,6 +48,11 @@ echo "--- cbc on the source, none on the destination: must fail cleanly, then re
 python3 harness/migrate.py --qemu "$qemu" --methods cbc --mismatch --channels 2 \
     --workload idle --mem 256 --json "$results/e2e-mismatch.json"
 
+echo "--- none on the source, cbc on the destination: cbc's own receive check fails it, then retry"
+python3 harness/migrate.py --qemu "$qemu" --methods none --dst-method cbc --expect-fail \
+    --expect-error 'flags received 0 flags expected 6' --channels 2 \
+    --workload idle --mem 256 --json "$results/e2e-mismatch-dst-cbc.json"
+
 echo "--- fault injection: every kind of broken cbc packet fails cleanly"
 python3 harness/faults.py inject --qemu "$qemu" --trials "${MECOM_FAULT_TRIALS:-3}" \
     --json "$results/faults-inject.json"
