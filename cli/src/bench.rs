@@ -189,7 +189,8 @@ impl Runner for LzoPage {
 }
 
 /// zstd level 1 over units of `unit` bytes (a page, or a whole batch).
-struct Zstd {
+/// `mecom rounds` measures zstd-1 of each new page with it too.
+pub struct Zstd {
     unit: usize,
     max: usize,
     cctx: zstd::bulk::Compressor<'static>,
@@ -201,7 +202,7 @@ struct Zstd {
 impl Zstd {
     /// A runner compressing each `unit` bytes of batches of up to
     /// `batch_bytes` bytes as one zstd frame.
-    fn new(unit: usize, batch_bytes: usize) -> Result<Zstd, String> {
+    pub fn new(unit: usize, batch_bytes: usize) -> Result<Zstd, String> {
         let max = zstd::zstd_safe::compress_bound(unit);
         let units = batch_bytes.div_ceil(unit);
         Ok(Zstd {
@@ -217,6 +218,14 @@ impl Zstd {
 
 impl Runner for Zstd {
     fn run(&mut self, input: &[u8], out: &mut [u8]) -> Result<BatchCost, String> {
+        self.round_trip(input, out)
+    }
+}
+
+impl Zstd {
+    /// Compresses each unit of `input` and decompresses it into `out` (as
+    /// long as `input`); only the codec calls are timed.
+    pub fn round_trip(&mut self, input: &[u8], out: &mut [u8]) -> Result<BatchCost, String> {
         let (unit, max) = (self.unit, self.max);
         self.lens.clear();
         let t = Instant::now();

@@ -40,6 +40,34 @@ pub struct Image {
     limit: Option<u64>,
 }
 
+/// `buffered` (the start of file `path`) as it is, or through a zstd
+/// decoder when it starts with the zstd magic number; a `.zst` name
+/// without the magic is an error.  Returns the reader and whether it
+/// decompresses.  Errors start with `name`.
+pub fn raw_or_zstd<R: BufRead + 'static>(
+    name: &str,
+    path: &Path,
+    mut buffered: R,
+) -> Result<(Box<dyn Read>, bool), String> {
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| format!("{name}: cannot read: {e}"))?;
+    if head.starts_with(&ZSTD_MAGIC) {
+        let mut dec = zstd::stream::read::Decoder::with_buffer(buffered)
+            .map_err(|e| format!("{name}: cannot start zstd decoder: {e}"))?;
+        // Accept frames written with `zstd --long` (windows up to 2 GiB).
+        dec.window_log_max(31)
+            .map_err(|e| format!("{name}: zstd window: {e}"))?;
+        Ok((Box::new(dec), true))
+    } else if path.extension().is_some_and(|e| e == "zst") {
+        Err(format!(
+            "{name}: named .zst but does not start with the zstd magic number"
+        ))
+    } else {
+        Ok((Box::new(buffered), false))
+    }
+}
+
 impl Image {
     /// Opens `path`, detecting zstd by magic number; a `.zst` file without
     /// the magic is an error rather than a raw image.
@@ -53,32 +81,14 @@ impl Image {
             return Err(format!("{name}: is a directory, not an image"));
         }
         let consumed = Rc::new(Cell::new(0));
-        let mut buffered = BufReader::with_capacity(
+        let buffered = BufReader::with_capacity(
             1 << 20,
             Counting {
                 inner: file,
                 count: Rc::clone(&consumed),
             },
         );
-        let head = buffered
-            .fill_buf()
-            .map_err(|e| format!("{name}: cannot read: {e}"))?;
-        let is_zstd = head.starts_with(&ZSTD_MAGIC);
-        let zst_suffix = path.extension().is_some_and(|e| e == "zst");
-        let reader: Box<dyn Read> = if is_zstd {
-            let mut dec = zstd::stream::read::Decoder::with_buffer(buffered)
-                .map_err(|e| format!("{name}: cannot start zstd decoder: {e}"))?;
-            // Accept frames written with `zstd --long` (windows up to 2 GiB).
-            dec.window_log_max(31)
-                .map_err(|e| format!("{name}: zstd window: {e}"))?;
-            Box::new(dec)
-        } else if zst_suffix {
-            return Err(format!(
-                "{name}: named .zst but does not start with the zstd magic number"
-            ));
-        } else {
-            Box::new(buffered)
-        };
+        let (reader, is_zstd) = raw_or_zstd(&name, path, buffered)?;
         let mut image = Image::from_reader(name, reader, page_size, limit);
         image.consumed = consumed;
         image.file_len = Some(meta.len());

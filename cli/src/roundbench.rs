@@ -15,7 +15,7 @@
 //! * `cbc fast`: mecom's encoder, fixed thresholds, zstd off, LZ4, on the
 //!   new pages in frames of up to 128 pages (frame headers included).
 
-use crate::bench::{mb_per_s, median, thread_cpu_ns};
+use crate::bench::{mb_per_s, median, thread_cpu_ns, Zstd};
 use crate::lib_api::{Decoder, Encoder};
 use crate::rounds::{self, Round};
 use crate::settings::SETTINGS;
@@ -140,46 +140,14 @@ impl Delta for XorLz4 {
     }
 }
 
-/// zstd level 1 of each new page.
-struct ZstdPage {
-    ps: usize,
-    max: usize,
-    cctx: zstd::bulk::Compressor<'static>,
-    dctx: zstd::bulk::Decompressor<'static>,
-    comp: Vec<u8>,
-    lens: Vec<usize>,
-}
+/// zstd level 1 of each new page (the same runner as `mecom bench`'s
+/// `zstd-1/page`).
+struct ZstdPage(Zstd);
 
 impl Delta for ZstdPage {
     fn run(&mut self, _old: &[u8], new: &[u8], out: &mut [u8]) -> Result<Cost, String> {
-        let (ps, max) = (self.ps, self.max);
-        self.lens.clear();
-        let t = Instant::now();
-        for (src, dst) in new.chunks_exact(ps).zip(self.comp.chunks_exact_mut(max)) {
-            let len = self
-                .cctx
-                .compress_to_buffer(src, dst)
-                .map_err(|e| format!("zstd: {e}"))?;
-            self.lens.push(len);
-        }
-        let c = ns_since(t);
-        let t = Instant::now();
-        for ((src, &len), dst) in self
-            .comp
-            .chunks_exact(max)
-            .zip(&self.lens)
-            .zip(out.chunks_exact_mut(ps))
-        {
-            let got = self
-                .dctx
-                .decompress_to_buffer(&src[..len], dst)
-                .map_err(|e| format!("zstd: {e}"))?;
-            if got != ps {
-                return Err(format!("zstd: {got} bytes, expected {ps}"));
-            }
-        }
-        let d = ns_since(t);
-        Ok((self.lens.iter().sum::<usize>() as u64, c, d, 0))
+        let (bytes, c, d) = self.0.round_trip(new, out)?;
+        Ok((bytes, c, d, 0))
     }
 }
 
@@ -228,7 +196,6 @@ fn codecs(ps: usize) -> Result<Vec<Box<dyn Delta>>, String> {
     let dec = Decoder::new(config).map_err(|e| format!("cbc: {e}"))?;
     let frame = vec![0; enc.max_frame_len(FRAME)];
     let lz4_max = lz4_flex::block::get_maximum_output_size(ps);
-    let zstd_max = zstd::zstd_safe::compress_bound(ps);
     Ok(vec![
         Box::new(Xbzrle {
             ps,
@@ -242,14 +209,7 @@ fn codecs(ps: usize) -> Result<Vec<Box<dyn Delta>>, String> {
             comp: vec![0; FRAME * lz4_max],
             lens: Vec::with_capacity(FRAME),
         }),
-        Box::new(ZstdPage {
-            ps,
-            max: zstd_max,
-            cctx: zstd::bulk::Compressor::new(1).map_err(|e| format!("zstd: {e}"))?,
-            dctx: zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?,
-            comp: vec![0; FRAME * zstd_max],
-            lens: Vec::with_capacity(FRAME),
-        }),
+        Box::new(ZstdPage(Zstd::new(ps, FRAME * ps)?)),
         Box::new(CbcFast {
             ps,
             enc,

@@ -8,10 +8,9 @@
 //! a round's page count is checked against the bytes left before any page
 //! is read.
 
-use crate::image::ZSTD_MAGIC;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 /// The file magic.
@@ -416,24 +415,10 @@ pub fn open(path: &Path) -> Result<(Reader<Box<dyn Read>>, bool), String> {
     if meta.is_dir() {
         return Err(format!("{name}: is a directory, not a round dump"));
     }
-    let mut buffered = BufReader::with_capacity(1 << 20, file);
-    let head = buffered
-        .fill_buf()
-        .map_err(|e| format!("{name}: cannot read: {e}"))?;
-    let is_zstd = head.starts_with(&ZSTD_MAGIC);
-    let (reader, len): (Box<dyn Read>, Option<u64>) = if is_zstd {
-        let mut dec = zstd::stream::read::Decoder::with_buffer(buffered)
-            .map_err(|e| format!("{name}: cannot start zstd decoder: {e}"))?;
-        dec.window_log_max(31)
-            .map_err(|e| format!("{name}: zstd window: {e}"))?;
-        (Box::new(dec), None)
-    } else if path.extension().is_some_and(|e| e == "zst") {
-        return Err(format!(
-            "{name}: named .zst but does not start with the zstd magic number"
-        ));
-    } else {
-        (Box::new(buffered), Some(meta.len()))
-    };
+    let buffered = BufReader::with_capacity(1 << 20, file);
+    let (reader, is_zstd) = crate::image::raw_or_zstd(&name, path, buffered)?;
+    // A raw file's length bounds what its fields may claim.
+    let len = (!is_zstd).then_some(meta.len());
     let reader = Reader::new(reader, len).map_err(|e| format!("{name}: {e}"))?;
     Ok((reader, is_zstd))
 }
