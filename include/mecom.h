@@ -500,7 +500,9 @@ size_t mecom_max_frame_len(uint32_t n_pages, uint32_t page_size);
 /**
  * Bytes of the head (header and page table) of a frame of `n_pages`
  * pages: what a receiver reads before it asks mecom_decoder_begin_parts()
- * where the rest goes.  0 when `n_pages` is 0 or over 1024.
+ * where the rest goes.  A frame of 0 pages is its header alone: the frame
+ * of a packet whose pages are all zero, bound to its placement.  0 when
+ * `n_pages` is over 1024.
  */
 size_t mecom_frame_head_len(uint32_t n_pages);
 

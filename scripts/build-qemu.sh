@@ -109,7 +109,7 @@ pkg_installed() {
 }
 
 ensure_packages() {
-    local base=(ninja-build libglib2.0-dev libpixman-1-dev libzstd-dev flex bison
+    local base=(ninja-build libglib2.0-dev libpixman-1-dev libzstd-dev libgnutls28-dev flex bison
                 bzip2 xz-utils pkg-config gcc make git python3-venv)
     local bpo=(meson python3-pycotap seabios ipxe-qemu qemu-system-data)
     local missing=() missing_bpo=() p meson_ver
@@ -218,9 +218,11 @@ fi
 
 # --- configure and build ---------------------------------------------------
 
+# gnutls: migration over TLS (tls-creds-x509), which operators use and
+# scripts/qemu-tests.sh tests with cbc.
 configure_args=(--python=/usr/bin/python3 --target-list=x86_64-softmmu
     --without-default-features --enable-tcg --enable-kvm --enable-zstd
-    --enable-pixman --enable-cbc --disable-docs --disable-werror
+    --enable-gnutls --enable-pixman --enable-cbc --disable-docs --disable-werror
     --disable-download --disable-install-blobs --firmwarepath=$FIRMWARE_PATH)
 conf_key=$(printf '%s\n' "${configure_args[@]}" "$prefix" | sha256sum | cut -c1-16)
 

@@ -6,7 +6,7 @@
 //!      0     4  magic "MCBC"
 //!      4     1  version (1)
 //!      5     1  page_shift (12..=16: page size 4 KiB..64 KiB)
-//!      6     2  page_count (1..=1024)
+//!      6     2  page_count (1..=1024; 0 only with feature bit 1)
 //!      8     4  sequence (per-channel frame counter, from 0, wrapping)
 //!     12     4  features (bit 1: the checksum is bound to the packet's
 //!                 placement; bit 0 is retired; other bits are rejected)
@@ -166,7 +166,10 @@ impl Header {
             });
         }
         let page_count = u16::from_le_bytes([bytes[6], bytes[7]]);
-        if page_count == 0 || usize::from(page_count) > MAX_PAGES {
+        // A frame without pages exists only to bind a placement (a packet
+        // whose pages are all zero); unbound, it would vouch for nothing.
+        let empty_unbound = page_count == 0 && features & FEATURE_PLACEMENT == 0;
+        if empty_unbound || usize::from(page_count) > MAX_PAGES {
             return Err(Error::TooManyPages {
                 pages: usize::from(page_count),
                 max: MAX_PAGES,

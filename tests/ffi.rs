@@ -750,7 +750,8 @@ fn begin_parts_checks_its_buffers() {
     let (src, offsets) = ram_block(8);
     let frame = encode_frame(pair.enc, &src, &offsets);
     let head = mecom_frame_head_len(8);
-    assert_eq!(mecom_frame_head_len(0), 0);
+    assert_eq!(mecom_frame_head_len(0), MECOM_FRAME_HEADER_LEN);
+    assert_eq!(mecom_frame_head_len(1025), 0);
     assert_eq!(mecom_frame_max_iov(8), 17);
     assert_eq!(mecom_frame_max_iov(1025), 0);
     let mut dst = vec![0u8; src.len()];
@@ -887,4 +888,98 @@ fn a_placement_binds_the_packet_header_into_the_checksum() {
     let unbound = encode_frame(fresh.enc, &src, &offsets);
     let (st, _) = decode(&unbound, &placement, &offsets);
     assert_eq!(st, mecom_status::Unbound);
+}
+
+/// A packet of zero pages only gets a frame of its header alone, bound to
+/// the block and the zero-page list, and QEMU's glue reads it like any
+/// other: head (mecom_frame_head_len(0) bytes), begin_parts (no iovecs),
+/// finish_parts.  A changed zero-page list is a checksum mismatch; a frame
+/// of no pages without a placement cannot be made.
+#[test]
+fn a_zero_page_packet_is_bound_by_a_frame_without_pages() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let host = [0u8; 1];
+    let no_offsets: [u64; 0] = [];
+    let zeros = [0u64, 5 * 4096, 9 * 4096];
+    let block = b"pc.ram";
+    let placement = mecom_placement {
+        block: block.as_ptr(),
+        block_len: block.len(),
+        zero_offsets: zeros.as_ptr(),
+        n_zero: 3,
+    };
+    let mut frame = vec![0u8; mecom_max_frame_len(1, 4096)];
+    let mut len = 0usize;
+    let encode = |p: *const mecom_placement, frame: &mut [u8], len: &mut usize| {
+        // SAFETY: every pointer covers what the contract asks (no pages).
+        unsafe {
+            mecom_encoder_encode(
+                pair.enc,
+                host.as_ptr(),
+                no_offsets.as_ptr(),
+                0,
+                p,
+                frame.as_mut_ptr(),
+                frame.len(),
+                len,
+            )
+        }
+    };
+    assert_eq!(
+        encode(ptr::null(), &mut frame, &mut len),
+        mecom_status::TooManyPages
+    );
+    assert_eq!(encode(&placement, &mut frame, &mut len), mecom_status::Ok);
+    assert_eq!(len, mecom_frame_head_len(0));
+    frame.truncate(len);
+
+    let read = |p: &mecom_placement| {
+        let mut buf = frame.clone();
+        let mut dst = [0xEEu8; 1];
+        let empty = mecom_iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        };
+        let mut iov = [empty; 1];
+        let (mut niov, mut buffered) = (usize::MAX, 0usize);
+        // SAFETY: every pointer covers what the contract asks (no pages).
+        let st = unsafe {
+            mecom_decoder_begin_parts(
+                pair.dec,
+                buf.as_mut_ptr(),
+                buf.len(),
+                buf.len(),
+                dst.as_mut_ptr(),
+                no_offsets.as_ptr(),
+                0,
+                p,
+                iov.as_mut_ptr(),
+                iov.len(),
+                &mut niov,
+                &mut buffered,
+            )
+        };
+        if st != mecom_status::Ok {
+            return st;
+        }
+        assert_eq!((niov, buffered), (0, frame.len()), "nothing more to read");
+        // SAFETY: as above; `buf` holds `buffered` bytes.
+        unsafe {
+            mecom_decoder_finish_parts(
+                pair.dec,
+                buf.as_ptr(),
+                buffered,
+                dst.as_mut_ptr(),
+                no_offsets.as_ptr(),
+                0,
+            )
+        }
+    };
+    let two_zeros = mecom_placement {
+        n_zero: 2,
+        ..placement
+    };
+    assert_eq!(read(&two_zeros), mecom_status::ChecksumMismatch);
+    assert_eq!(read(&placement), mecom_status::Ok);
 }

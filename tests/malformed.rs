@@ -525,3 +525,68 @@ fn a_frame_bound_to_its_placement_fails_when_the_placement_changes() {
         Err(Error::Unbound)
     );
 }
+
+/// A packet whose pages are all zero still gets a frame: a header without
+/// pages bound to the block and the zero-page list.  It decodes against the
+/// same placement only (a changed list is a checksum mismatch), takes its
+/// place in the channel's sequence, and a frame without pages that is not
+/// bound to a placement is refused: it would vouch for nothing.
+#[test]
+fn a_frame_without_pages_binds_a_zero_page_list() {
+    let zeros = [0x3000u64, 0x7000];
+    let placement = mecom::Placement {
+        block: b"pc.ram",
+        offsets: &[],
+        zero_offsets: &zeros,
+    };
+    let mut enc = Encoder::new(fast()).unwrap();
+    let mut frame = vec![0u8; enc.max_frame_len(1)];
+    let len = enc.encode_placed(&[], &placement, &mut frame).unwrap();
+    frame.truncate(len);
+    assert_eq!(len, mecom::format::HEADER_LEN);
+    assert_eq!(
+        enc.encode(&[], &mut vec![0u8; 64]),
+        Err(Error::TooManyPages { pages: 0, max: 128 }),
+        "without a placement there is nothing to bind"
+    );
+
+    let mut dec = Decoder::new(fast()).unwrap();
+    assert_eq!(
+        dec.decode_placed(&frame, &placement, &mut [])
+            .map(|i| i.pages),
+        Ok(0)
+    );
+    // The next frame of the channel follows it in sequence.
+    let (_, pages) = valid_frame(&fast());
+    let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+    let mut next = vec![0u8; enc.max_frame_len(4)];
+    let n = enc.encode(&refs, &mut next).unwrap();
+    let mut out = vec![0u8; 4 * 4096];
+    assert_eq!(
+        dec.decode_into(&next[..n], &mut out).map(|i| i.sequence),
+        Ok(1)
+    );
+    assert_eq!(out, pages.concat());
+
+    let one_zero = mecom::Placement {
+        zero_offsets: &zeros[..1],
+        ..placement
+    };
+    let mut dec = Decoder::new(fast()).unwrap();
+    let r = dec.decode_placed(&frame, &one_zero, &mut []);
+    assert!(matches!(r, Err(Error::ChecksumMismatch { .. })), "{r:?}");
+    let r = dec.decode(&frame, &mut []);
+    assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
+
+    // The same header with the placement bit cleared is refused.
+    let mut unbound = frame.clone();
+    unbound[12..16].copy_from_slice(&0u32.to_le_bytes());
+    let mut dec = Decoder::new(fast()).unwrap();
+    assert_eq!(
+        dec.decode(&unbound, &mut []),
+        Err(Error::TooManyPages {
+            pages: 0,
+            max: 1024
+        })
+    );
+}

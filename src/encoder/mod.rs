@@ -137,6 +137,9 @@ impl Encoder {
     ) -> Result<usize> {
         let start = self.clock.now_ns();
         let n = source.len();
+        if let (0, Some(placement)) = (n, placement) {
+            return self.encode_placement_only(placement, out);
+        }
         if n == 0 || n > self.config.max_pages {
             return Err(Error::TooManyPages {
                 pages: n,
@@ -200,5 +203,36 @@ impl Encoder {
         self.counters
             .count_frame(n, self.page_size, frame_len, total_ns);
         Ok(frame_len)
+    }
+
+    /// The frame of a packet whose pages are all zero: a header without
+    /// pages whose checksum binds `placement` (the block and the zero-page
+    /// offsets), so a corrupted zero-page list fails like any other header
+    /// field.  It takes a sequence number, so it also counts in the
+    /// channel's order; it does not feed the controller, having no pages.
+    fn encode_placement_only(&mut self, placement: &Placement, out: &mut [u8]) -> Result<usize> {
+        if !placement.offsets.is_empty() {
+            return Err(Error::InvalidArgument {
+                reason: "a placement names one offset per page",
+            });
+        }
+        let Some(head) = out.first_chunk_mut::<HEADER_LEN>() else {
+            return Err(Error::BufferTooSmall {
+                needed: HEADER_LEN,
+                given: out.len(),
+            });
+        };
+        Header {
+            page_shift: self.shift,
+            page_count: 0,
+            sequence: self.sequence,
+            features: FEATURE_PLACEMENT,
+            payload_len: 0,
+            checksum: xxhash_rust::xxh3::xxh3_64_with_seed(&[], placement.seed()),
+        }
+        .write(head);
+        self.sequence = self.sequence.wrapping_add(1);
+        self.counters.count_frame(0, self.page_size, HEADER_LEN, 0);
+        Ok(HEADER_LEN)
     }
 }

@@ -359,11 +359,13 @@ const _: () = assert!(MECOM_FRAME_HEADER_LEN == format::HEADER_LEN);
 
 /// Bytes of the head (header and page table) of a frame of `n_pages`
 /// pages: what a receiver reads before it asks mecom_decoder_begin_parts()
-/// where the rest goes.  0 when `n_pages` is 0 or over 1024.
+/// where the rest goes.  A frame of 0 pages is its header alone: the frame
+/// of a packet whose pages are all zero, bound to its placement.  0 when
+/// `n_pages` is over 1024.
 #[no_mangle]
 pub extern "C" fn mecom_frame_head_len(n_pages: u32) -> usize {
     match n_pages as usize {
-        n @ 1..=format::MAX_PAGES => format::head_len(n),
+        n @ 0..=format::MAX_PAGES => format::head_len(n),
         _ => 0,
     }
 }
