@@ -545,7 +545,7 @@ fn a_frame_without_pages_binds_a_zero_page_list() {
     frame.truncate(len);
     assert_eq!(len, mecom::format::HEADER_LEN);
     assert_eq!(
-        enc.encode(&[], &mut vec![0u8; 64]),
+        enc.encode(&[], &mut [0u8; 64]),
         Err(Error::TooManyPages { pages: 0, max: 128 }),
         "without a placement there is nothing to bind"
     );
