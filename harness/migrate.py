@@ -17,6 +17,7 @@ import sys
 import time
 
 import rounds
+import tls
 from qemu import (FIRMWARE_DIRS, HEARTBEAT, REPLAY_MIX_DEFAULT, HarnessError, QMPError, Qemu,
                   cleanup_all, free_port, guest_files, install_cleanup, kernel_cmdline, log,
                   parse_mix, raw_image, resolve_image, start_incoming, start_migration,
@@ -223,10 +224,14 @@ def method_params(opts, method, channels, side):
 
 def configure(vm, opts, method, channels, side):
     caps = [{"capability": "multifd", "state": True}]
+    tls_params = {}
+    if getattr(opts, "tls_dir", None):
+        tls_params = tls.add_creds(vm, opts.tls_dir, side)
     for k, v in opts.caps.items():
         caps.append({"capability": k, "state": bool(v)})
     vm.qmp.execute("migrate-set-capabilities", {"capabilities": caps})
-    params = method_params(opts, method, channels, side)
+    # --param/--src-param/--dst-param may override TLS (tls-creds= turns it off)
+    params = dict(tls_params, **method_params(opts, method, channels, side))
     if side == "src":
         params["max-bandwidth"] = opts.max_bandwidth
         params["downtime-limit"] = opts.downtime_limit
@@ -398,6 +403,8 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
     results.append(res)
     try:
         t_boot = time.monotonic()
+        if opts.tls:
+            opts.tls_dir = tls.make_certs(os.path.join(workdir, "tls"))
         src = Qemu("src", run_id, opts, g, workdir).start()
         dst = Qemu("dst", run_id, opts, g, workdir, incoming=True).start()
         res["qemu_version"] = src.qmp.version.get("qemu")
@@ -591,6 +598,9 @@ def build_parser():
                    help="like --param, source only (overrides --param)")
     g.add_argument("--dst-param", action="append", default=[], metavar="KEY=VALUE",
                    help="like --param, destination only (overrides --param)")
+    g.add_argument("--tls", action="store_true",
+                   help="migrate over TLS: fresh test certificates (harness/tls.py), "
+                        "tls-creds-x509 on both sides, the destination verifying the source's")
     g.add_argument("--capability", action="append", default=[], metavar="NAME=on|off",
                    help="extra migration capability for both sides; repeatable")
     g.add_argument("--max-bandwidth", type=parse_bandwidth, default="unlimited",

@@ -23,12 +23,13 @@ tests=(
     /x86_64/migration/multifd/tcp/plain/cbc
     /x86_64/migration/multifd/tcp/plain/cbc/live
     /x86_64/migration/multifd/tcp/plain/cbc/mismatch
+    /x86_64/migration/multifd/tcp/plain/cbc/mismatch-dst
     /x86_64/migration/multifd/cbc/tunables
     /x86_64/migration/multifd/cbc/forbidden
     /x86_64/migration/multifd/tcp/plain/zstd
 )
 # GLib's -p also runs every test below the given path, so .../plain/cbc
-# covers .../cbc/live and .../cbc/mismatch, and .../multifd/cbc covers
+# covers .../cbc/live, .../cbc/mismatch and .../cbc/mismatch-dst, and .../multifd/cbc covers
 # .../cbc/tunables and .../cbc/forbidden.  Do not name those again: a test
 # selected twice runs twice, and migration-test does not survive that.
 args=(--full --tap -k
