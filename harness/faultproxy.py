@@ -10,7 +10,8 @@ stream packet by packet (QEMU 10.0 layout, migration/multifd.h):
       hdr.magic u32 | hdr.version u32 | hdr.flags u32 | pages_alloc u32 |
       normal_pages u32 | next_packet_size u32 | packet_num u64 |
       zero_pages u32 | unused ... | ramblock[256] | offset[pages_alloc] u64
-    payload           next_packet_size bytes when normal_pages > 0
+    payload           next_packet_size bytes (cbc: in every packet with
+                      pages; QEMU's own methods: when normal_pages > 0)
 
 and applies one fault to one packet that carries pages ("data packet").  The
 fault kinds are the ways a network, a buggy peer or an attacker can break a
@@ -34,6 +35,12 @@ compressed stream without breaking TCP:
                FINAL_IDLE_S, the sync is the final one (the final round
                can hold an earlier sync, where the scan of dirty pages
                wraps) and the held packet is dropped
+    offset     two normal pages' offsets in the header swapped
+    zero-list  one zero page's offset in the header made a normal page's
+    zero-only  in a packet that carries only zero pages, one of their
+               offsets moved to the neighbouring page (offset ^ 4 KiB,
+               inside any block of 8 KiB multiples); only zero-only
+               packets count towards the trigger
 
 What follows the fault on its channel is counted in `fired` (data packets
 and sync packets after it), so a harness can tell a dropped frame that a
@@ -74,7 +81,7 @@ PAGES_PER_PACKET = 128   # MULTIFD_PACKET_SIZE / 4 KiB target pages
 MAX_PAYLOAD = 64 << 20
 
 KINDS = ("flip", "truncate", "reset", "duplicate", "reorder", "replace", "replay", "length",
-         "drop", "drop-last", "offset", "zero-list")
+         "drop", "drop-last", "offset", "zero-list", "zero-only")
 FLAG_SYNC = 1             # MULTIFD_FLAG_SYNC
 FINAL_IDLE_S = 1.0        # drop-last: a sync followed by this much silence is the last
 
@@ -208,15 +215,18 @@ def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET
         normal = _be32(packet, NORMAL_OFFSET)
         size = _be32(packet, SIZE_OFFSET)
         payload = b""
-        if normal > 0 and size > 0:
+        if size > 0:
             payload = read_exact(min(size, MAX_PAYLOAD))
             if len(payload) < size:
                 flush_held()
                 write(bytes(packet) + payload)
                 return channel
         if normal == 0:
-            # A sync or zero-page packet: never moved across, never broken.
+            # A sync or zero-page packet: never moved across, broken only
+            # by zero-only.
             sync = bool(flags & FLAG_SYNC)
+            if not sync and injector.kind == "zero-only" and injector.armed():
+                packet = _move_zero_page(injector, channel, packet, len(payload))
             if sync and last is not None and injector.final.is_set() and \
                     (idle is None or idle(FINAL_IDLE_S)):
                 # drop-last: the held packet was the last before the final sync.
@@ -232,6 +242,11 @@ def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET
             injector.after(channel, sync)
             continue
         packet_num = struct.unpack_from(">Q", packet, 24)[0]
+        if injector.kind == "zero-only":
+            flush_held()
+            write(bytes(packet) + payload)
+            injector.after(channel, False)
+            continue
         if injector.kind == "drop-last":
             injector.armed()  # counts it
             flush_held()
@@ -355,6 +370,25 @@ def _move_page(inj, channel, packet_num, packet, payload):
     with inj.lock:
         inj.trigger = inj.seen + 1
     return bytes(packet) + payload
+
+
+def _move_zero_page(inj, channel, packet, payload_len):
+    """zero-only: one zero page of a packet that carries nothing else
+    names the page next to it (offset ^ 4 KiB) instead; returns the packet.
+    A packet without a zero page (none is sent) passes it on."""
+    zero = _be32(packet, ZERO_OFFSET)
+    offs = [struct.unpack_from(">Q", packet, OFFSETS_AT + 8 * i)[0] for i in range(zero)]
+    moved = [k for k in range(zero) if offs[k] ^ 0x1000 not in offs]
+    if not moved:
+        with inj.lock:
+            inj.trigger = inj.seen + 1
+        return packet
+    k = moved[inj.rng.randrange(len(moved))]
+    p = bytearray(packet)
+    struct.pack_into(">Q", p, OFFSETS_AT + 8 * k, offs[k] ^ 0x1000)
+    inj.record(channel, struct.unpack_from(">Q", packet, 24)[0], payload_len=payload_len,
+               zero_was=offs[k], zero_now=offs[k] ^ 0x1000)
+    return p
 
 
 def _recv_exact(sock, n):

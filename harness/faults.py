@@ -11,9 +11,7 @@
       migration failed; the destination's error names a multifd channel
       (except after a reset, where the race is reported); the destination guest
       never ran; the source guest still running (its heartbeat advancing).
-      A fault that was accepted passes only with identical RAM; a dropped
-      last frame of a channel that completes with differing RAM is a known
-      gap (docs/SECURITY.md), reported apart.  A trial whose fault never
+      A fault that was accepted passes only with identical RAM.  A trial whose fault never
       fired fails, and so does a run in which a kind never fired.
       After the trials of a kind, a clean migration of the same source to a
       fresh destination must complete with identical RAM, after which both
@@ -143,12 +141,10 @@ def set_capability(vm, name, state):
 def judge_trial(res):
     """The verdict of one inject trial from what it observed.
 
-    Sets res["ok"], res["gap"] (a known, documented gap: not a pass, not a
-    failure of the harness) and res["error"].  A trial whose fault never
-    fired tested nothing and fails.
+    Sets res["ok"] and res["error"].  A trial whose fault never fired
+    tested nothing and fails.
     """
     kind, fired, status = res["kind"], res.get("injected"), res.get("status")
-    res["gap"] = False
     problems = []
     if fired is None:
         problems.append(f"the fault never fired: the migration ended ({status}) before "
@@ -160,16 +156,7 @@ def judge_trial(res):
         # what it decodes to): the whole-RAM comparison says.
         res["harmless"] = bool(res.get("verified") and res.get("ram_identical"))
         if not res["harmless"]:
-            if kind in ("drop", "drop-last") and fired.get("later_data") == 0 \
-                    and res.get("ram_identical") is False:
-                # No later frame on the channel carried the next sequence
-                # number: the documented gap (docs/SECURITY.md).
-                res["gap"] = True
-                problems.append(f"KNOWN GAP: the last frame of channel {fired['channel']} was "
-                                f"dropped and the migration completed; RAM differs in "
-                                f"{(res.get('ram_compare') or {}).get('diff_pages')} pages")
-            else:
-                problems.append(f"fault not detected; RAM identical={res.get('ram_identical')}")
+            problems.append(f"fault not detected; RAM identical={res.get('ram_identical')}")
     else:
         res["detected"] = status == "failed"
         res["channel_named"] = res.get("error_channel") is not None
@@ -235,7 +222,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
         if observer is not None:
             set_capability(src, "pause-before-switchover", False)
     inj = res.get("injected") or {}
-    verdict = "GAP " if res.get("gap") else "OK  " if res["ok"] else "FAIL"
+    verdict = "OK  " if res["ok"] else "FAIL"
     Q.log(f"  {verdict} {kind} #{trial}: trigger={trigger} "
           f"injected={'ch%s pkt%s later=%s' % (inj.get('channel'), inj.get('packet_num'), inj.get('later_data')) if inj else 'no'} "
           f"status={res.get('status')} dst: {res.get('dst_error', '')[:150]!r}"
@@ -272,14 +259,14 @@ def run_inject(args):
 
     rows = inject_summary(kinds, results, retries)
     print()
-    print("| kind | trials | fired | migration failed | decoded to the same pages | known gap "
+    print("| kind | trials | fired | migration failed | decoded to the same pages "
           "| error names a channel | the faulted one | dst guest ran | corrupt RAM resumed "
           "| source running | clean retry |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         failed = r["detected"]
         print(f"| {r['kind']} | {r['trials']} | {r['injected']} | {r['detected']}/{r['injected']} "
-              f"| {r['harmless']} | {r['gap']} | {r['channel_named']}/{failed} "
+              f"| {r['harmless']} | {r['channel_named']}/{failed} "
               f"| {r['channel_matches']}/{failed} | {r['dst_ran']} | {r['corrupt_resumed']} "
               f"| {r['src_running']}/{failed} | {'identical RAM' if r['retry_ok'] else 'FAILED'} |")
     print("\nerrors reported by the destination (first of each kind):")
@@ -305,7 +292,6 @@ def inject_summary(kinds, results, retries):
             "kind": kind, "trials": len(rs), "injected": len(inj),
             "detected": sum(1 for r in inj if r.get("detected")),
             "harmless": sum(1 for r in inj if r.get("harmless")),
-            "gap": sum(1 for r in inj if r.get("gap")),
             "channel_named": sum(1 for r in failed if r.get("channel_named")),
             "channel_matches": sum(1 for r in failed if r.get("channel_matches")),
             # Completed with RAM that differs: the harness does not resume
@@ -583,15 +569,13 @@ def make_workdir(args, what):
 
 def finish(args, results, doc):
     """Writes the JSON, prints the counts; exit status 0 only when nothing
-    failed.  Known gaps (res["gap"]) are neither passes nor failures."""
+    failed."""
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2, sort_keys=True, default=str)
     n_ok = sum(1 for r in results if r.get("ok"))
-    n_gap = sum(1 for r in results if not r.get("ok") and r.get("gap"))
-    n_fail = len(results) - n_ok - n_gap
-    gaps = f", {n_gap} known gaps (docs/SECURITY.md)" if n_gap else ""
-    print(f"\n{n_ok} passed, {n_fail} failed{gaps}")
+    n_fail = len(results) - n_ok
+    print(f"\n{n_ok} passed, {n_fail} failed")
     return 0 if n_fail == 0 and results else 1
 
 

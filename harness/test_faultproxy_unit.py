@@ -149,6 +149,25 @@ class RelayTest(unittest.TestCase):
         out, inj, _ = relay(stream([packet(0, b"a" * 50, normal=1, offsets=(0x1000,))]), "zero-list")
         self.assertIsNone(inj.fired)
 
+    def test_zero_only_moves_a_zero_page_of_a_zero_page_packet(self):
+        data_pk = packet(0, b"a" * 50, normal=1, offsets=(0x1000, 0x4000), zero=1)
+        zeros = packet(1, b"f" * 32, normal=0, offsets=(0x8000, 0xa000), zero=2)
+        data = stream([data_pk, zeros, SYNC])
+        out, inj, _ = relay(data, "zero-only", trigger=1)
+        # The packet with a normal page is not counted and passes intact.
+        at = fp.INIT_LEN + len(data_pk[0]) + len(data_pk[1]) + fp.OFFSETS_AT
+        self.assertEqual(inj.fired["packet_num"], 1)
+        self.assertEqual(inj.fired["payload_len"], 32, "the frame of a zero-page packet is read")
+        k = 8 * [0x8000, 0xa000].index(inj.fired["zero_was"])
+        self.assertEqual(struct.unpack_from(">Q", out, at + k)[0], inj.fired["zero_was"] ^ 0x1000)
+        self.assertEqual(out[:at + k] + out[at + k + 8:], data[:at + k] + data[at + k + 8:])
+        self.assertEqual(inj.fired["later_syncs"], 1)
+
+    def test_zero_only_never_fires_without_a_zero_page_packet(self):
+        out, inj, _ = relay(stream(payloads(3) + [SYNC]), "zero-only", trigger=1)
+        self.assertIsNone(inj.fired)
+        self.assertEqual(out, stream(payloads(3) + [SYNC]))
+
     def test_drop_leaves_out_the_whole_trigger_packet(self):
         pk = payloads(4)
         out, inj, cut = relay(stream(pk), "drop", trigger=2)

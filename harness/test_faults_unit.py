@@ -28,7 +28,6 @@ class TrialVerdictTest(unittest.TestCase):
         r = trial(fired=False, status="completed", verified=True, ram_identical=True)
         self.assertFalse(F.judge_trial(r))
         self.assertIn("never fired", r["error"])
-        self.assertFalse(r["gap"])
 
     def test_a_detected_fault_passes(self):
         self.assertTrue(F.judge_trial(trial()))
@@ -40,19 +39,12 @@ class TrialVerdictTest(unittest.TestCase):
         self.assertTrue(F.judge_trial(trial(status="completed", verified=True, ram_identical=True)))
         r = trial(status="completed", verified=False, ram_identical=False)
         self.assertFalse(F.judge_trial(r))
-        self.assertFalse(r["gap"])
 
-    def test_a_dropped_last_frame_that_completes_is_a_gap_not_a_pass(self):
+    def test_a_dropped_last_frame_that_completes_fails(self):
         r = trial(kind="drop-last", status="completed", later=0, verified=False,
                   ram_identical=False, ram_compare={"diff_pages": 3})
         self.assertFalse(F.judge_trial(r))
-        self.assertTrue(r["gap"])
-        self.assertIn("KNOWN GAP", r["error"])
-
-    def test_a_dropped_frame_with_a_successor_is_no_gap(self):
-        r = trial(kind="drop", status="completed", later=4, verified=False, ram_identical=False)
-        self.assertFalse(F.judge_trial(r))
-        self.assertFalse(r["gap"])
+        self.assertIn("not detected", r["error"])
 
 
 class RunRulesTest(unittest.TestCase):
@@ -63,11 +55,11 @@ class RunRulesTest(unittest.TestCase):
         self.assertIn("never fired in 1 trials", never[0]["error"])
         self.assertEqual(finish(results[:1] + never)[0], 1)
 
-    def test_gaps_are_neither_passes_nor_failures(self):
-        rc, out = finish([{"ok": True}, {"ok": False, "gap": True}])
-        self.assertEqual(rc, 0)
-        self.assertIn("1 passed, 0 failed, 1 known gaps", out)
-        self.assertEqual(finish([{"ok": True}, {"ok": False}])[0], 1)
+    def test_any_failure_fails_the_run(self):
+        rc, out = finish([{"ok": True}, {"ok": False}])
+        self.assertEqual(rc, 1)
+        self.assertIn("1 passed, 1 failed", out)
+        self.assertEqual(finish([{"ok": True}])[0], 0)
 
 
 def cycle(point="active", at="active", status="cancelled", **kw):

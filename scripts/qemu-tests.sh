@@ -2,19 +2,22 @@
 # QEMU integration tests (called by scripts/test.sh, i.e. by CI):
 #  1. build the patched QEMU 10.0.2 with the library (cached: seconds when
 #     nothing changed);
-#  2. QEMU's own migration-test for cbc (plain, live, mismatch, tunables) and
+#  2. QEMU's own migration-test for cbc (plain, live, mismatch both ways,
+#     tunables) and
 #     zstd, under TCG;
 #  3. live end-to-end migrations of the test guest with cbc while a workload
 #     dirties memory, at 2 and 4 channels, each followed by a byte-for-byte
 #     comparison of the whole guest RAM of source and destination;
-#  4. cbc on the source and none on the destination must fail cleanly, the
-#     source must keep running, and a matching retry must succeed;
-#  5. fault injection: a proxy breaks one cbc packet per trial (10 kinds,
+#  4. cbc on one side and none on the other (both ways) must fail cleanly,
+#     the source must keep running, and a matching retry must succeed;
+#  5. cbc and none over TLS (tls-creds-x509, test certificates made by the
+#     harness), whole-RAM compare; a source without TLS must be refused by
+#     a destination that requires it;
+#  6. fault injection: a proxy breaks one cbc packet per trial (12 kinds,
 #     MECOM_FAULT_TRIALS each); every fault must fire and fail the migration
 #     on the destination without running its guest, the source must keep
-#     running, and a clean retry must give identical RAM; a dropped last
-#     frame is reported as the known gap (docs/SECURITY.md);
-#  6. 20 cycles of migrate_cancel of a running migration (active,
+#     running, and a clean retry must give identical RAM;
+#  7. 20 cycles of migrate_cancel of a running migration (active,
 #     pre-switchover, in the final sync, before the final round), each
 #     followed by a full migration with a RAM comparison; the source's RSS
 #     must not grow.
@@ -52,6 +55,15 @@ echo "--- none on the source, cbc on the destination: cbc's own receive check fa
 python3 harness/migrate.py --qemu "$qemu" --methods none --dst-method cbc --expect-fail \
     --expect-error 'flags received 0 flags expected 6' --channels 2 \
     --workload idle --mem 256 --json "$results/e2e-mismatch-dst-cbc.json"
+
+echo "--- cbc and none over TLS (x509 certificates made for the run), full-RAM compare"
+python3 harness/migrate.py --qemu "$qemu" --methods none,cbc --channels 2 --tls \
+    --src-param multifd-cbc-tcp-info=true --workload compile --mem 384 \
+    --json "$results/e2e-tls.json"
+
+echo "--- a source without TLS is refused by a destination that requires it"
+python3 harness/migrate.py --qemu "$qemu" --methods cbc --channels 2 --tls --src-param tls-creds= \
+    --expect-fail --no-retry --workload idle --mem 256 --json "$results/e2e-tls-required.json"
 
 echo "--- fault injection: every kind of broken cbc packet fails cleanly"
 python3 harness/faults.py inject --qemu "$qemu" --trials "${MECOM_FAULT_TRIALS:-3}" \
