@@ -22,6 +22,9 @@ Scenarios (see docs/libvirt.md):
   patched-tunables  B->A  same plus --comp-cbc-mode/-similarity-threshold/
                           -sparse-threshold/-zstd-level, and --p2p (the source
                           libvirtd forwards method and tunables itself)
+  patched-tls       A->B  --parallel --comp-methods cbc --tls: both daemons
+                          have migrate_tls_x509_cert_dir set to certificates
+                          made for the run (harness/tls.py), verify on
   patched-errors    the patch's own checks (cbc without --parallel, a tunable
                           without cbc) and QEMU's range checks passed back by
                           libvirt (zstd level 25, mode 'turbo')
@@ -51,9 +54,14 @@ import threading
 import time
 import uuid
 
+import tls
 from migrate import compare_ram
 from qemu import (HEARTBEAT, MARKER, QMP, HarnessError, QMPError, firmware_args,
                   kernel_cmdline, log, read_text, tail, terminate, wait_serial)
+
+# The id libvirt gives the tls-creds-x509 object of a TLS migration
+# (qemuAliasTLSObjFromSrcAlias("libvirt_migrate")).
+LIBVIRT_TLS_CREDS = "objlibvirt_migrate_tls0"
 
 MOUNTS = (("etc", "/etc/libvirt"), ("run", "/run/libvirt"),
           ("lib", "/var/lib/libvirt"), ("cache", "/var/cache/libvirt"),
@@ -86,8 +94,9 @@ class TestError(Exception):
 # daemons
 # --------------------------------------------------------------------------
 class Daemon:
-    def __init__(self, name, base, shm, libvirtd, virsh, port_min, emulator):
+    def __init__(self, name, base, shm, libvirtd, virsh, port_min, emulator, tls_dir=None):
         self.name = name
+        self.tls_dir = tls_dir
         self.dir = os.path.join(base, name)
         self.shm = os.path.join(shm, name)
         self.libvirtd = libvirtd
@@ -128,6 +137,8 @@ migration_port_min = {self.port_min}
 migration_port_max = {self.port_min + 47}
 memory_backing_dir = "{self.shm}"
 ''')
+            if self.tls_dir:
+                f.write(f'migrate_tls_x509_cert_dir = "{self.tls_dir}"\nmigrate_tls_x509_verify = 1\n')
 
     def start(self):
         self.write_config()
@@ -675,8 +686,9 @@ def main():
     try:
         A = B = C = D = None
         if not args.no_patched:
-            A = Daemon("A", base, shm, patched_libvirtd, patched_virsh, 49152, args.qemu)
-            B = Daemon("B", base, shm, patched_libvirtd, patched_virsh, 49200, args.qemu)
+            tls_dir = tls.make_certs(os.path.join(base, "tls"))
+            A = Daemon("A", base, shm, patched_libvirtd, patched_virsh, 49152, args.qemu, tls_dir)
+            B = Daemon("B", base, shm, patched_libvirtd, patched_virsh, 49200, args.qemu, tls_dir)
             daemons += [A, B]
         if not args.no_stock:
             C = Daemon("C", base, shm, args.stock_libvirtd, args.stock_virsh, 49248, args.qemu)
@@ -735,10 +747,16 @@ def main():
                                  "--comp-cbc-similarity-threshold", "60",
                                  "--comp-cbc-sparse-threshold", "80",
                                  "--comp-cbc-zstd-level", "3"], tun)
+            # libvirt's TLS migration: its own tls-creds-x509 object on both
+            # QEMUs, the main and every multifd connection encrypted
+            cur = live_migrate("patched-tls", A, B, dom, cur, base,
+                               chan + ["--comp-methods", "cbc", "--tls"],
+                               {"multifd-channels": args.channels,
+                                "tls-creds": LIBVIRT_TLS_CREDS})
             if args.baseline:
-                # the same guest once more, A->B, with parallel migration and
+                # the same guest once more, B->A, with parallel migration and
                 # no compression: the reference for the byte counts
-                live_migrate("patched-none", A, B, dom, cur, base, chan,
+                live_migrate("patched-none", B, A, dom, cur, base, chan,
                              {"multifd-channels": args.channels}, method="none")
             for d in (A, B):
                 d.virsh("destroy", dom, check=False)

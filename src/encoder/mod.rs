@@ -112,7 +112,9 @@ impl Encoder {
 
     /// Encodes `pages` like [`Encoder::encode`], bound to `placement`
     /// (its `offsets` one per page): the frame decodes only against the
-    /// same placement ([`crate::Decoder::decode_placed`]).
+    /// same placement ([`crate::Decoder::decode_placed`]).  With no pages
+    /// the frame is a header alone that binds the placement's block and
+    /// zero-page list: the frame of a packet whose pages are all zero.
     pub fn encode_placed(
         &mut self,
         pages: &[&[u8]],
