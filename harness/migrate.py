@@ -432,8 +432,10 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
             res["src_running_after"] = src_st.get("running")
             if status == "failed" and src_st.get("running"):
                 res["ok"] = True
-                if opts.expect_error and not re.search(opts.expect_error,
-                                                       res.get("dst_error") or ""):
+                # A refusal before the incoming migration starts (a TLS
+                # handshake) is only on the destination's stderr.
+                said = f"{res.get('dst_error') or ''}\n{dst.stderr_tail()}"
+                if opts.expect_error and not re.search(opts.expect_error, said):
                     res["ok"] = False
                     res["error"] = (f"failed, but the destination's error does not match "
                                     f"{opts.expect_error!r}")
@@ -583,8 +585,8 @@ def build_parser():
     g.add_argument("--no-retry", dest="retry", action="store_false",
                    help="with --expect-fail: skip the retry")
     g.add_argument("--expect-error", default=None, metavar="REGEX",
-                   help="with --expect-fail: the destination's error must match REGEX "
-                        "(says which check failed the migration)")
+                   help="with --expect-fail: the destination's error (query-migrate, or "
+                        "else its stderr) must match REGEX (says which check failed it)")
     g.add_argument("--mismatch", action="store_true",
                    help="shortcut: --expect-fail with --dst-method none (zlib if source is none)")
 

@@ -63,7 +63,8 @@ python3 harness/migrate.py --qemu "$qemu" --methods none,cbc --channels 2 --tls 
 
 echo "--- a source without TLS is refused by a destination that requires it"
 python3 harness/migrate.py --qemu "$qemu" --methods cbc --channels 2 --tls --src-param tls-creds= \
-    --expect-fail --no-retry --workload idle --mem 256 --json "$results/e2e-tls-required.json"
+    --expect-fail --no-retry --expect-error 'TLS handshake failed' \
+    --workload idle --mem 256 --json "$results/e2e-tls-required.json"
 
 echo "--- fault injection: every kind of broken cbc packet fails cleanly"
 python3 harness/faults.py inject --qemu "$qemu" --trials "${MECOM_FAULT_TRIALS:-3}" \
