@@ -38,9 +38,10 @@ compressed stream without breaking TCP:
     offset     two normal pages' offsets in the header swapped
     zero-list  one zero page's offset in the header made a normal page's
     zero-only  in a packet that carries only zero pages, one of their
-               offsets moved to the neighbouring page (offset ^ 4 KiB,
-               inside any block of 8 KiB multiples); only zero-only
-               packets count towards the trigger
+               offsets moved to a page the packet does not name (offset ^
+               4 KiB, ^ 512 KiB or ^ 1 MiB: inside any block of 2 MiB
+               multiples); only zero-only packets count towards the
+               trigger
 
 What follows the fault on its channel is counted in `fired` (data packets
 and sync packets after it), so a harness can tell a dropped frame that a
@@ -374,20 +375,24 @@ def _move_page(inj, channel, packet_num, packet, payload):
 
 def _move_zero_page(inj, channel, packet, payload_len):
     """zero-only: one zero page of a packet that carries nothing else
-    names the page next to it (offset ^ 4 KiB) instead; returns the packet.
-    A packet without a zero page (none is sent) passes it on."""
+    names another page instead, one the packet does not name (a packet is
+    often 128 consecutive pages, 512 KiB: the nearest such page may be
+    the next 512 KiB over); returns the packet.  A packet without a zero
+    page passes the fault on."""
     zero = _be32(packet, ZERO_OFFSET)
     offs = [struct.unpack_from(">Q", packet, OFFSETS_AT + 8 * i)[0] for i in range(zero)]
-    moved = [k for k in range(zero) if offs[k] ^ 0x1000 not in offs]
-    if not moved:
+    named = set(offs)
+    moves = [(k, o ^ flip) for k, o in enumerate(offs) for flip in (0x1000, 0x80000, 0x100000)
+             if o ^ flip not in named]
+    if not moves:
         with inj.lock:
             inj.trigger = inj.seen + 1
         return packet
-    k = moved[inj.rng.randrange(len(moved))]
+    k, new = moves[inj.rng.randrange(len(moves))]
     p = bytearray(packet)
-    struct.pack_into(">Q", p, OFFSETS_AT + 8 * k, offs[k] ^ 0x1000)
+    struct.pack_into(">Q", p, OFFSETS_AT + 8 * k, new)
     inj.record(channel, struct.unpack_from(">Q", packet, 24)[0], payload_len=payload_len,
-               zero_was=offs[k], zero_now=offs[k] ^ 0x1000)
+               zero_was=offs[k], zero_now=new)
     return p
 
 
