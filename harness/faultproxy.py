@@ -38,10 +38,10 @@ compressed stream without breaking TCP:
     offset     two normal pages' offsets in the header swapped
     zero-list  one zero page's offset in the header made a normal page's
     zero-only  in a packet that carries only zero pages, one of their
-               offsets moved to a page the packet does not name (offset ^
-               4 KiB, ^ 512 KiB or ^ 1 MiB: inside any block of 2 MiB
-               multiples); only zero-only packets count towards the
-               trigger
+               offsets moved to a normal page of the channel's last data
+               packet of the same block (a page that holds data, so a
+               destination that zeroes it ends up with differing RAM);
+               only zero-only packets count towards the trigger
 
 What follows the fault on its channel is counted in `fired` (data packets
 and sync packets after it), so a harness can tell a dropped frame that a
@@ -75,6 +75,7 @@ PACKET_FIXED_LEN = 320    # sizeof(MultiFDPacket_t) without offset[]
 DEVICE_STATE_LEN = 12 + 256 + 4 + 4   # MultiFDPacketDeviceState_t
 FLAG_DEVICE_STATE = 32 << 1
 NORMAL_OFFSET = 16        # MultiFDPacket_t.normal_pages
+RAMBLOCK_AT = 64          # MultiFDPacket_t.ramblock[256]
 ZERO_OFFSET = 32          # MultiFDPacket_t.zero_pages
 OFFSETS_AT = PACKET_FIXED_LEN  # MultiFDPacket_t.offset[]: normal pages, then zero pages
 SIZE_OFFSET = 20          # MultiFDPacket_t.next_packet_size
@@ -177,6 +178,7 @@ def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET
     last_payload = None
     held = None  # (packet, payload) delayed by a reorder fault
     last = None  # (packet, payload) held by drop-last until the next packet
+    data_pages = None  # (ramblock, normal offsets) of the last data packet (zero-only)
 
     def flush_held():
         nonlocal held, last
@@ -227,7 +229,7 @@ def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET
             # by zero-only.
             sync = bool(flags & FLAG_SYNC)
             if not sync and injector.kind == "zero-only" and injector.armed():
-                packet = _move_zero_page(injector, channel, packet, len(payload))
+                packet = _move_zero_page(injector, channel, packet, len(payload), data_pages)
             if sync and last is not None and injector.final.is_set() and \
                     (idle is None or idle(FINAL_IDLE_S)):
                 # drop-last: the held packet was the last before the final sync.
@@ -244,6 +246,9 @@ def relay_multifd(read_exact, write, injector, pages_per_packet=PAGES_PER_PACKET
             continue
         packet_num = struct.unpack_from(">Q", packet, 24)[0]
         if injector.kind == "zero-only":
+            data_pages = (bytes(packet[RAMBLOCK_AT:RAMBLOCK_AT + 256]),
+                          [struct.unpack_from(">Q", packet, OFFSETS_AT + 8 * i)[0]
+                           for i in range(normal)])
             flush_held()
             write(bytes(packet) + payload)
             injector.after(channel, False)
@@ -373,22 +378,22 @@ def _move_page(inj, channel, packet_num, packet, payload):
     return bytes(packet) + payload
 
 
-def _move_zero_page(inj, channel, packet, payload_len):
-    """zero-only: one zero page of a packet that carries nothing else
-    names another page instead, one the packet does not name (a packet is
-    often 128 consecutive pages, 512 KiB: the nearest such page may be
-    the next 512 KiB over); returns the packet.  A packet without a zero
-    page passes the fault on."""
+def _move_zero_page(inj, channel, packet, payload_len, data_pages):
+    """zero-only: one zero page of a packet that carries nothing else names
+    instead a normal page of the channel's last data packet, when that was
+    of the same block (a page the destination holds data in); returns the
+    packet.  Without such a page the fault passes on."""
     zero = _be32(packet, ZERO_OFFSET)
     offs = [struct.unpack_from(">Q", packet, OFFSETS_AT + 8 * i)[0] for i in range(zero)]
-    named = set(offs)
-    moves = [(k, o ^ flip) for k, o in enumerate(offs) for flip in (0x1000, 0x80000, 0x100000)
-             if o ^ flip not in named]
-    if not moves:
+    block = bytes(packet[RAMBLOCK_AT:RAMBLOCK_AT + 256])
+    targets = [o for o in (data_pages[1] if data_pages and data_pages[0] == block else ())
+               if o not in offs]
+    if not offs or not targets:
         with inj.lock:
             inj.trigger = inj.seen + 1
         return packet
-    k, new = moves[inj.rng.randrange(len(moves))]
+    k = inj.rng.randrange(zero)
+    new = targets[inj.rng.randrange(len(targets))]
     p = bytearray(packet)
     struct.pack_into(">Q", p, OFFSETS_AT + 8 * k, new)
     inj.record(channel, struct.unpack_from(">Q", packet, 24)[0], payload_len=payload_len,
