@@ -172,7 +172,7 @@ impl fmt::Display for Error {
             ),
             Error::SequenceMismatch { frame, expected } => write!(
                 f,
-                "frame sequence {frame}, expected {expected} (lost, duplicated or reordered frame)"
+                "frame sequence {frame}, expected {expected}"
             ),
             Error::Truncated { needed, available } => write!(
                 f,
