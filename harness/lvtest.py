@@ -69,9 +69,9 @@ MOUNTS = (("etc", "/etc/libvirt"), ("run", "/run/libvirt"),
 ACTIVE = ("setup", "active", "pre-switchover", "device")
 MAPPED_RAM_ERRORS = ("Mapped-ram only available for non-compressed non-TLS multifd migration",
                      "Cannot use compression with mapped-ram")
-CBC_PARAMS = ("multifd-compression", "multifd-channels", "multifd-cbc-mode",
+SAMPLED_PARAMS = ("multifd-compression", "multifd-channels", "multifd-cbc-mode",
               "multifd-cbc-similarity-threshold", "multifd-cbc-sparse-threshold",
-              "multifd-cbc-zstd-level")
+              "multifd-cbc-zstd-level", "tls-creds")
 
 RESULTS = []
 SUMMARY = {}
@@ -311,7 +311,7 @@ class Sampler(threading.Thread):
                     self.statuses.append(status)
                 if status in ACTIVE:
                     p = qmp.execute("query-migrate-parameters", timeout=5)
-                    sub = {k: p.get(k) for k in CBC_PARAMS if k in p}
+                    sub = {k: p.get(k) for k in SAMPLED_PARAMS if k in p}
                     if status == "active" or self.active_params is None:
                         self.active_params = sub
                 if st.get("cbc"):
