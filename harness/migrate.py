@@ -158,18 +158,29 @@ def parse_bandwidth(s):
     raise argparse.ArgumentTypeError(f"bad bandwidth unit {unit!r}")
 
 
-def compare_ram(a, b, chunk=16 << 20, max_list=16):
+# Differing pages kept (both sides) after a RAM mismatch: 256 pairs = 2 MiB.
+DIFF_PAGES_KEPT = 256
+
+
+def compare_ram(a, b, chunk=16 << 20, max_list=16, keep=0):
     """Compare two files page by page.  Returns dict with identical, pages
-    compared, differing page count, first differing offset, a short list."""
+    compared, differing page count, first differing offset, a short list
+    (max_list offsets) and, with keep, the first `keep` offsets as
+    kept_offsets (for save_diff_pages)."""
     sa, sb = os.path.getsize(a), os.path.getsize(b)
     res = {"size_src": sa, "size_dst": sb, "diff_pages": 0,
            "first_diff_offset": None, "diff_offsets": []}
+    kept = []
     for idx, _, _ in rounds.iter_diff_pages(a, b, PAGE, chunk):
         res["diff_pages"] += 1
         if res["first_diff_offset"] is None:
             res["first_diff_offset"] = idx * PAGE
         if len(res["diff_offsets"]) < max_list:
             res["diff_offsets"].append(hex(idx * PAGE))
+        if len(kept) < keep:
+            kept.append(hex(idx * PAGE))
+    if keep:
+        res["kept_offsets"] = kept
     res["pages"] = (max(sa, sb) + PAGE - 1) // PAGE
     res["identical"] = sa == sb and res["diff_pages"] == 0
     return res
@@ -350,7 +361,8 @@ def verify_after_success(src, dst, opts, result):
         result["error"] = "source still running after completed migration"
         ok = False
     t = time.monotonic()
-    cmp = compare_ram(src.shm, dst.shm)
+    cmp = compare_ram(src.shm, dst.shm, keep=DIFF_PAGES_KEPT)
+    kept = cmp.pop("kept_offsets")
     result["compare_s"] = round(time.monotonic() - t, 2)
     result["ram_identical"] = cmp["identical"]
     result["ram_compare"] = cmp
@@ -361,7 +373,8 @@ def verify_after_success(src, dst, opts, result):
         dest = os.path.join(dst.workdir, f"{dst.role}.diff-pages")
         try:
             result["diff_pages_saved"] = dest if save_diff_pages(
-                src.shm, dst.shm, cmp["diff_offsets"], dest) else None
+                src.shm, dst.shm, kept, dest) else None
+            result["diff_pages_kept"] = len(kept)
         except OSError as e:
             result["diff_pages_saved"] = f"not saved: {e}"
     if opts.cont_check and ok:
