@@ -3,29 +3,34 @@
 # counted by callgrind: a count, not a time, so it does not move with the
 # load of a shared machine and two builds can be compared on it.
 #
-# Usage: scripts/callgrind-pages.sh [--mecom BIN] [--pages N] [IMAGE]
+# Usage: scripts/callgrind-pages.sh [--mecom BIN] [--pages N]
+#                                   [--settings LIST] [IMAGE]
 #
-#   --mecom BIN  the mecom tool to measure (default: target/release/mecom,
-#                built first).  Give an older build to compare.
-#   --pages N    pages read from the image (default 2048).
-#   IMAGE        a raw or .pages.zst image (default:
-#                ../shared/corpus/compile.pages.zst).
+#   --mecom BIN      the mecom tool to measure (default: target/release/mecom,
+#                    built first).  Give an older build to compare.
+#   --pages N        pages read from the image (default 2048).
+#   --settings LIST  comma-separated `mecom bench` settings (default
+#                    fast,fast-lzo,ratio,ratio-g8).  The adaptive ones route
+#                    by measured time, so their work can differ run to run.
+#   IMAGE            a raw or .pages.zst image (default:
+#                    ../shared/corpus/compile.pages.zst).
 #
 # Prints one Markdown row per setting: instructions per non-zero page inside
 # Encoder::encode and inside Decoder::decode_into (callgrind inclusive
-# counts over `mecom bench --repeat 1`).  The adaptive settings are left
-# out: they route by measured time, so their work differs run to run.
+# counts over `mecom bench --repeat 1`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mecom=
 pages=2048
+settings=fast,fast-lzo,ratio,ratio-g8
 image=../shared/corpus/compile.pages.zst
 while [ $# -gt 0 ]; do
     case "$1" in
     --mecom) mecom=$2; shift 2 ;;
     --pages) pages=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --settings) settings=$2; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) image=$1; shift ;;
     esac
 done
@@ -45,7 +50,7 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 echo "| setting | encode instr/page | decode instr/page |"
 echo "|---|---:|---:|"
-for setting in fast fast-lzo ratio ratio-g8; do
+for setting in ${settings//,/ }; do
     valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
         "$mecom" bench --quiet --json --limit "$pages" --repeat 1 \
         --settings "$setting" --baselines none "$image" \

@@ -154,18 +154,36 @@ pub fn profile(page: &[u8]) -> Profile {
     }
 }
 
-/// Counts zero bytes, eight at a time.
+/// Counts zero bytes, eight at a time.  Each byte lane of an accumulator
+/// counts the zero bytes in its lane over a block of up to 255 words, and
+/// the lanes are summed once per block: no population count per word
+/// (baseline x86-64 has no instruction for it), and a loop the compiler
+/// vectorises.
 pub fn count_zero_bytes(page: &[u8]) -> u32 {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const PAIRS: u64 = 0x00ff_00ff_00ff_00ff;
     let mut zeros = 0u32;
-    let mut chunks = page.chunks_exact(8);
-    for c in &mut chunks {
-        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // High bit of each byte of `y` is set iff that byte of `x` is zero.
-        let y = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
-        zeros += y.count_ones();
+    for block in page.chunks(255 * 8) {
+        let words = block.chunks_exact(8);
+        let tail = words.remainder();
+        let mut lanes = 0u64;
+        for c in words {
+            let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            // High bit of each byte of `y` is set iff that byte of `x` is zero.
+            let y = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+            lanes += y >> 7;
+        }
+        zeros += lane_sum(lanes, PAIRS) + tail.iter().filter(|&&b| b == 0).count() as u32;
     }
-    zeros + chunks.remainder().iter().filter(|&&b| b == 0).count() as u32
+    zeros
+}
+
+/// The sum of the eight byte lanes of `lanes` (each at most 255).
+fn lane_sum(lanes: u64, pairs: u64) -> u32 {
+    // Pairs of lanes into 16-bit lanes (at most 510 each), then their sum
+    // (at most 2040) into the top 16 bits.
+    let halves = (lanes & pairs) + ((lanes >> 8) & pairs);
+    (halves.wrapping_mul(0x0001_0001_0001_0001) >> 48) as u32
 }
 
 /// Returns the word the page repeats, if it is one word repeated.
@@ -179,26 +197,40 @@ pub fn fill_word(page: &[u8]) -> Option<u32> {
     }
 }
 
-/// Counts words WKdm could code in under 32 bits, feeding `words` through a
-/// fresh 16-entry dictionary.  Returns (similar, total).
-pub fn word_similarity<'a>(words: impl Iterator<Item = &'a [u8]>) -> (u32, u32) {
-    let mut dict = [0u32; 16];
-    let (mut similar, mut total) = (0u32, 0u32);
-    for w in words {
-        let Some(&bytes) = w.first_chunk::<4>() else {
-            continue;
-        };
-        let word = u32::from_le_bytes(bytes);
-        let slot = &mut dict[dict_index(word)];
+/// WKdm's test of words against a 16-entry dictionary, one dictionary
+/// throughout.
+#[derive(Default)]
+struct Similarity {
+    dict: [u32; 16],
+    similar: u32,
+    total: u32,
+}
+
+impl Similarity {
+    /// Feeds one word.
+    #[inline]
+    fn word(&mut self, word: u32) {
+        let slot = &mut self.dict[dict_index(word)];
         if word == 0 || (*slot >> 10) == (word >> 10) {
-            similar += 1;
+            self.similar += 1;
         }
         if word != 0 {
             *slot = word;
         }
-        total += 1;
+        self.total += 1;
     }
-    (similar, total)
+}
+
+/// Counts words WKdm could code in under 32 bits, feeding `words` through a
+/// fresh 16-entry dictionary.  Returns (similar, total).
+pub fn word_similarity<'a>(words: impl Iterator<Item = &'a [u8]>) -> (u32, u32) {
+    let mut s = Similarity::default();
+    for w in words {
+        if let Some(&bytes) = w.first_chunk::<4>() {
+            s.word(u32::from_le_bytes(bytes));
+        }
+    }
+    (s.similar, s.total)
 }
 
 /// Word similarity over the whole page (what `mecom stat` reports).
@@ -206,19 +238,31 @@ pub fn full_similarity(page: &[u8]) -> (u32, u32) {
     word_similarity(page.chunks_exact(4))
 }
 
-/// Word similarity over [`RUNS`] evenly spaced runs of [`RUN_WORDS`] words.
+/// Word similarity over [`RUNS`] evenly spaced runs of [`RUN_WORDS`] words,
+/// through one dictionary (plain loops: the iterator chain of
+/// [`word_similarity`] cost more than the test).
 fn sampled_similarity(page: &[u8]) -> (u32, u32) {
     let run_bytes = RUN_WORDS * 4;
     let stride = page.len() / RUNS;
-    let runs = (0..RUNS).filter_map(|r| page.get(r * stride..r * stride + run_bytes));
-    word_similarity(runs.flat_map(|run| run.chunks_exact(4)))
+    let mut s = Similarity::default();
+    for r in 0..RUNS {
+        if let Some(run) = page.get(r * stride..r * stride + run_bytes) {
+            for c in run.chunks_exact(4) {
+                s.word(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            }
+        }
+    }
+    (s.similar, s.total)
 }
 
 /// Distinct values among [`BYTE_SAMPLES`] evenly strided bytes.
 fn distinct_sampled_bytes(page: &[u8]) -> u32 {
     let stride = (page.len() / BYTE_SAMPLES).max(1);
     let mut seen = [0u64; 4];
-    for &b in page.iter().step_by(stride).take(BYTE_SAMPLES) {
+    // The first byte of each stride: indexed, not `step_by().take()`,
+    // whose iterator costs more than the sampling.
+    for i in 0..page.len().div_ceil(stride).min(BYTE_SAMPLES) {
+        let b = page[i * stride];
         seen[usize::from(b >> 6)] |= 1u64 << (b & 63);
     }
     seen.iter().map(|s| s.count_ones()).sum()
@@ -242,6 +286,44 @@ mod tests {
         let expect = page.iter().filter(|&&b| b == 0).count() as u32;
         assert_eq!(count_zero_bytes(&page), expect);
         assert_eq!(count_zero_bytes(&[0, 1, 0]), 2);
+        // Blocks of 255 words and their lane sums: every length up to
+        // past two blocks, all zero and with every 7th byte set.
+        for len in (0..4200).chain([65536]) {
+            let mut page = vec![0u8; len];
+            assert_eq!(count_zero_bytes(&page), len as u32, "{len}");
+            for (i, b) in page.iter_mut().enumerate().step_by(7) {
+                *b = i as u8 | 1;
+            }
+            let expect = page.iter().filter(|&&b| b == 0).count() as u32;
+            assert_eq!(count_zero_bytes(&page), expect, "{len}");
+        }
+    }
+
+    #[test]
+    fn distinct_bytes_sample_the_first_byte_of_each_stride() {
+        for len in [1, 100, 255, 256, 257, 4096, 4097, 8192] {
+            let page: Vec<u8> = (0..len).map(|i| (i * 7 / 3) as u8).collect();
+            let stride = (len / BYTE_SAMPLES).max(1);
+            let mut seen = [false; 256];
+            for &b in page.iter().step_by(stride).take(BYTE_SAMPLES) {
+                seen[usize::from(b)] = true;
+            }
+            let expect = seen.iter().filter(|&&s| s).count() as u32;
+            assert_eq!(distinct_sampled_bytes(&page), expect, "{len}");
+        }
+    }
+
+    #[test]
+    fn sampled_similarity_is_word_similarity_over_the_runs() {
+        for len in [4096, 8192, 65536] {
+            let page: Vec<u8> = (0..len as u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> (i % 29)) as u8)
+                .collect();
+            let stride = len / RUNS;
+            let runs = (0..RUNS).map(|r| &page[r * stride..r * stride + RUN_WORDS * 4]);
+            let expect = word_similarity(runs.flat_map(|run| run.chunks_exact(4)));
+            assert_eq!(sampled_similarity(&page), expect, "{len}");
+        }
     }
 
     #[test]

@@ -593,15 +593,25 @@ impl Decoder {
     }
 
     /// Decompresses the group headed by page `head` and scatters it to the
-    /// head and its members (every member up to the next head).
+    /// head and its members (every member up to the next head).  A group
+    /// whose members follow its head without a gap, the usual case, is
+    /// decompressed straight into its pages' scratch.
     fn decode_group(&mut self, head: usize, src: &[u8]) -> DecodeResult {
         let ps = self.page_size;
-        let members = self.entries[head + 1..]
-            .iter()
-            .take_while(|e| e.method != Method::Zstd)
-            .filter(|e| e.method == Method::ZstdMember)
-            .count();
+        let (mut members, mut last) = (0, head);
+        for (j, e) in self.entries.iter().enumerate().skip(head + 1) {
+            match e.method {
+                Method::Zstd => break,
+                Method::ZstdMember => (members, last) = (members + 1, j),
+                _ => {}
+            }
+        }
         let len = (members + 1) * ps;
+        if last == head + members {
+            return self
+                .zstd
+                .decompress(src, &mut self.scratch[head * ps..head * ps + len]);
+        }
         self.zstd.decompress(src, &mut self.group[..len])?;
         let mut chunks = self.group[..len].chunks_exact(ps);
         let mut targets = std::iter::once(head).chain(

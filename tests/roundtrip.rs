@@ -152,6 +152,35 @@ fn classes_take_the_expected_methods() {
     assert_eq!(c.method_pages[Method::Zstd.counter_slot()], 8, "{c:?}");
 }
 
+/// zstd groups whose members follow their head without a gap (decoded in
+/// place) and with zero, fill and raw pages between them (scattered).
+#[test]
+fn zstd_groups_with_and_without_gaps_round_trip() {
+    use Kind::{Fill, Random, Text, Zero};
+    for group in [0, 2, 3] {
+        let config = Config {
+            mode: Mode::Fixed,
+            zstd_level: 1,
+            zstd_group_pages: group,
+            max_pages: 16,
+            ..Config::default()
+        };
+        for kinds in [
+            &[Text, Text, Text, Text, Text][..],
+            &[Text, Zero, Text, Random, Text, Fill, Text, Text],
+            &[Random, Text, Text, Zero, Text, Text, Random],
+        ] {
+            let pages: Vec<Vec<u8>> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| page(k, 4096, i as u64 + 1))
+                .collect();
+            let (_, c) = round_trip(&config, &pages);
+            assert!(c.method_pages[Method::Zstd.counter_slot()] > 0, "{c:?}");
+        }
+    }
+}
+
 #[test]
 fn similar_pages_take_wkdm_when_it_is_implemented() {
     let config = Config {

@@ -44,7 +44,8 @@ impl Setting {
     }
 
     /// An adaptive setting (zstd level 1, LZ4) told about a link of
-    /// `bandwidth` bytes/s over [`ADAPTIVE_CHANNELS`] channels.
+    /// `bandwidth` bytes/s over [`ADAPTIVE_CHANNELS`] channels (0: told
+    /// nothing, as an encoder that never gets statistics).
     const fn adaptive(name: &'static str, bandwidth: u64, about: &'static str) -> Setting {
         Setting {
             name,
@@ -119,6 +120,11 @@ pub const SETTINGS: &[Setting] = &[
         1,
         LzCodec::Lz4,
         "fixed, zstd-1 tier, one group per page",
+    ),
+    Setting::adaptive(
+        "adaptive",
+        0,
+        "adaptive, zstd-1, no link given (the library's default)",
     ),
     Setting::adaptive(
         "adaptive-1g",

@@ -15,10 +15,32 @@ pub fn lz4_max_len(page_len: usize) -> usize {
     lz4_flex::block::get_maximum_output_size(page_len)
 }
 
+/// The LZ4 compressor's hash table, kept between pages: `compress_into`
+/// allocates and frees a fresh one on every call.
+pub struct Lz4Table(lz4_flex::block::CompressTable);
+
+impl Default for Lz4Table {
+    fn default() -> Self {
+        Lz4Table(lz4_flex::block::CompressTable::small())
+    }
+}
+
 /// LZ4-compresses `page` into `scratch` (at least [`lz4_max_len`] bytes) and
-/// returns the length when it is at most `limit`.
+/// returns the length when it is at most `limit`.  Allocates a hash table
+/// per call; the encoder uses [`lz4_encode_with`].
 pub fn lz4_encode(page: &[u8], scratch: &mut [u8], limit: usize) -> Option<usize> {
-    let n = lz4_flex::block::compress_into(page, scratch).ok()?;
+    lz4_encode_with(&mut Lz4Table::default(), page, scratch, limit)
+}
+
+/// [`lz4_encode`] with a reused hash table (cleared by the crate on every
+/// call, so the output is the same).
+pub fn lz4_encode_with(
+    table: &mut Lz4Table,
+    page: &[u8],
+    scratch: &mut [u8],
+    limit: usize,
+) -> Option<usize> {
+    let n = lz4_flex::block::compress_into_with_table(page, scratch, &mut table.0).ok()?;
     (n <= limit).then_some(n)
 }
 
@@ -94,6 +116,29 @@ mod tests {
             Err("lzo stream does not fill exactly one page")
         );
         assert!(lzo_decode(&[], &mut page).is_err());
+    }
+
+    /// A reused table gives the bytes a fresh one gives, page after page.
+    #[test]
+    fn reused_table_gives_the_same_blocks() {
+        let mut table = Lz4Table::default();
+        let (mut a, mut b) = (vec![0u8; lz4_max_len(4096)], vec![0u8; lz4_max_len(4096)]);
+        let mut x = 1u32;
+        for k in 0..20u32 {
+            let page: Vec<u8> = (0..4096u32)
+                .map(|i| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    if i % (k + 2) == 0 {
+                        (x >> 24) as u8
+                    } else {
+                        (i % 7) as u8
+                    }
+                })
+                .collect();
+            let n = lz4_encode_with(&mut table, &page, &mut a, usize::MAX).unwrap();
+            let m = lz4_encode(&page, &mut b, usize::MAX).unwrap();
+            assert_eq!(a[..n], b[..m]);
+        }
     }
 
     proptest! {

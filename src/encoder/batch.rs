@@ -109,6 +109,8 @@ pub(crate) struct Batch {
     zstd: Option<GroupEncoder>,
     /// LZ4 wants room for its worst case, which exceeds a page.
     lz_scratch: Vec<u8>,
+    /// LZ4's hash table, reused for every page.
+    lz4_table: lz::Lz4Table,
 }
 
 impl Batch {
@@ -139,6 +141,7 @@ impl Batch {
             group_out: vec![0; group_cap],
             zstd,
             lz_scratch: vec![0; lz::lz4_max_len(page_size)],
+            lz4_table: lz::Lz4Table::default(),
         })
     }
 
@@ -333,7 +336,7 @@ impl Batch {
         let limit = ps - ps / 32;
         let page = &self.pages[i * ps..(i + 1) * ps];
         let lz = self.lz;
-        let scratch = &mut self.lz_scratch;
+        let lz_state = (&mut self.lz_scratch[..], &mut self.lz4_table);
         match self.routes[i] {
             Route::Zero => (Method::Zero, 0),
             Route::GroupMember => (Method::ZstdMember, 0),
@@ -358,7 +361,7 @@ impl Batch {
                 first
                     .or_else(|| match codec {
                         Codec::Raw => None,
-                        _ => lz_encode(lz, page, window, limit, scratch),
+                        _ => lz_encode(lz, page, window, limit, lz_state),
                     })
                     .unwrap_or_else(|| raw(page, window))
             }
@@ -371,11 +374,11 @@ fn lz_encode(
     page: &[u8],
     window: &mut [u8],
     limit: usize,
-    scratch: &mut [u8],
+    (scratch, table): (&mut [u8], &mut lz::Lz4Table),
 ) -> Option<(Method, usize)> {
     match codec {
         LzCodec::Lz4 => {
-            let n = lz::lz4_encode(page, scratch, limit)?;
+            let n = lz::lz4_encode_with(table, page, scratch, limit)?;
             window[..n].copy_from_slice(&scratch[..n]);
             Some((Method::Lz4, n))
         }
