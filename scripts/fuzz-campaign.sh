@@ -128,11 +128,26 @@ llvm_tool() {
     echo "$tool"
 }
 
+cov_dir=fuzz/target/coverage
+cov_files=(src/decoder.rs src/format.rs src/codec/*.rs src/ffi/*.rs)
+
+# llvm-cov report of the decoding side of the library into FILE, from
+# PROFDATA and the coverage binaries BIN..., then its region and line
+# coverage per file.
+cov_report() {
+    local out=$1 profdata=$2 objects=() b
+    shift 2
+    for b in "${@:2}"; do objects+=(-object "$b"); done
+    "$(llvm_tool llvm-cov)" report "$1" "${objects[@]}" -instr-profile="$profdata" \
+        "${cov_files[@]}" >"$out"
+    # llvm-cov names the files below their common directory, src/.
+    awk 'NR > 2 && NF >= 10 && $1 !~ /^-/ { printf "  %-22s regions %7s  lines %7s\n", $1, $4, $10 }' "$out"
+}
+
 # cargo fuzz coverage of TARGET's corpus, then the region and line coverage
 # of the decoding side of the library.
 coverage() {
-    local t=$1 corpus=$corpus_root/$1 cov_dir=fuzz/target/coverage bin profdata
-    local files=(src/decoder.rs src/format.rs src/codec/*.rs src/ffi/*.rs)
+    local t=$1 corpus=$corpus_root/$1
     # cargo-fuzz calls llvm-profdata; llvm_tool installs both with llvm-cov.
     llvm_tool llvm-profdata >/dev/null
     echo "fuzz-campaign: coverage of $t ($(find "$corpus" -type f | wc -l) inputs)" >&2
@@ -145,13 +160,21 @@ coverage() {
         echo "fuzz-campaign: cargo fuzz coverage $t failed" >&2
         return 1
     fi
-    bin=$cov_dir/$triple/release/$t
-    profdata=fuzz/coverage/$t/coverage.profdata
-    "$(llvm_tool llvm-cov)" report "$bin" -instr-profile="$profdata" "${files[@]}" \
-        >"$log_dir/coverage-$t.txt"
-    echo "coverage of $t (regions, lines; full report $log_dir/coverage-$t.txt):"
-    awk 'NR > 2 && $1 ~ /^(src|TOTAL)/ { printf "  %-22s regions %7s  lines %7s\n", $1, $4, $10 }' \
-        "$log_dir/coverage-$t.txt"
+    echo "coverage of $t, src/ (regions, lines; full report $log_dir/coverage-$t.txt):"
+    cov_report "$log_dir/coverage-$t.txt" "fuzz/coverage/$t/coverage.profdata" \
+        "$cov_dir/$triple/release/$t"
+}
+
+# The union of the coverage of TARGET... (after `coverage` of each).
+coverage_union() {
+    local t profiles=() bins=()
+    for t in "$@"; do
+        profiles+=("fuzz/coverage/$t/coverage.profdata")
+        bins+=("$cov_dir/$triple/release/$t")
+    done
+    "$(llvm_tool llvm-profdata)" merge -sparse "${profiles[@]}" -o fuzz/coverage/union.profdata
+    echo "coverage of $*, together (full report $log_dir/coverage-union.txt):"
+    cov_report "$log_dir/coverage-union.txt" fuzz/coverage/union.profdata "${bins[@]}"
 }
 
 case "$cmd" in
@@ -162,6 +185,7 @@ case "$cmd" in
     merge | coverage)
         fuzz_install
         for t in "${targets[@]}"; do "$cmd" "$t"; done
+        if [ "$cmd" = coverage ] && [ "${#targets[@]}" -gt 1 ]; then coverage_union "${targets[@]}"; fi
         exit 0
         ;;
 esac
