@@ -81,8 +81,10 @@ totals() {
 # One logged run of TARGET for at most SECONDS (0: no time limit) and at
 # most EXECS executions (0: no limit).  Sets `crashes`.
 campaign_run() {
-    local t=$1 secs=$2 n=$3 corpus=$corpus_root/$1 started log begin wall execs limit=()
+    local t=$1 secs=$2 n=$3 corpus=$corpus_root/$1 started commit log begin wall execs limit=()
     started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    # What the binary is built from (fuzz_build ran before the first run).
+    commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src fuzz/src fuzz/fuzz_targets || echo +)
     log=$log_dir/campaign-$t-$sanitizer-$(date -u +%Y%m%dT%H%M%S).log
     [ "$secs" -eq 0 ] || limit+=(-max_total_time="$secs")
     [ "$n" -eq 0 ] || limit+=(-runs="$n")
@@ -94,8 +96,7 @@ campaign_run() {
     execs=$(fuzz_execs "$log")
     [ -f "$campaign_log" ] ||
         printf 'date\tcommit\ttarget\tsanitizer\tseconds\texecs\texec_per_s\tcorpus\tcrashes\n' >"$campaign_log"
-    printf '%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n' "$started" \
-        "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src fuzz/src fuzz/fuzz_targets || echo +)" \
+    printf '%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n' "$started" "$commit" \
         "$t" "$sanitizer" "$wall" "$execs" $((execs / (wall > 0 ? wall : 1))) \
         "$(find "$corpus" -type f | wc -l)" "$crashes" >>"$campaign_log"
     echo "fuzz-campaign: $t: $execs execs in ${wall}s, $crashes crashes, $(logged_execs "$t") execs logged" >&2
