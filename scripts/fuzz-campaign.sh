@@ -195,6 +195,7 @@ fuzz_install
 fuzz_build
 start=$(date +%s)
 found=0
+out_of_budget=
 for t in "${targets[@]}"; do
     while :; do
         # This run's limits: its time (or executions), within the budget
@@ -209,7 +210,8 @@ for t in "${targets[@]}"; do
             left=$((start + budget - $(date +%s)))
             if [ "$left" -lt 10 ]; then
                 echo "fuzz-campaign: budget of ${budget}s used up" >&2
-                break 2
+                out_of_budget=1
+                break
             fi
             [ "$secs" -ne 0 ] && [ "$secs" -le "$left" ] || secs=$left
         fi
@@ -219,6 +221,7 @@ for t in "${targets[@]}"; do
         [ "$(logged_execs "$t")" -lt "$goal" ] || break
     done
     if [ "${MECOM_FUZZ_MERGE:-0}" = 1 ]; then merge "$t"; fi
+    [ -z "$out_of_budget" ] || break
 done
 totals
 if [ "$found" -gt 0 ]; then
