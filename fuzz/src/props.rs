@@ -334,9 +334,7 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
     let mut block = vec![SENTINEL; (slots + 3) * ps];
     let offsets = ffi_offsets(*layout, n, slots, ps, frame.len() as u64);
 
-    let handle = FFI_POOL
-        .with(|p| p.borrow_mut().take())
-        .unwrap_or_else(FfiDecoder::new);
+    let handle = FfiDecoder::fresh();
     let dec = handle.0;
 
     let decode = |block: &mut [u8]| {
@@ -365,8 +363,8 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
     );
     // The path QEMU receives with: read in parts through the C ABI, it
     // decodes exactly when the whole frame does, to the same guest RAM.
-    let mut parts_block = vec![SENTINEL; block.len()];
-    let parts_status = ffi_decode_in_parts(frame, n, &mut parts_block, &offsets, ps);
+    let mut parts_block = Vec::new();
+    let parts_status = ffi_decode_in_parts(frame, n, &mut parts_block, block.len(), &offsets, ps);
     assert_eq!(
         parts_status == ffi::mecom_status::Ok,
         status == ffi::mecom_status::Ok,
@@ -420,7 +418,7 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
             );
             // Neither decoder advanced: both can serve the next input.
             recycle(&config, reference);
-            FFI_POOL.with(|p| *p.borrow_mut() = Some(handle));
+            handle.recycle();
             Outcome::Rejected
         }
         Ok(_) => {
@@ -447,17 +445,19 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
 /// glue does: the declared length against the packet's, the head, the
 /// iovecs mecom_decoder_begin_parts() lays out (each checked to lie within
 /// the buffer or one page of `block`, after its guard page), filled from
-/// the frame in order, then mecom_decoder_finish_parts().  Returns the
+/// the frame in order, then mecom_decoder_finish_parts().  `block` is
+/// made `block_len` bytes of [`SENTINEL`] once the frame's declared length
+/// is its length (before that nothing can be written).  Returns the
 /// first status that is not OK (a frame too short for its parts is
 /// `Truncated`, as the glue's read would fail), or OK.
 fn ffi_decode_in_parts(
     frame: &[u8],
     n: usize,
-    block: &mut [u8],
+    block: &mut Vec<u8>,
+    block_len: usize,
     offsets: &[u64],
     ps: usize,
 ) -> ffi::mecom_status {
-    let handle = FfiDecoder::new();
     let mut declared = 0;
     // SAFETY: `frame` is `frame.len()` readable bytes; `declared` is ours.
     let st = unsafe { ffi::mecom_frame_len(frame.as_ptr(), frame.len(), &mut declared) };
@@ -468,6 +468,29 @@ fn ffi_decode_in_parts(
     if declared != frame.len() || frame.len() < head {
         return ffi::mecom_status::LengthMismatch;
     }
+    block.clear();
+    block.resize(block_len, SENTINEL);
+    let handle = FfiDecoder::fresh();
+    let st = ffi_parts(&handle, frame, n, block, offsets, ps, head);
+    if st != ffi::mecom_status::Ok {
+        // Nothing decoded: the sequence did not advance, and the next
+        // begin_parts drops whatever a failed one left pending.
+        handle.recycle();
+    }
+    st
+}
+
+/// The rest of [`ffi_decode_in_parts`], on `handle`, for a frame of
+/// `head` bytes of head and the length it declares.
+fn ffi_parts(
+    handle: &FfiDecoder,
+    frame: &[u8],
+    n: usize,
+    block: &mut [u8],
+    offsets: &[u64],
+    ps: usize,
+    head: usize,
+) -> ffi::mecom_status {
     let mut buf = vec![0u8; ffi::mecom_max_frame_len(n as u32, ps as u32)];
     buf[..head].copy_from_slice(&frame[..head]);
     let empty = ffi::mecom_iovec {
@@ -554,6 +577,25 @@ impl FfiDecoder {
         assert_eq!(st, ffi::mecom_status::Ok, "mecom_decoder_new");
         FfiDecoder(dec)
     }
+
+    /// A decoder in its initial state: one that decoded nothing (kept by
+    /// [`FfiDecoder::recycle`]), else a new one.
+    fn fresh() -> FfiDecoder {
+        FFI_POOL
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(FfiDecoder::new)
+    }
+
+    /// Keeps a decoder that has decoded nothing for a later
+    /// [`FfiDecoder::fresh`] (see [`recycle`]).
+    fn recycle(self) {
+        FFI_POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < 2 {
+                pool.push(self);
+            }
+        });
+    }
 }
 
 impl Drop for FfiDecoder {
@@ -564,9 +606,10 @@ impl Drop for FfiDecoder {
 }
 
 thread_local! {
-    /// An FFI decoder that has decoded nothing yet (see [`fresh_decoder`]).
-    static FFI_POOL: std::cell::RefCell<Option<FfiDecoder>> =
-        const { std::cell::RefCell::new(None) };
+    /// FFI decoders that have decoded nothing yet (see [`fresh_decoder`]):
+    /// the one that decodes whole frames and the one that reads in parts.
+    static FFI_POOL: std::cell::RefCell<Vec<FfiDecoder>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 // ---------------------------------------------------------------------------
