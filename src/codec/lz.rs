@@ -27,7 +27,7 @@ impl Default for Lz4Table {
 
 /// LZ4-compresses `page` into `scratch` (at least [`lz4_max_len`] bytes) and
 /// returns the length when it is at most `limit`.  Allocates a hash table
-/// per call; the encoder uses [`lz4_encode_with`].
+/// per call; the encoder uses `lz4_encode_with`, which keeps the table.
 pub fn lz4_encode(page: &[u8], scratch: &mut [u8], limit: usize) -> Option<usize> {
     lz4_encode_with(&mut Lz4Table::default(), page, scratch, limit)
 }
