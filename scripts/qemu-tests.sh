@@ -13,7 +13,7 @@
 #  5. cbc and none over TLS (tls-creds-x509, test certificates made by the
 #     harness), whole-RAM compare; a source without TLS must be refused by
 #     a destination that requires it;
-#  6. fault injection: a proxy breaks one cbc packet per trial (12 kinds,
+#  6. fault injection: a proxy breaks one cbc packet per trial (13 kinds,
 #     MECOM_FAULT_TRIALS each); every fault must fire and fail the migration
 #     on the destination without running its guest, the source must keep
 #     running, and a clean retry must give identical RAM;
