@@ -423,6 +423,14 @@ def run_one(opts, guest, workload, method, dst_method, channels, rep, run_seq, w
         res["qemu_version"] = src.qmp.version.get("qemu")
         res["src_params"] = configure(src, opts, method, channels, "src")
         res["dst_params"] = configure(dst, opts, dst_method, channels, "dst")
+        if opts.tls:
+            # What QEMU will use, not what the harness meant to set: a
+            # --tls run whose destination has no credentials tested nothing.
+            res["tls_creds"] = {vm.role: vm.qmp.execute("query-migrate-parameters").get("tls-creds")
+                                for vm in (src, dst)}
+            if res["tls_creds"]["dst"] != tls.CREDS_ID:
+                raise HarnessError(f"--tls, but the destination's tls-creds is "
+                                   f"{res['tls_creds']['dst']!r}")
         uri = start_incoming(dst, free_port())
         res["marker"] = wait_workload(src, opts.boot_timeout)
         res["boot_s"] = round(time.monotonic() - t_boot, 1)
