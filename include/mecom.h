@@ -15,6 +15,11 @@
 #define MECOM_VERSION_PATCH 0
 
 /**
+ * Bytes of the base hash before the body.
+ */
+#define BASE_HASH_LEN 8
+
+/**
  * Slots in the per-method counter arrays.
  */
 #define MECOM_METHOD_SLOTS 16
@@ -31,6 +36,16 @@
  * frame like a corrupted page does.
  */
 #define FEATURE_PLACEMENT (1 << 1)
+
+/**
+ * Feature bit: some pages are deltas ([`Method::is_delta`]) against the
+ * version of the page the destination already holds, so the frame
+ * decodes only onto that version.  Only bound frames may set it: a delta
+ * needs to know which page it applies to.
+ *
+ * [`Method::is_delta`]: crate::Method::is_delta
+ */
+#define FEATURE_DELTA (1 << 2)
 
 /**
  * Result of every fallible mecom call; 0 is success.
@@ -129,6 +144,11 @@ enum mecom_status
    * The caller gave a placement but the frame is not bound to one.
    */
   MECOM_STATUS_UNBOUND = 21,
+  /**
+   * A delta page was made against another version of the page than
+   * the destination holds.
+   */
+  MECOM_STATUS_BASE_MISMATCH = 22,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -208,9 +228,9 @@ typedef uint32_t mecom_lz_codec;
 #endif // __cplusplus
 
 /**
- * How one page is encoded.  The discriminant is the wire tag, and (except
- * for the zstd member, counted as zstd) also the index into the
- * per-method counters.  Exported to C as `mecom_method`.
+ * How one page is encoded.  The discriminant is the wire tag; the
+ * per-method counters index by [`Method::counter_slot`].  Exported to C
+ * as `mecom_method`.
  */
 enum mecom_method
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -254,6 +274,16 @@ enum mecom_method
    * A page whose bytes live in the preceding zstd group; empty payload.
    */
   MECOM_METHOD_ZSTD_MEMBER = 8,
+  /**
+   * The XOR of the page with the version the destination holds, as
+   * sparse runs, after the hash of that version.
+   */
+  MECOM_METHOD_DELTA_SPARSE = 64,
+  /**
+   * The XOR of the page with the version the destination holds, as one
+   * LZ4 block, after the hash of that version.
+   */
+  MECOM_METHOD_DELTA_LZ4 = 65,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -274,6 +304,13 @@ typedef struct Codec Codec;
  * What the classifier says a page is (MECOM Fig. 2, plus fill and random).
  */
 typedef struct PageClass PageClass;
+
+/**
+ * The source's page cache of one migration, shared by every channel's
+ * encoder (see mecom_cache_new()).  Opaque; safe to use from several
+ * threads at once.
+ */
+typedef struct mecom_cache mecom_cache;
 
 /**
  * A decoder for one multifd channel.  Opaque.
@@ -353,6 +390,46 @@ typedef struct mecom_placement {
    */
   uint32_t n_zero;
 } mecom_placement;
+
+/**
+ * Running totals of a page cache (all channels together); see
+ * mecom_cache_counters().
+ */
+typedef struct mecom_cache_counters {
+  /**
+   * Size of the cache in bytes.
+   */
+  uint64_t size;
+  /**
+   * Lookups that found the page's previous version.
+   */
+  uint64_t hits;
+  /**
+   * Lookups that did not.
+   */
+  uint64_t misses;
+  /**
+   * Pages inserted.
+   */
+  uint64_t inserts;
+  /**
+   * Inserts that replaced another page sent in an earlier round.
+   */
+  uint64_t evictions;
+  /**
+   * Inserts left out because the slot held a page sent this round.
+   */
+  uint64_t overflows;
+  /**
+   * Entries dropped because the page was sent without the cache (an
+   * all-zero page, or a raw batch).
+   */
+  uint64_t invalidations;
+  /**
+   * Inserts of a page also sent in the round before (hot pages).
+   */
+  uint64_t hot;
+} mecom_cache_counters;
 
 /**
  * Migration statistics for the adaptive policy; 0 means unknown.
@@ -585,6 +662,50 @@ mecom_status mecom_encoder_encode(struct mecom_encoder *enc,
                                   uint8_t *out,
                                   size_t out_cap,
                                   size_t *out_len);
+
+/**
+ * Creates a page cache of `size` bytes for pages of `page_size` bytes:
+ * the exact bytes last sent of up to `size / page_size` pages, so that a
+ * page sent again goes as a delta against the version the destination
+ * holds.  Make one per migration, give it to every channel's encoder
+ * with mecom_encoder_set_cache(), and release it with mecom_cache_free()
+ * (the encoders keep it alive as long as they use it).  The memory is
+ * allocated here, zeroed.
+ *
+ * # Safety
+ * `out` points to a writable pointer.
+ */
+mecom_status mecom_cache_new(uint32_t page_size, uint64_t size, struct mecom_cache **out);
+
+/**
+ * Releases the caller's reference to a cache.  NULL is fine; must not be
+ * called twice on one handle.
+ *
+ * # Safety
+ * `cache` is NULL or a handle from mecom_cache_new() not yet freed.
+ */
+void mecom_cache_free(struct mecom_cache *cache);
+
+/**
+ * Copies the cache's running totals into `*out`.
+ *
+ * # Safety
+ * `cache` is a live cache; `out` points to a writable
+ * `mecom_cache_counters`.
+ */
+mecom_status mecom_cache_counters(const struct mecom_cache *cache,
+                                  struct mecom_cache_counters *out);
+
+/**
+ * Makes the encoder send pages that `cache` holds as deltas when that is
+ * smaller (NULL: stop).  Only frames encoded with a placement use it.
+ * Returns MECOM_STATUS_INVALID_ARGUMENT when the page sizes differ.
+ *
+ * # Safety
+ * `enc` is a live encoder used by no other thread during the call;
+ * `cache` is NULL or a live cache.
+ */
+mecom_status mecom_encoder_set_cache(struct mecom_encoder *enc, const struct mecom_cache *cache);
 
 /**
  * Gives the encoder the migration's latest statistics.

@@ -24,11 +24,14 @@
 
 #![forbid(unsafe_code)]
 
+use crate::codec::delta::{self, DeltaError, BASE_HASH_LEN};
 use crate::codec::{lz, sparse, wkdm, zstd_group::GroupDecoder, DecodeResult};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, Placement, ENTRY_LEN, FEATURE_PLACEMENT, HEADER_LEN};
+use crate::format::{
+    self, Header, Placement, ENTRY_LEN, FEATURE_DELTA, FEATURE_PLACEMENT, HEADER_LEN,
+};
 use crate::method::Method;
 use std::time::Instant;
 
@@ -41,7 +44,8 @@ pub(crate) trait PageSink {
     /// Writes decoded page `index` (exactly one page long).
     fn put_page(&mut self, index: usize, page: &[u8]);
     /// Copies page `index` as it stands in its place into `dst`: a raw page
-    /// the caller read there, to be verified.
+    /// the caller read there, to be verified, or the version a delta
+    /// applies to.
     fn get_page(&self, index: usize, dst: &mut [u8]);
 }
 
@@ -156,6 +160,8 @@ pub struct Decoder {
     page_size: usize,
     scratch: Vec<u8>,
     group: Vec<u8>,
+    /// One page: the XOR of a delta page.
+    xor: Vec<u8>,
     entries: Vec<Entry>,
     /// The parts of the pending frame (see [`Decoder::parts`]).
     parts: Vec<Part>,
@@ -180,6 +186,7 @@ impl Decoder {
             page_size,
             scratch: vec![0; cap],
             group: vec![0; cap],
+            xor: vec![0; page_size],
             entries: Vec::with_capacity(config.max_pages),
             parts: Vec::with_capacity(max_parts(config.max_pages)),
             zstd,
@@ -389,7 +396,7 @@ impl Decoder {
     ) -> Result<FrameInfo> {
         let n = usize::from(header.page_count);
         let ps = self.page_size;
-        self.decode_pages(frame, n)?;
+        self.decode_pages(frame, n, &*sink)?;
         let computed = xxhash_rust::xxh3::xxh3_64_with_seed(&self.scratch[..n * ps], seed);
         if computed != header.checksum {
             return Err(Error::ChecksumMismatch {
@@ -449,7 +456,8 @@ impl Decoder {
                 });
             }
         }
-        let total = self.check_table(table, in_place)?;
+        let delta = header.features & FEATURE_DELTA != 0;
+        let total = self.check_table(table, in_place, delta)?;
         if total != declared {
             return Err(Error::LengthMismatch {
                 declared: total,
@@ -492,10 +500,11 @@ impl Decoder {
     }
 
     /// Checks every entry of `table` (known tag, a length its method
-    /// allows, zstd members after a head) into `self.entries`, with the
-    /// payload offsets (raw pages read in place take no room when
-    /// `in_place`); returns the sum of the payload lengths.
-    fn check_table(&mut self, table: &[u8], in_place: bool) -> Result<usize> {
+    /// allows, zstd members after a head, delta pages only in a frame
+    /// with the `delta` feature) into `self.entries`, with the payload
+    /// offsets (raw pages read in place take no room when `in_place`);
+    /// returns the sum of the payload lengths.
+    fn check_table(&mut self, table: &[u8], in_place: bool, delta: bool) -> Result<usize> {
         let ps = self.page_size;
         let n = table.len() / ENTRY_LEN;
         self.entries.clear();
@@ -514,6 +523,10 @@ impl Decoder {
                 // A group holds at most the frame's pages; the exact size
                 // is checked when it is decompressed.
                 Method::Zstd => len >= 1 && len <= n * ps,
+                // The base hash, then at least a run count (sparse) or
+                // one byte (LZ4); never a whole page.
+                Method::DeltaSparse => delta && (BASE_HASH_LEN + 2..ps).contains(&len),
+                Method::DeltaLz4 => delta && (BASE_HASH_LEN + 1..ps).contains(&len),
             };
             if !valid {
                 return Err(Error::CorruptPage {
@@ -521,6 +534,8 @@ impl Decoder {
                     method,
                     reason: if method == Method::ZstdMember && len == 0 {
                         "zstd member without a group head"
+                    } else if method.is_delta() && !delta {
+                        "delta page in a frame without the delta feature"
                     } else {
                         "payload length not valid for this method"
                     },
@@ -542,8 +557,14 @@ impl Decoder {
         Ok(total)
     }
 
-    /// Decodes every page of a checked frame into `self.scratch`.
-    fn decode_pages(&mut self, frame: &[u8], n: usize) -> Result<()> {
+    /// Decodes every page of a checked frame into `self.scratch`; a delta
+    /// page onto its current version, read from `sink`.
+    fn decode_pages<S: PageSink + ?Sized>(
+        &mut self,
+        frame: &[u8],
+        n: usize,
+        sink: &S,
+    ) -> Result<()> {
         let ps = self.page_size;
         for i in 0..n {
             let e = self.entries[i];
@@ -582,6 +603,20 @@ impl Decoder {
                 Method::Zstd => self.decode_group(i, src),
                 // Written by its group's head.
                 Method::ZstdMember => Ok(()),
+                Method::DeltaSparse | Method::DeltaLz4 => {
+                    sink.get_page(i, page);
+                    match delta::decode(e.method, src, page, &mut self.xor) {
+                        Ok(()) => Ok(()),
+                        Err(DeltaError::Corrupt(reason)) => Err(reason),
+                        Err(DeltaError::BaseMismatch { expected, found }) => {
+                            return Err(Error::BaseMismatch {
+                                page: i,
+                                expected,
+                                found,
+                            })
+                        }
+                    }
+                }
             };
             result.map_err(|reason| Error::CorruptPage {
                 page: i,

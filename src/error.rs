@@ -119,6 +119,17 @@ pub enum Error {
         /// What was wrong.
         reason: &'static str,
     },
+    /// A delta page does not apply: the destination's version of the page
+    /// is not the one the source made the delta against (the source's page
+    /// cache and the destination disagree).
+    BaseMismatch {
+        /// Index of the page in the frame.
+        page: usize,
+        /// Hash of the version the delta was made against.
+        expected: u64,
+        /// Hash of the destination's page.
+        found: u64,
+    },
     /// The decoded pages do not match the checksum the encoder computed.
     ChecksumMismatch {
         /// Checksum carried by the frame.
@@ -190,6 +201,14 @@ impl fmt::Display for Error {
                 method,
                 reason,
             } => write!(f, "page {page}: corrupt {} payload: {reason}", method.name()),
+            Error::BaseMismatch {
+                page,
+                expected,
+                found,
+            } => write!(
+                f,
+                "page {page}: delta made against version {expected:#018x} of the page, the destination holds {found:#018x}"
+            ),
             Error::ChecksumMismatch { expected, computed } => write!(
                 f,
                 "checksum mismatch: frame says {expected:#018x}, decoded pages give {computed:#018x}"

@@ -42,8 +42,15 @@ pub const MAX_PAGE_SIZE: u32 = 65536;
 /// so a corrupted block name, page offset or zero-page list fails the
 /// frame like a corrupted page does.
 pub const FEATURE_PLACEMENT: u32 = 1 << 1;
+/// Feature bit: some pages are deltas ([`Method::is_delta`]) against the
+/// version of the page the destination already holds, so the frame
+/// decodes only onto that version.  Only bound frames may set it: a delta
+/// needs to know which page it applies to.
+///
+/// [`Method::is_delta`]: crate::Method::is_delta
+pub const FEATURE_DELTA: u32 = 1 << 2;
 /// Feature bits this decoder understands.
-pub const KNOWN_FEATURES: u32 = FEATURE_PLACEMENT;
+pub const KNOWN_FEATURES: u32 = FEATURE_PLACEMENT | FEATURE_DELTA;
 /// Feature bits that once had a meaning and never get another: bit 0 was
 /// `RAW_UNCHECKED` (raw pages outside the checksum), retired because a
 /// flipped raw page then decoded without error.  A frame that sets one is
@@ -180,6 +187,11 @@ impl Header {
                 reason: "reserved header field is not zero",
             });
         }
+        if features & FEATURE_DELTA != 0 && features & FEATURE_PLACEMENT == 0 {
+            return Err(Error::InvalidArgument {
+                reason: "a delta frame must be bound to a placement",
+            });
+        }
         let mut checksum = [0u8; 8];
         checksum.copy_from_slice(&bytes[24..32]);
         Ok(Header {
@@ -290,10 +302,10 @@ mod tests {
             Err(Error::UnsupportedVersion { version: 2 })
         );
         let mut b = buf;
-        b[12] = 4;
+        b[12] = 8;
         assert_eq!(
             Header::parse(&b),
-            Err(Error::UnsupportedFeature { features: 4 })
+            Err(Error::UnsupportedFeature { features: 8 })
         );
         // A retired bit is named as such, even next to unknown ones.
         let mut b = buf;

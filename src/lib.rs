@@ -46,6 +46,7 @@
 //! Every module but [`ffi`] is `#![forbid(unsafe_code)]`; `ffi` holds the
 //! only `unsafe` blocks, each with a `// SAFETY:` comment.
 
+mod cache;
 pub mod classify;
 mod codec;
 mod config;
@@ -58,6 +59,7 @@ pub mod format;
 mod method;
 pub mod policy;
 
+pub use cache::{CacheCounters, PageCache};
 pub use config::{Config, LzCodec, Mode};
 pub use counters::Counters;
 pub use decoder::{max_parts, Decoder, FrameInfo, Part};

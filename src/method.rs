@@ -8,9 +8,9 @@
 //! |-------------|----------------------------------------------------------------|
 //! | `0x00-0x08` | v1 stateless methods (below)                                   |
 //! | `0x09-0x3f` | reserved for further stateless methods                         |
-//! | `0x40-0x7f` | reserved for stateful methods (delta against the previous     |
-//! |             | version of the page, dedup references); a frame using them    |
-//! |             | must also set the matching header feature bit                  |
+//! | `0x40-0x41` | delta against the page the destination holds (below); a frame |
+//! |             | using them sets the header's delta feature bit                 |
+//! | `0x42-0x7f` | reserved for further stateful methods (dedup references)       |
 //! | `0x80-0xff` | reserved                                                       |
 //!
 //! A decoder rejects any tag it does not know with
@@ -20,9 +20,9 @@
 
 use std::ffi::CStr;
 
-/// How one page is encoded.  The discriminant is the wire tag, and (except
-/// for the zstd member, counted as zstd) also the index into the
-/// per-method counters.  Exported to C as `mecom_method`.
+/// How one page is encoded.  The discriminant is the wire tag; the
+/// per-method counters index by [`Method::counter_slot`].  Exported to C
+/// as `mecom_method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Method {
@@ -45,6 +45,12 @@ pub enum Method {
     Zstd = 7,
     /// A page whose bytes live in the preceding zstd group; empty payload.
     ZstdMember = 8,
+    /// The XOR of the page with the version the destination holds, as
+    /// sparse runs, after the hash of that version.
+    DeltaSparse = 0x40,
+    /// The XOR of the page with the version the destination holds, as one
+    /// LZ4 block, after the hash of that version.
+    DeltaLz4 = 0x41,
 }
 
 /// Number of slots in per-method counters (room for methods to come).
@@ -54,7 +60,7 @@ impl Method {
     /// Every method, in tag order.
     ///
     /// cbindgen:ignore
-    pub const ALL: [Method; 9] = [
+    pub const ALL: [Method; 11] = [
         Method::Raw,
         Method::Zero,
         Method::Fill,
@@ -64,11 +70,23 @@ impl Method {
         Method::Lz4,
         Method::Zstd,
         Method::ZstdMember,
+        Method::DeltaSparse,
+        Method::DeltaLz4,
     ];
 
     /// Parses a wire tag; returns the tag back when it is unknown.
     pub fn from_tag(tag: u8) -> Result<Method, u8> {
-        Method::ALL.get(usize::from(tag)).copied().ok_or(tag)
+        Method::ALL
+            .iter()
+            .copied()
+            .find(|m| m.tag() == tag)
+            .ok_or(tag)
+    }
+
+    /// Whether the page decodes against the destination's current version
+    /// of it (the frame must set [`crate::format::FEATURE_DELTA`]).
+    pub fn is_delta(self) -> bool {
+        matches!(self, Method::DeltaSparse | Method::DeltaLz4)
     }
 
     /// The wire tag.
@@ -77,10 +95,13 @@ impl Method {
     }
 
     /// The counter slot pages of this method are counted under: zstd group
-    /// members count as zstd.
+    /// members count as zstd, the delta methods take the slots after the
+    /// stateless ones.
     pub fn counter_slot(self) -> usize {
         match self {
             Method::ZstdMember => Method::Zstd as usize,
+            Method::DeltaSparse => 9,
+            Method::DeltaLz4 => 10,
             m => m as usize,
         }
     }
@@ -96,6 +117,8 @@ impl Method {
             Method::Lzo => c"lzo",
             Method::Lz4 => c"lz4",
             Method::Zstd | Method::ZstdMember => c"zstd",
+            Method::DeltaSparse => c"delta-sparse",
+            Method::DeltaLz4 => c"delta-lz4",
         }
     }
 
@@ -108,9 +131,9 @@ impl Method {
 
 /// Name of a counter slot, NUL-terminated, or `"unknown"`.
 pub fn slot_c_name(slot: usize) -> &'static CStr {
-    match Method::ALL.get(slot) {
-        Some(Method::ZstdMember) | None => c"unknown",
+    match Method::ALL.iter().find(|m| m.counter_slot() == slot) {
         Some(m) => m.c_name(),
+        None => c"unknown",
     }
 }
 
@@ -128,7 +151,7 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_tag(m.tag()), Ok(m));
         }
-        for tag in 9..=255u8 {
+        for tag in (9..=0x3fu8).chain(0x42..=255) {
             assert_eq!(Method::from_tag(tag), Err(tag));
         }
     }
@@ -137,6 +160,9 @@ mod tests {
     fn slots_name_methods() {
         assert_eq!(slot_name(4), "wkdm");
         assert_eq!(slot_name(8), "unknown");
+        assert_eq!(slot_name(9), "delta-sparse");
+        assert_eq!(slot_name(10), "delta-lz4");
+        assert_eq!(slot_name(11), "unknown");
         assert_eq!(Method::ZstdMember.counter_slot(), 7);
     }
 }

@@ -577,6 +577,18 @@ fn read_in_parts_c(
     frame: &[u8],
     dst: &mut [u8],
     offsets: &[u64],
+    tamper: impl FnMut(&mut [u8]),
+) -> (mecom_status, usize) {
+    read_in_parts_placed(dec, frame, dst, offsets, ptr::null(), tamper)
+}
+
+/// [`read_in_parts_c`] against `placement` (NULL: none).
+fn read_in_parts_placed(
+    dec: *mut mecom_decoder,
+    frame: &[u8],
+    dst: &mut [u8],
+    offsets: &[u64],
+    placement: *const mecom_placement,
     mut tamper: impl FnMut(&mut [u8]),
 ) -> (mecom_status, usize) {
     let n = offsets.len() as u32;
@@ -599,7 +611,7 @@ fn read_in_parts_c(
             dst.as_mut_ptr(),
             offsets.as_ptr(),
             n,
-            ptr::null(),
+            placement,
             iov.as_mut_ptr(),
             iov.len(),
             &mut niov,
@@ -982,4 +994,115 @@ fn a_zero_page_packet_is_bound_by_a_frame_without_pages() {
     };
     assert_eq!(read(&two_zeros), mecom_status::ChecksumMismatch);
     assert_eq!(read(&placement), mecom_status::Ok);
+}
+
+/// QEMU's path with a page cache: every channel's encoder shares one
+/// cache, a page re-sent with a few changed words goes as a delta and is
+/// applied onto the page as it stands in the destination's memory, and a
+/// destination page that is not the version the source remembers fails
+/// with its own status.
+#[test]
+fn a_shared_cache_sends_re_sent_pages_as_deltas_through_the_c_abi() {
+    let cfg = config();
+    let (a, b) = (Pair::new(&cfg), Pair::new(&cfg));
+    let mut cache = ptr::null_mut();
+    assert_eq!(
+        // SAFETY: a valid out pointer.
+        unsafe { mecom_cache_new(4096, 1 << 20, &mut cache) },
+        mecom_status::Ok
+    );
+    // SAFETY: live handles; the encoders keep their own references.
+    unsafe {
+        assert_eq!(mecom_encoder_set_cache(a.enc, cache), mecom_status::Ok);
+        assert_eq!(mecom_encoder_set_cache(b.enc, cache), mecom_status::Ok);
+    }
+    let (mut src, offsets) = ram_block(64);
+    let block = b"pc.ram";
+    let placement = mecom_placement {
+        block: block.as_ptr(),
+        block_len: block.len(),
+        zero_offsets: ptr::null(),
+        n_zero: 0,
+    };
+    let encode = |enc: *mut mecom_encoder, src: &[u8]| {
+        let mut frame = vec![0u8; mecom_max_frame_len(64, 4096)];
+        let mut len = 0usize;
+        // SAFETY: `src` holds every page at `offsets`.
+        let st = unsafe {
+            mecom_encoder_encode(
+                enc,
+                src.as_ptr(),
+                offsets.as_ptr(),
+                64,
+                &placement,
+                frame.as_mut_ptr(),
+                frame.len(),
+                &mut len,
+            )
+        };
+        assert_eq!(st, mecom_status::Ok);
+        frame.truncate(len);
+        frame
+    };
+    let mut dst = vec![0u8; src.len()];
+    // Round 1 on channel a, round 2 on channel b.
+    let first = encode(a.enc, &src);
+    let (st, _) = read_in_parts_placed(a.dec, &first, &mut dst, &offsets, &placement, |_| {});
+    assert_eq!(st, mecom_status::Ok, "{}", dec_error(a.dec));
+    for &o in &offsets {
+        src[o as usize + 40] ^= 0x5a;
+    }
+    let second = encode(b.enc, &src);
+    assert!(
+        second.len() * 8 < first.len(),
+        "{} vs {}",
+        second.len(),
+        first.len()
+    );
+    let deltas = counters(b.enc).method_pages[Method::DeltaSparse.counter_slot()];
+    assert!(deltas >= 48, "{deltas} delta pages");
+    let mut wrong = dst.clone();
+    wrong[offsets[0] as usize + 1] ^= 1;
+    let (st, _) = read_in_parts_placed(b.dec, &second, &mut dst, &offsets, &placement, |_| {});
+    assert_eq!(st, mecom_status::Ok, "{}", dec_error(b.dec));
+    assert_eq!(dst, src);
+
+    // The same frame (channel b's first) onto a destination whose page 0
+    // differs.
+    let other = Pair::new(&cfg);
+    let (st, _) =
+        read_in_parts_placed(other.dec, &second, &mut wrong, &offsets, &placement, |_| {});
+    assert_eq!(st, mecom_status::BaseMismatch, "{}", dec_error(other.dec));
+    assert!(
+        dec_error(other.dec).contains("page 0"),
+        "{}",
+        dec_error(other.dec)
+    );
+
+    let mut c = mecom_cache_counters::default();
+    assert_eq!(
+        // SAFETY: a live cache and a writable out pointer.
+        unsafe { mecom_cache_counters(cache, &mut c) },
+        mecom_status::Ok
+    );
+    assert_eq!((c.size, c.inserts, c.hits), (1 << 20, 128, 64), "{c:?}");
+    // SAFETY: freed once; the encoders still hold the cache.
+    unsafe { mecom_cache_free(cache) };
+    let third = encode(a.enc, &src);
+    assert!(!third.is_empty());
+    // SAFETY: NULL arguments are statuses.
+    unsafe {
+        assert_eq!(
+            mecom_cache_new(4096, 100, &mut ptr::null_mut()),
+            mecom_status::InvalidConfig
+        );
+        assert_eq!(
+            mecom_cache_new(4096, 1 << 20, ptr::null_mut()),
+            mecom_status::NullParameter
+        );
+        assert_eq!(
+            mecom_encoder_set_cache(a.enc, ptr::null()),
+            mecom_status::Ok
+        );
+    }
 }

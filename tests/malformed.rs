@@ -207,9 +207,19 @@ fn malformed_frames_give_their_exact_error() {
         ),
         (
             "unknown tag",
-            Box::new(|f| f[entry_at(1) + 3] = 0x41),
+            Box::new(|f| f[entry_at(1) + 3] = 0x42),
             4,
-            Error::UnknownMethod { page: 1, tag: 0x41 },
+            Error::UnknownMethod { page: 1, tag: 0x42 },
+        ),
+        (
+            "delta page without the delta feature",
+            Box::new(|f| f[entry_at(1) + 3] = Method::DeltaLz4.tag()),
+            4,
+            Error::CorruptPage {
+                page: 1,
+                method: Method::DeltaLz4,
+                reason: "delta page in a frame without the delta feature",
+            },
         ),
         (
             "raw of wrong length",

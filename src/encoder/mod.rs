@@ -11,14 +11,16 @@
 
 mod batch;
 
+use crate::cache::{block_hash, PageCache, PageKey};
 use crate::classify::PageClass;
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, Placement, FEATURE_PLACEMENT, HEADER_LEN};
+use crate::format::{self, Header, Placement, FEATURE_DELTA, FEATURE_PLACEMENT, HEADER_LEN};
 use crate::policy::{Clock, Codec, LinkStats, Meter, Plan, Policy, TransportStats, WallClock};
 pub(crate) use batch::PageSource;
-use batch::{Batch, Metering};
+use batch::{Batch, CacheUse, Metering};
+use std::sync::Arc;
 
 /// Encodes batches of pages into frames.  One per channel; not `Sync`.
 pub struct Encoder {
@@ -31,6 +33,12 @@ pub struct Encoder {
     clock: Box<dyn Clock>,
     sequence: u32,
     counters: Counters,
+    /// The migration's page cache, shared with the other channels.
+    cache: Option<Arc<PageCache>>,
+    /// The keys of the current frame's pages.
+    cache_keys: Vec<PageKey>,
+    /// The dirty-sync round, from the latest [`LinkStats`].
+    round: u64,
 }
 
 impl Encoder {
@@ -52,8 +60,29 @@ impl Encoder {
             clock,
             sequence: 0,
             counters: Counters::default(),
+            cache: None,
+            cache_keys: Vec::with_capacity(config.max_pages),
+            round: 0,
             config,
         })
+    }
+
+    /// Shares `cache` (one per migration, with every channel's encoder):
+    /// a page it holds is then sent as a delta against the version the
+    /// destination has, when that is smaller.  Only frames bound to a
+    /// placement use it, since the placement names the pages.  `None`
+    /// stops using a cache.
+    pub fn set_cache(&mut self, cache: Option<Arc<PageCache>>) -> Result<()> {
+        if cache
+            .as_ref()
+            .is_some_and(|c| c.page_size() != self.page_size)
+        {
+            return Err(Error::InvalidArgument {
+                reason: "the page cache's page size differs from the encoder's",
+            });
+        }
+        self.cache = cache;
+        Ok(())
     }
 
     /// The configuration the encoder was made with.
@@ -63,6 +92,7 @@ impl Encoder {
 
     /// Takes the migration's latest statistics (see [`crate::policy`]).
     pub fn update_stats(&mut self, stats: LinkStats) {
+        self.round = stats.dirty_sync_count;
         self.policy.update_stats(stats);
     }
 
@@ -164,6 +194,22 @@ impl Encoder {
         let plan = self.policy.next_plan();
         let classified = !plan.all_raw();
         self.meter.start(&plan, classified);
+        let cache = match (&self.cache, placement) {
+            (Some(cache), Some(p)) => {
+                self.cache_keys.clear();
+                let block = block_hash(p.block);
+                let shift = self.shift;
+                self.cache_keys
+                    .extend(p.offsets.iter().map(|&o| PageKey::new(block, o, shift)));
+                forget_zero_pages(cache, p, shift);
+                Some(CacheUse {
+                    cache,
+                    keys: &self.cache_keys,
+                    round: self.round,
+                })
+            }
+            _ => None,
+        };
         let written = if classified {
             self.batch.write(
                 source,
@@ -175,18 +221,27 @@ impl Encoder {
                 },
                 out,
                 &mut self.counters,
+                cache.as_ref(),
             )
         } else {
+            // A link faster than any codec: no copy into the cache either;
+            // the pages sent raw just leave it.
+            if let Some(c) = &cache {
+                for &key in c.keys {
+                    c.cache.invalidate(key);
+                }
+            }
             self.batch.write_raw(source, seed, out, &mut self.counters)
         };
+        let delta = self.batch.wrote_delta();
         let header = Header {
             page_shift: self.shift,
             page_count: n as u16,
             sequence: self.sequence,
-            features: if placement.is_some() {
-                FEATURE_PLACEMENT
-            } else {
-                0
+            features: match (placement.is_some(), delta) {
+                (false, _) => 0,
+                (true, false) => FEATURE_PLACEMENT,
+                (true, true) => FEATURE_PLACEMENT | FEATURE_DELTA,
             },
             payload_len: written.payload as u32,
             checksum: written.checksum,
@@ -224,6 +279,9 @@ impl Encoder {
                 given: out.len(),
             });
         };
+        if let Some(cache) = &self.cache {
+            forget_zero_pages(cache, placement, self.shift);
+        }
         Header {
             page_shift: self.shift,
             page_count: 0,
@@ -236,5 +294,14 @@ impl Encoder {
         self.sequence = self.sequence.wrapping_add(1);
         self.counters.count_frame(0, self.page_size, HEADER_LEN, 0);
         Ok(HEADER_LEN)
+    }
+}
+
+/// The packet's all-zero pages reach the destination without the codec
+/// (QEMU's multifd zero-page detection): their cached versions are stale.
+fn forget_zero_pages(cache: &PageCache, placement: &Placement, shift: u8) {
+    let block = block_hash(placement.block);
+    for &o in placement.zero_offsets {
+        cache.invalidate(PageKey::new(block, o, shift));
     }
 }

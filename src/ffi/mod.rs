@@ -21,6 +21,7 @@ mod status;
 
 pub use status::mecom_status;
 
+use crate::cache::{CacheCounters, PageCache};
 use crate::config::{Config, LzCodec, Mode};
 use crate::counters::Counters;
 use crate::decoder::{self, Decoder, PageSink, Part};
@@ -32,6 +33,7 @@ use crate::policy::{LinkStats, TransportStats};
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::Arc;
 
 /// Slots in the per-method counter arrays.
 pub const MECOM_METHOD_SLOTS: usize = 16;
@@ -124,6 +126,45 @@ pub struct mecom_counters {
     pub method_pages: [u64; MECOM_METHOD_SLOTS],
     /// Payload bytes per method, indexed by `mecom_method`.
     pub method_bytes: [u64; MECOM_METHOD_SLOTS],
+}
+
+/// Running totals of a page cache (all channels together); see
+/// mecom_cache_counters().
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct mecom_cache_counters {
+    /// Size of the cache in bytes.
+    pub size: u64,
+    /// Lookups that found the page's previous version.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+    /// Pages inserted.
+    pub inserts: u64,
+    /// Inserts that replaced another page sent in an earlier round.
+    pub evictions: u64,
+    /// Inserts left out because the slot held a page sent this round.
+    pub overflows: u64,
+    /// Entries dropped because the page was sent without the cache (an
+    /// all-zero page, or a raw batch).
+    pub invalidations: u64,
+    /// Inserts of a page also sent in the round before (hot pages).
+    pub hot: u64,
+}
+
+impl From<CacheCounters> for mecom_cache_counters {
+    fn from(c: CacheCounters) -> Self {
+        mecom_cache_counters {
+            size: c.size,
+            hits: c.hits,
+            misses: c.misses,
+            inserts: c.inserts,
+            evictions: c.evictions,
+            overflows: c.overflows,
+            invalidations: c.invalidations,
+            hot: c.hot,
+        }
+    }
 }
 
 /// One piece of a frame to read, laid out like POSIX `struct iovec`, so
@@ -302,6 +343,11 @@ pub struct mecom_encoder(Handle<Encoder>);
 
 /// A decoder for one multifd channel.  Opaque.
 pub struct mecom_decoder(Handle<Decoder>);
+
+/// The source's page cache of one migration, shared by every channel's
+/// encoder (see mecom_cache_new()).  Opaque; safe to use from several
+/// threads at once.
+pub struct mecom_cache(Arc<PageCache>);
 
 /// Runs a handle-less call under the panic boundary.
 fn boundary(body: impl FnOnce() -> mecom_status) -> mecom_status {
@@ -570,6 +616,93 @@ pub unsafe extern "C" fn mecom_encoder_encode(
         unsafe { out_len.write(written) };
     }
     status
+}
+
+/// Creates a page cache of `size` bytes for pages of `page_size` bytes:
+/// the exact bytes last sent of up to `size / page_size` pages, so that a
+/// page sent again goes as a delta against the version the destination
+/// holds.  Make one per migration, give it to every channel's encoder
+/// with mecom_encoder_set_cache(), and release it with mecom_cache_free()
+/// (the encoders keep it alive as long as they use it).  The memory is
+/// allocated here, zeroed.
+///
+/// # Safety
+/// `out` points to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_cache_new(
+    page_size: u32,
+    size: u64,
+    out: *mut *mut mecom_cache,
+) -> mecom_status {
+    if out.is_null() {
+        return mecom_status::NullParameter;
+    }
+    boundary(|| match PageCache::new(page_size, size) {
+        Ok(cache) => {
+            let handle = Box::into_raw(Box::new(mecom_cache(Arc::new(cache))));
+            // SAFETY: non-NULL and writable by contract.
+            unsafe { out.write(handle) };
+            mecom_status::Ok
+        }
+        Err(e) => mecom_status::from(&e),
+    })
+}
+
+/// Releases the caller's reference to a cache.  NULL is fine; must not be
+/// called twice on one handle.
+///
+/// # Safety
+/// `cache` is NULL or a handle from mecom_cache_new() not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_cache_free(cache: *mut mecom_cache) {
+    if !cache.is_null() {
+        // SAFETY: the handle came from Box::into_raw in mecom_cache_new
+        // and, by contract, is freed once.  Encoders hold their own
+        // references; dropping only frees memory.
+        drop(unsafe { Box::from_raw(cache) });
+    }
+}
+
+/// Copies the cache's running totals into `*out`.
+///
+/// # Safety
+/// `cache` is a live cache; `out` points to a writable
+/// `mecom_cache_counters`.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_cache_counters(
+    cache: *const mecom_cache,
+    out: *mut mecom_cache_counters,
+) -> mecom_status {
+    if cache.is_null() || out.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL and live by contract; the counters are atomics.
+    let counters = unsafe { (*cache).0.counters() };
+    // SAFETY: non-NULL and writable by contract.
+    unsafe { out.write(counters.into()) };
+    mecom_status::Ok
+}
+
+/// Makes the encoder send pages that `cache` holds as deltas when that is
+/// smaller (NULL: stop).  Only frames encoded with a placement use it.
+/// Returns MECOM_STATUS_INVALID_ARGUMENT when the page sizes differ.
+///
+/// # Safety
+/// `enc` is a live encoder used by no other thread during the call;
+/// `cache` is NULL or a live cache.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_set_cache(
+    enc: *mut mecom_encoder,
+    cache: *const mecom_cache,
+) -> mecom_status {
+    if enc.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: NULL or live by contract; the Arc is cloned, not moved.
+    let shared = (!cache.is_null()).then(|| unsafe { Arc::clone(&(*cache).0) });
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*enc).0 };
+    handle.call(|e| e.set_cache(shared))
 }
 
 /// Gives the encoder the migration's latest statistics.

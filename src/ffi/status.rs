@@ -55,11 +55,14 @@ pub enum mecom_status {
     RetiredFeature = 20,
     /// The caller gave a placement but the frame is not bound to one.
     Unbound = 21,
+    /// A delta page was made against another version of the page than
+    /// the destination holds.
+    BaseMismatch = 22,
 }
 
 impl mecom_status {
     /// Every status, for lookups by value.
-    const ALL: [mecom_status; 22] = [
+    const ALL: [mecom_status; 23] = [
         mecom_status::Ok,
         mecom_status::NullParameter,
         mecom_status::InvalidConfig,
@@ -82,6 +85,7 @@ impl mecom_status {
         mecom_status::InvalidArgument,
         mecom_status::RetiredFeature,
         mecom_status::Unbound,
+        mecom_status::BaseMismatch,
     ];
 
     /// The status whose value is `value`, if any.
@@ -126,6 +130,9 @@ impl mecom_status {
                 c"frame uses a retired feature (raw pages outside the checksum)"
             }
             mecom_status::Unbound => c"frame is not bound to its packet header",
+            mecom_status::BaseMismatch => {
+                c"delta page does not match the destination's version of the page"
+            }
         }
     }
 }
@@ -149,6 +156,7 @@ impl From<&Error> for mecom_status {
             Error::LengthMismatch { .. } => mecom_status::LengthMismatch,
             Error::UnknownMethod { .. } => mecom_status::UnknownMethod,
             Error::CorruptPage { .. } => mecom_status::CorruptPage,
+            Error::BaseMismatch { .. } => mecom_status::BaseMismatch,
             Error::ChecksumMismatch { .. } => mecom_status::ChecksumMismatch,
             Error::InvalidArgument { .. } => mecom_status::InvalidArgument,
         }

@@ -1,0 +1,324 @@
+//! The source's page cache: for each page it holds, the exact bytes last
+//! sent for it, which is what the destination holds.  Encoders that share
+//! one cache ([`crate::Encoder::set_cache`]) send a page that hits as a
+//! delta against that version.
+//!
+//! One cache serves every channel of a migration, because a page may be
+//! sent on one channel and re-sent on another.  It is direct-mapped: a
+//! page can only live in one slot (`(block hash + page index) mod
+//! slots`), so a page never has two entries and an insert that cannot take
+//! the slot leaves the page with none.  Each slot has its own lock, held
+//! for one page copy; within a sync round a page is in at most one batch
+//! (`docs/qemu.md`), so two channels meet on a slot only for two different
+//! pages.
+//!
+//! What keeps an entry equal to the destination's page:
+//! - every page an encoder sends under a placement replaces its entry
+//!   (or, when the slot is taken by a page sent in the current round, is
+//!   left out of the cache: an overflow);
+//! - every page a placement lists as all-zero (sent without the codec)
+//!   loses its entry;
+//! - a cache lives as long as one migration: QEMU makes a new one each
+//!   time.
+//!
+//! A stale entry can only cost a failed migration, never a wrong page:
+//! each delta carries the hash of the base it was made against, and the
+//! decoder refuses it when the destination's page differs
+//! ([`crate::Error::BaseMismatch`]); the frame checksum then still covers
+//! the result.
+
+#![forbid(unsafe_code)]
+
+use crate::error::{Error, Result};
+use crate::format;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// A page's identity: its block (hash of the name) and its index in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageKey {
+    /// xxh3-64 of the block's name.
+    pub block: u64,
+    /// Offset in the block / page size.
+    pub index: u64,
+}
+
+impl PageKey {
+    /// The key of the page at `offset` of the block whose name hashes to
+    /// `block`.
+    pub(crate) fn new(block: u64, offset: u64, shift: u8) -> PageKey {
+        PageKey {
+            block,
+            index: offset >> shift,
+        }
+    }
+}
+
+/// The hash that names a block in [`PageKey`].
+pub(crate) fn block_hash(name: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(name)
+}
+
+struct Slot {
+    /// The page held, if any.
+    key: Option<PageKey>,
+    /// The sync round it was inserted in.
+    round: u64,
+    /// How many consecutive rounds, this one included, the page was sent.
+    streak: u32,
+    data: Box<[u8]>,
+}
+
+/// Running totals of a cache (all channels together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    /// Size of the cache in bytes (slots × page size).
+    pub size: u64,
+    /// Lookups that found the page's previous version.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+    /// Pages inserted (a new version of a page already held included).
+    pub inserts: u64,
+    /// Inserts that replaced another page sent in an earlier round.
+    pub evictions: u64,
+    /// Inserts that found the slot taken by another page sent in the
+    /// current round, and left the page out.
+    pub overflows: u64,
+    /// Entries dropped because the page was sent another way (all-zero,
+    /// or raw without the cache).
+    pub invalidations: u64,
+    /// Inserts of a page that was also sent in the round before: the page
+    /// is hot (re-dirtied round after round).
+    pub hot: u64,
+}
+
+#[derive(Default)]
+struct AtomicCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inserts: AtomicU64,
+    evictions: AtomicU64,
+    overflows: AtomicU64,
+    invalidations: AtomicU64,
+    hot: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What a lookup found for a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    /// Consecutive rounds the page was sent, up to its last send.
+    pub streak: u32,
+}
+
+/// The pages the destination holds, as last sent; shared by all channels
+/// of one migration (it is `Sync`).
+pub struct PageCache {
+    page_size: usize,
+    slots: Box<[Mutex<Slot>]>,
+    counters: AtomicCounters,
+}
+
+impl PageCache {
+    /// A cache of `size` bytes of pages of `page_size` bytes: `size /
+    /// page_size` slots, at least one.  The memory is allocated here, once
+    /// (zeroed, so the system backs it only as slots fill).
+    pub fn new(page_size: u32, size: u64) -> Result<PageCache> {
+        format::page_shift(page_size)?;
+        let ps = page_size as usize;
+        let slots = usize::try_from(size / u64::from(page_size)).unwrap_or(usize::MAX);
+        if slots == 0 {
+            return Err(Error::InvalidConfig {
+                reason: "a page cache holds at least one page",
+            });
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(slots)
+            .map_err(|_| Error::InvalidConfig {
+                reason: "page cache too large for this host",
+            })?;
+        for _ in 0..slots {
+            v.push(Mutex::new(Slot {
+                key: None,
+                round: 0,
+                streak: 0,
+                data: vec![0; ps].into_boxed_slice(),
+            }));
+        }
+        Ok(PageCache {
+            page_size: ps,
+            slots: v.into_boxed_slice(),
+            counters: AtomicCounters::default(),
+        })
+    }
+
+    /// Page size of the cached pages.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Running totals.
+    pub fn counters(&self) -> CacheCounters {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheCounters {
+            size: (self.slots.len() * self.page_size) as u64,
+            hits: get(&c.hits),
+            misses: get(&c.misses),
+            inserts: get(&c.inserts),
+            evictions: get(&c.evictions),
+            overflows: get(&c.overflows),
+            invalidations: get(&c.invalidations),
+            hot: get(&c.hot),
+        }
+    }
+
+    fn slot(&self, key: PageKey) -> MutexGuard<'_, Slot> {
+        let i = key.block.wrapping_add(key.index) % self.slots.len() as u64;
+        // A panic while a slot was locked may have left its bytes half
+        // copied: such a slot forgets its page.
+        self.slots[i as usize].lock().unwrap_or_else(|poisoned| {
+            self.slots[i as usize].clear_poison();
+            let mut slot = poisoned.into_inner();
+            slot.key = None;
+            slot
+        })
+    }
+
+    /// Copies the last version sent of `key` into `base` (one page) and
+    /// says how hot it is; `None` when the cache does not hold it.
+    pub(crate) fn lookup(&self, key: PageKey, base: &mut [u8]) -> Option<Hit> {
+        let slot = self.slot(key);
+        if slot.key != Some(key) {
+            drop(slot);
+            bump(&self.counters.misses);
+            return None;
+        }
+        base.copy_from_slice(&slot.data);
+        let hit = Hit {
+            streak: slot.streak,
+        };
+        drop(slot);
+        bump(&self.counters.hits);
+        Some(hit)
+    }
+
+    /// Records `page` as the version of `key` sent in sync round `round`.
+    pub(crate) fn insert(&self, key: PageKey, round: u64, page: &[u8]) {
+        let mut slot = self.slot(key);
+        match slot.key {
+            Some(k) if k == key => {
+                slot.streak = if slot.round + 1 == round {
+                    bump(&self.counters.hot);
+                    slot.streak.saturating_add(1)
+                } else if slot.round == round {
+                    slot.streak
+                } else {
+                    1
+                };
+            }
+            // A page sent this round may be re-sent next round: keep it.
+            Some(_) if slot.round >= round => {
+                drop(slot);
+                bump(&self.counters.overflows);
+                return;
+            }
+            Some(_) => {
+                bump(&self.counters.evictions);
+                slot.streak = 1;
+            }
+            None => slot.streak = 1,
+        }
+        slot.key = Some(key);
+        slot.round = round;
+        slot.data.copy_from_slice(page);
+        drop(slot);
+        bump(&self.counters.inserts);
+    }
+
+    /// Forgets `key`: the destination's page changed without this cache
+    /// seeing the bytes.
+    pub(crate) fn invalidate(&self, key: PageKey) {
+        let mut slot = self.slot(key);
+        if slot.key == Some(key) {
+            slot.key = None;
+            drop(slot);
+            bump(&self.counters.invalidations);
+        }
+    }
+}
+
+impl std::fmt::Debug for PageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCache")
+            .field("page_size", &self.page_size)
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PS: usize = 4096;
+
+    fn key(index: u64) -> PageKey {
+        PageKey { block: 7, index }
+    }
+
+    #[test]
+    fn a_page_reads_back_as_last_inserted() {
+        let cache = PageCache::new(4096, 4 * 4096).unwrap();
+        let mut base = vec![0u8; PS];
+        assert_eq!(cache.lookup(key(1), &mut base), None);
+        cache.insert(key(1), 1, &[1; PS]);
+        cache.insert(key(1), 2, &[2; PS]);
+        assert_eq!(cache.lookup(key(1), &mut base), Some(Hit { streak: 2 }));
+        assert_eq!(base, [2; PS]);
+        let c = cache.counters();
+        assert_eq!((c.hits, c.misses, c.inserts, c.hot), (1, 1, 2, 1));
+        assert_eq!(c.size, 4 * 4096);
+    }
+
+    #[test]
+    fn a_page_sent_this_round_is_not_evicted() {
+        // One slot: every page maps to it.
+        let cache = PageCache::new(4096, 4096).unwrap();
+        let mut base = vec![0u8; PS];
+        cache.insert(key(1), 3, &[1; PS]);
+        cache.insert(key(2), 3, &[2; PS]);
+        assert_eq!(cache.counters().overflows, 1);
+        assert!(cache.lookup(key(2), &mut base).is_none());
+        assert!(cache.lookup(key(1), &mut base).is_some());
+        // Next round the older page gives way.
+        cache.insert(key(2), 4, &[2; PS]);
+        assert_eq!(cache.counters().evictions, 1);
+        assert!(cache.lookup(key(1), &mut base).is_none());
+        assert_eq!(cache.lookup(key(2), &mut base), Some(Hit { streak: 1 }));
+        assert_eq!(base, [2; PS]);
+    }
+
+    #[test]
+    fn an_invalidated_page_is_gone() {
+        let cache = PageCache::new(4096, 8 * 4096).unwrap();
+        let mut base = vec![0u8; PS];
+        cache.insert(key(5), 1, &[5; PS]);
+        cache.invalidate(key(6));
+        assert!(cache.lookup(key(5), &mut base).is_some());
+        cache.invalidate(key(5));
+        assert!(cache.lookup(key(5), &mut base).is_none());
+        assert_eq!(cache.counters().invalidations, 1);
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        assert!(PageCache::new(4096, 4095).is_err());
+        assert!(PageCache::new(1000, 1 << 20).is_err());
+        assert!(PageCache::new(65536, 65536).is_ok());
+    }
+}
