@@ -611,11 +611,21 @@ mecom_status mecom_frame_len(const uint8_t *header, size_t header_len, size_t *o
 const char *mecom_status_str(uint32_t status);
 
 /**
- * The name of a `mecom_method` counter index ("raw", "zero", "fill",
- * "sparse", "wkdm", "lzo", "lz4", "zstd"), or "unknown" (zstd members
- * are counted under MECOM_METHOD_ZSTD).  Never NULL.
+ * The name of a counter slot, an index into `method_pages` and
+ * `method_bytes` ("raw", "zero", "fill", "sparse", "wkdm", "lzo", "lz4",
+ * "zstd", "delta-sparse", "delta-lz4"), or "unknown" (zstd members are
+ * counted under MECOM_METHOD_ZSTD).  Never NULL.
  */
 const char *mecom_method_name(uint32_t method);
+
+/**
+ * The counter slot (index into `method_pages` and `method_bytes`) that
+ * pages of `method` (a `mecom_method` value) are counted under, or
+ * MECOM_METHOD_SLOTS for a value that is no method.  The stateless
+ * methods count under their own value; the delta methods, whose values
+ * are 0x40 and up, under the slots after them.
+ */
+uint32_t mecom_method_slot(uint32_t method);
 
 /**
  * The library version, e.g. "0.1.0".  Never NULL.

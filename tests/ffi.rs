@@ -1086,6 +1086,12 @@ fn a_shared_cache_sends_re_sent_pages_as_deltas_through_the_c_abi() {
         mecom_status::Ok
     );
     assert_eq!((c.size, c.inserts, c.hits), (1 << 20, 128, 64), "{c:?}");
+    assert_eq!(
+        mecom_method_slot(Method::DeltaLz4.tag().into()),
+        Method::DeltaLz4.counter_slot() as u32
+    );
+    assert_eq!(mecom_method_slot(0x42), MECOM_METHOD_SLOTS as u32);
+    assert_eq!(mecom_method_slot(Method::Wkdm.tag().into()), 4);
     // SAFETY: freed once; the encoders still hold the cache.
     unsafe { mecom_cache_free(cache) };
     let third = encode(a.enc, &src);

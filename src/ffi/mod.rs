@@ -465,12 +465,26 @@ pub extern "C" fn mecom_status_str(status: u32) -> *const c_char {
     status::describe(status).as_ptr()
 }
 
-/// The name of a `mecom_method` counter index ("raw", "zero", "fill",
-/// "sparse", "wkdm", "lzo", "lz4", "zstd"), or "unknown" (zstd members
-/// are counted under MECOM_METHOD_ZSTD).  Never NULL.
+/// The name of a counter slot, an index into `method_pages` and
+/// `method_bytes` ("raw", "zero", "fill", "sparse", "wkdm", "lzo", "lz4",
+/// "zstd", "delta-sparse", "delta-lz4"), or "unknown" (zstd members are
+/// counted under MECOM_METHOD_ZSTD).  Never NULL.
 #[no_mangle]
 pub extern "C" fn mecom_method_name(method: u32) -> *const c_char {
     method::slot_c_name(method as usize).as_ptr()
+}
+
+/// The counter slot (index into `method_pages` and `method_bytes`) that
+/// pages of `method` (a `mecom_method` value) are counted under, or
+/// MECOM_METHOD_SLOTS for a value that is no method.  The stateless
+/// methods count under their own value; the delta methods, whose values
+/// are 0x40 and up, under the slots after them.
+#[no_mangle]
+pub extern "C" fn mecom_method_slot(method: u32) -> u32 {
+    u8::try_from(method)
+        .ok()
+        .and_then(|tag| method::Method::from_tag(tag).ok())
+        .map_or(MECOM_METHOD_SLOTS as u32, |m| m.counter_slot() as u32)
 }
 
 /// The library version, e.g. "0.1.0".  Never NULL.
