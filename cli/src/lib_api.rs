@@ -5,5 +5,6 @@
 pub use mecom::classify::{count_zero_bytes, fill_word, full_similarity};
 pub use mecom::codecs::sparse;
 pub use mecom::{
-    slot_name, Config, Counters, Decoder, Encoder, LinkStats, LzCodec, Mode, METHOD_SLOTS,
+    slot_name, Config, Counters, Decoder, Encoder, LinkStats, LzCodec, Mode, PageCache, Placement,
+    METHOD_SLOTS,
 };

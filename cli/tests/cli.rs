@@ -287,8 +287,9 @@ fn rounds_reads_dumps() {
         "| xor+lz4 ",
         "| zstd-1/page ",
         "| cbc fast ",
+        "| cbc delta ",
         "| total ",
-        "every page verified (336 page checks",
+        "every page verified (420 page checks",
     ] {
         assert!(md.contains(want), "{want} missing:\n{md}");
     }

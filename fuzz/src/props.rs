@@ -27,7 +27,7 @@
 use mecom::codecs;
 use mecom::ffi;
 use mecom::format::Header;
-use mecom::{Config, Decoder, Encoder, LinkStats, LzCodec, Mode};
+use mecom::{Config, Decoder, Encoder, LinkStats, LzCodec, Method, Mode};
 use std::hint::black_box;
 
 /// Every fuzz target, by the name of its binary (and of its corpus, seed and
@@ -255,6 +255,37 @@ fn codec_encode(name: &str, page: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The delta decoders over `data` as the body, after the right base hash
+/// (random bytes would almost never carry it) of a base page made from
+/// the first byte: never panics; a page that decodes re-encodes as a delta
+/// against the same base and decodes back to itself.  Returns whether one
+/// decoded.
+fn delta_decoders(data: &[u8], ps: usize) -> bool {
+    use codecs::delta;
+    let fill = data.first().copied().unwrap_or(0);
+    let base: Vec<u8> = (0..ps).map(|i| fill.wrapping_add((i / 64) as u8)).collect();
+    let mut src = xxhash_rust::xxh3::xxh3_64(&base).to_le_bytes().to_vec();
+    src.extend_from_slice(data);
+    let mut xor = vec![0u8; ps];
+    let mut decoded = false;
+    for method in [Method::DeltaSparse, Method::DeltaLz4] {
+        let mut page = base.clone();
+        if delta::decode(method, &src, &mut page, &mut xor).is_err() {
+            continue;
+        }
+        decoded = true;
+        let mut scratch = delta::DeltaScratch::new(ps);
+        let mut out = vec![0u8; ps];
+        if let Some((m, n)) = delta::encode(&page, &base, &mut out, ps - 1, &mut scratch) {
+            let mut back = base.clone();
+            let r = delta::decode(m, &out[..n], &mut back, &mut xor);
+            assert!(r.is_ok(), "{m:?}: re-encoded delta does not apply: {r:?}");
+            assert!(back == page, "{m:?}: re-encoded delta applies differently");
+        }
+    }
+    decoded
+}
+
 /// Every codec decoder over `data`, into a 4 KiB and an 8 KiB page.  Never
 /// panics; a page that decodes re-encodes and decodes back to itself.
 pub fn codec_decoders(data: &[u8]) -> Outcome {
@@ -278,6 +309,9 @@ pub fn codec_decoders(data: &[u8]) -> Outcome {
                 );
                 assert!(back == page, "{name}: re-encoded page decodes differently");
             }
+        }
+        if delta_decoders(data, ps) {
+            outcome = Outcome::Decoded;
         }
     }
     outcome
