@@ -42,6 +42,11 @@ compressed stream without breaking TCP:
                packet of the same block (a page that holds data, so a
                destination that zeroes it ends up with differing RAM);
                only zero-only packets count towards the trigger
+    delta      one bit inverted inside the payload of a delta page
+               (a page sent as its difference to the version the
+               destination holds, tags 0x40/0x41): its base hash or its
+               body; only packets whose frame holds a delta page count
+               towards the trigger
 
 What follows the fault on its channel is counted in `fired` (data packets
 and sync packets after it), so a harness can tell a dropped frame that a
@@ -83,7 +88,7 @@ PAGES_PER_PACKET = 128   # MULTIFD_PACKET_SIZE / 4 KiB target pages
 MAX_PAYLOAD = 64 << 20
 
 KINDS = ("flip", "truncate", "reset", "duplicate", "reorder", "replace", "replay", "length",
-         "drop", "drop-last", "offset", "zero-list", "zero-only")
+         "drop", "drop-last", "offset", "zero-list", "zero-only", "delta")
 FLAG_SYNC = 1             # MULTIFD_FLAG_SYNC
 FINAL_IDLE_S = 1.0        # drop-last: a sync followed by this much silence is the last
 
@@ -330,6 +335,20 @@ def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
         return None
     if kind in ("offset", "zero-list"):
         return _move_page(inj, channel, packet_num, packet, payload)
+    if kind == "delta":
+        spans = delta_spans(payload)
+        if not spans:
+            with inj.lock:
+                inj.trigger = inj.seen + 1
+            return bytes(packet) + payload
+        page, start, length = spans[rng.randrange(len(spans))]
+        at = start + rng.randrange(length)
+        bit = rng.randrange(8)
+        p = bytearray(payload)
+        p[at] ^= 1 << bit
+        inj.record(channel, packet_num, page=page, offset=at, bit=bit,
+                   in_base_hash=at - start < DELTA_BASE_HASH_LEN, payload_len=n)
+        return bytes(packet) + bytes(p)
     if kind == "length":
         choice = rng.randrange(3)
         if choice == 0:
@@ -345,6 +364,32 @@ def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
         inj.record(channel, packet_num, payload_len=n, announced=new)
         return bytes(p) + payload
     raise ValueError(kind)
+
+
+FRAME_MAGIC = b"MCBC"
+FRAME_HEADER_LEN = 32
+DELTA_TAGS = (0x40, 0x41)  # delta-sparse, delta-lz4 (docs/FORMAT.md §3.4)
+DELTA_BASE_HASH_LEN = 8
+
+
+def delta_spans(payload):
+    """(page, offset, length) of every delta page's payload in a cbc frame
+    (docs/FORMAT.md §1: a 32-byte header, a 4-byte entry per page, the
+    payloads in table order); [] for anything else."""
+    if len(payload) < FRAME_HEADER_LEN or payload[:4] != FRAME_MAGIC:
+        return []
+    n = struct.unpack_from("<H", payload, 6)[0]
+    at = FRAME_HEADER_LEN + 4 * n
+    if at > len(payload):
+        return []
+    spans = []
+    for i in range(n):
+        e = struct.unpack_from("<I", payload, FRAME_HEADER_LEN + 4 * i)[0]
+        tag, length = e >> 24, e & 0xFFFFFF
+        if tag in DELTA_TAGS and length > 0 and at + length <= len(payload):
+            spans.append((i, at, length))
+        at += length
+    return spans
 
 
 def _move_page(inj, channel, packet_num, packet, payload):

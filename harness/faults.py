@@ -195,6 +195,10 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
     dst, port = new_destination(opts, g, workdir, run_id, name, channels)
     proxy = faultproxy.FaultProxy(port, faultproxy.Injector(kind, trigger, seed))
     observer = None
+    if kind == "delta":
+        # Deltas need frames that classify their pages; on a loopback link
+        # the adaptive mode sends most batches raw.
+        src.qmp.execute("migrate-set-parameters", {"multifd-cbc-mode": "fixed"})
     if kind == "drop-last":
         # Stop the source before its final RAM round; from there on the
         # proxy drops the last data packet before each channel's sync.
@@ -221,6 +225,9 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
         dst.stop()
         if observer is not None:
             set_capability(src, "pause-before-switchover", False)
+        if kind == "delta":
+            mode = M.method_params(opts, "cbc", channels, "src").get("multifd-cbc-mode", "adaptive")
+            src.qmp.execute("migrate-set-parameters", {"multifd-cbc-mode": mode})
     inj = res.get("injected") or {}
     verdict = "OK  " if res["ok"] else "FAIL"
     Q.log(f"  {verdict} {kind} #{trial}: trigger={trigger} "

@@ -388,11 +388,45 @@ def verify_after_success(src, dst, opts, result):
     return ok
 
 
+def parse_expect_stat(text):
+    """'cbc.pages-delta>0' -> (['cbc', 'pages-delta'], 0): a statistic of
+    query-migrate (a path into the method's member) that must exceed a
+    number."""
+    path, sep, bound = text.partition(">")
+    keys = [k for k in path.strip().split(".") if k]
+    if not sep or len(keys) < 2:
+        raise argparse.ArgumentTypeError(f"'{text}': want METHOD.KEY>N, e.g. cbc.pages-delta>0")
+    try:
+        return keys, float(bound)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': '{bound}' is not a number") from None
+
+
+def check_expected_stats(expects, method, method_stats):
+    """The first --expect-stat that the run of `method` misses, as an
+    error text, or None.  An expectation names its method first and
+    applies only to runs of that method."""
+    for keys, bound in expects:
+        if keys[0] != method:
+            continue
+        value = method_stats
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if not isinstance(value, (int, float)) or value <= bound:
+            return f"query-migrate {'.'.join(keys)} = {value}, expected > {bound:g}"
+    return None
+
+
 def judge(src, dst, opts, result, status):
     """After migrate_and_wait: verify a completed migration, or record why it
     did not complete.  Returns result["ok"]."""
     if status == "completed":
         result["ok"] = verify_after_success(src, dst, opts, result)
+        missed = check_expected_stats(opts.expect_stat, result.get("method"),
+                                      result.get("method_stats", {}))
+        if result["ok"] and missed:
+            result["ok"] = False
+            result["error"] = missed
     elif status == "did-not-converge":
         result["error"] = f"did not converge within {opts.timeout:g}s (cancelled)"
     else:
@@ -611,6 +645,10 @@ def build_parser():
     g.add_argument("--mismatch", action="store_true",
                    help="shortcut: --expect-fail with --dst-method none (zlib if source is none)")
 
+    g.add_argument("--expect-stat", action="append", default=[], type=parse_expect_stat,
+                   metavar="METHOD.KEY>N",
+                   help="a completed run of METHOD fails unless its query-migrate "
+                        "statistic METHOD.KEY exceeds N, e.g. cbc.pages-delta>0; repeatable")
     g = p.add_argument_group("migration parameters")
     g.add_argument("--zlib-level", type=int, default=None, help="multifd-zlib-level (both sides)")
     g.add_argument("--zstd-level", type=int, default=None, help="multifd-zstd-level (both sides)")

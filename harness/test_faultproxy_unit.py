@@ -174,6 +174,30 @@ class RelayTest(unittest.TestCase):
         self.assertIsNone(inj.fired)
         self.assertEqual(out, stream(payloads(3) + [SYNC]))
 
+    def test_delta_flips_a_bit_inside_a_delta_page_only(self):
+        def frame(tags_lens):
+            table = b"".join(struct.pack("<I", (t << 24) | n) for t, n in tags_lens)
+            body = b"".join(bytes([0xA0 + i]) * n for i, (_, n) in enumerate(tags_lens))
+            head = b"MCBC" + bytes([1, 12]) + struct.pack("<HIII", len(tags_lens), 0, 6, len(body))
+            return head + bytes(32 - len(head)) + table + body
+        plain = frame([(6, 50), (1, 0)])
+        with_delta = frame([(6, 50), (0x40, 12), (0x41, 20)])
+        self.assertEqual(fp.delta_spans(plain), [])
+        self.assertEqual(fp.delta_spans(b"junk" * 20), [])
+        start = 32 + 12 + 50
+        self.assertEqual(fp.delta_spans(with_delta), [(1, start, 12), (2, start + 12, 20)])
+        pk = [packet(0, plain), packet(1, with_delta), packet(2, plain)]
+        data = stream(pk)
+        out, inj, _ = relay(data, "delta", trigger=1)
+        diff = [i for i in range(len(data)) if out[i] != data[i]]
+        self.assertEqual(len(diff), 1)
+        at = fp.INIT_LEN + sum(len(h) + len(p) for h, p in pk[:1]) + len(pk[1][0])
+        self.assertTrue(at + start <= diff[0] < at + start + 32, diff)
+        self.assertEqual(inj.fired["packet_num"], 1)
+        # Without a delta page the fault never fires.
+        out, inj, _ = relay(stream([packet(0, plain), packet(1, plain)]), "delta")
+        self.assertIsNone(inj.fired)
+
     def test_drop_leaves_out_the_whole_trigger_packet(self):
         pk = payloads(4)
         out, inj, cut = relay(stream(pk), "drop", trigger=2)

@@ -4,6 +4,7 @@
     python3 harness/test_migrate_unit.py -v    (all: scripts/qemu-tests.sh's
     python3 -m unittest discover -s harness -p 'test_*.py')
 """
+import argparse
 import os
 import tempfile
 import unittest
@@ -111,3 +112,21 @@ class KeepDiffPagesTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ExpectStatTest(unittest.TestCase):
+    def test_parse(self):
+        self.assertEqual(migrate.parse_expect_stat("cbc.pages-delta>0"),
+                         (["cbc", "pages-delta"], 0.0))
+        for bad in ("cbc.pages-delta", "pages>0", "cbc.x>y"):
+            with self.assertRaises(argparse.ArgumentTypeError):
+                migrate.parse_expect_stat(bad)
+
+    def test_only_the_named_method_is_checked(self):
+        exp = [migrate.parse_expect_stat("cbc.pages-delta>0")]
+        self.assertIsNone(migrate.check_expected_stats(exp, "none", {}))
+        self.assertIsNone(migrate.check_expected_stats(
+            exp, "cbc", {"cbc": {"pages-delta": 5}}))
+        self.assertIn("= 0", migrate.check_expected_stats(
+            exp, "cbc", {"cbc": {"pages-delta": 0}}))
+        self.assertIn("None", migrate.check_expected_stats(exp, "cbc", {}))

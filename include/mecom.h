@@ -395,7 +395,7 @@ typedef struct mecom_placement {
  * Running totals of a page cache (all channels together); see
  * mecom_cache_counters().
  */
-typedef struct mecom_cache_counters {
+typedef struct mecom_cache_stats {
   /**
    * Size of the cache in bytes.
    */
@@ -429,7 +429,7 @@ typedef struct mecom_cache_counters {
    * Inserts of a page also sent in the round before (hot pages).
    */
   uint64_t hot;
-} mecom_cache_counters;
+} mecom_cache_stats;
 
 /**
  * Migration statistics for the adaptive policy; 0 means unknown.
@@ -701,10 +701,9 @@ void mecom_cache_free(struct mecom_cache *cache);
  *
  * # Safety
  * `cache` is a live cache; `out` points to a writable
- * `mecom_cache_counters`.
+ * `mecom_cache_stats`.
  */
-mecom_status mecom_cache_counters(const struct mecom_cache *cache,
-                                  struct mecom_cache_counters *out);
+mecom_status mecom_cache_counters(const struct mecom_cache *cache, struct mecom_cache_stats *out);
 
 /**
  * Makes the encoder send pages that `cache` holds as deltas when that is

@@ -2,8 +2,8 @@
 # QEMU integration tests (called by scripts/test.sh, i.e. by CI):
 #  1. build the patched QEMU 10.0.2 with the library (cached: seconds when
 #     nothing changed);
-#  2. QEMU's own migration-test for cbc (plain, live, mismatch both ways,
-#     tunables) and
+#  2. QEMU's own migration-test for cbc (plain, live, deltas, mismatch both
+#     ways, tunables) and
 #     zstd, under TCG;
 #  3. live end-to-end migrations of the test guest with cbc while a workload
 #     dirties memory, at 2 and 4 channels, each followed by a byte-for-byte
@@ -13,7 +13,7 @@
 #  5. cbc and none over TLS (tls-creds-x509, test certificates made by the
 #     harness), whole-RAM compare; a source without TLS must be refused by
 #     a destination that requires it;
-#  6. fault injection: a proxy breaks one cbc packet per trial (13 kinds,
+#  6. fault injection: a proxy breaks one cbc packet per trial (14 kinds,
 #     MECOM_FAULT_TRIALS each); every fault must fire and fail the migration
 #     on the destination without running its guest, the source must keep
 #     running, and a clean retry must give identical RAM;
@@ -46,6 +46,11 @@ python3 harness/migrate.py --qemu "$qemu" --methods none,zstd,cbc --channels 2,4
 echo "--- live e2e: cbc, compile-like workload, 2 channels"
 python3 harness/migrate.py --qemu "$qemu" --methods cbc --channels 2 \
     --workload compile --mem 384 --json "$results/e2e-compile.json"
+
+echo "--- live e2e: cbc deltas of re-sent pages (memwrite rewrites parts of pages, 1 Gbit/s), full-RAM compare"
+python3 harness/migrate.py --qemu "$qemu" --methods cbc --channels 2 \
+    --workload memwrite --mem 384 --max-bandwidth 1g --expect-stat 'cbc.pages-delta>0' \
+    --json "$results/e2e-delta.json"
 
 echo "--- cbc on the source, none on the destination: must fail cleanly, then retry"
 python3 harness/migrate.py --qemu "$qemu" --methods cbc --mismatch --channels 2 \

@@ -1079,7 +1079,7 @@ fn a_shared_cache_sends_re_sent_pages_as_deltas_through_the_c_abi() {
         dec_error(other.dec)
     );
 
-    let mut c = mecom_cache_counters::default();
+    let mut c = mecom_cache_stats::default();
     assert_eq!(
         // SAFETY: a live cache and a writable out pointer.
         unsafe { mecom_cache_counters(cache, &mut c) },

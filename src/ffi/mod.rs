@@ -132,7 +132,7 @@ pub struct mecom_counters {
 /// mecom_cache_counters().
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct mecom_cache_counters {
+pub struct mecom_cache_stats {
     /// Size of the cache in bytes.
     pub size: u64,
     /// Lookups that found the page's previous version.
@@ -152,9 +152,9 @@ pub struct mecom_cache_counters {
     pub hot: u64,
 }
 
-impl From<CacheCounters> for mecom_cache_counters {
+impl From<CacheCounters> for mecom_cache_stats {
     fn from(c: CacheCounters) -> Self {
-        mecom_cache_counters {
+        mecom_cache_stats {
             size: c.size,
             hits: c.hits,
             misses: c.misses,
@@ -681,20 +681,22 @@ pub unsafe extern "C" fn mecom_cache_free(cache: *mut mecom_cache) {
 ///
 /// # Safety
 /// `cache` is a live cache; `out` points to a writable
-/// `mecom_cache_counters`.
+/// `mecom_cache_stats`.
 #[no_mangle]
 pub unsafe extern "C" fn mecom_cache_counters(
     cache: *const mecom_cache,
-    out: *mut mecom_cache_counters,
+    out: *mut mecom_cache_stats,
 ) -> mecom_status {
     if cache.is_null() || out.is_null() {
         return mecom_status::NullParameter;
     }
-    // SAFETY: non-NULL and live by contract; the counters are atomics.
-    let counters = unsafe { (*cache).0.counters() };
-    // SAFETY: non-NULL and writable by contract.
-    unsafe { out.write(counters.into()) };
-    mecom_status::Ok
+    boundary(|| {
+        // SAFETY: non-NULL and live by contract; the counters are atomics.
+        let counters = unsafe { (*cache).0.counters() };
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { out.write(counters.into()) };
+        mecom_status::Ok
+    })
 }
 
 /// Makes the encoder send pages that `cache` holds as deltas when that is
