@@ -7,10 +7,13 @@
 //! sent on one channel and re-sent on another.  It is direct-mapped: a
 //! page can only live in one slot (`(block hash + page index) mod
 //! slots`), so a page never has two entries and an insert that cannot take
-//! the slot leaves the page with none.  Each slot has its own lock, held
-//! for one page copy; within a sync round a page is in at most one batch
-//! (`docs/qemu.md`), so two channels meet on a slot only for two different
-//! pages.
+//! the slot leaves the page with none.  Slots come in stripes of
+//! [`STRIPE`], each stripe one allocation under one lock, held for one
+//! page copy: consecutive pages (a batch) share a stripe, and two channels
+//! work on different batches, so they rarely wait for each other; one
+//! lock per slot would cost an allocation and a lock per page.  Within a
+//! sync round a page is in at most one batch (`docs/qemu.md`), so two
+//! channels meet on a slot only for two different pages.
 //!
 //! What keeps an entry equal to the destination's page:
 //! - every page an encoder sends under a placement replaces its entry
@@ -59,6 +62,10 @@ pub(crate) fn block_hash(name: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(name)
 }
 
+/// Slots per stripe (one lock, one allocation).
+const STRIPE: usize = 64;
+
+#[derive(Clone, Copy, Default)]
 struct Slot {
     /// The page held, if any.
     key: Option<PageKey>,
@@ -66,6 +73,11 @@ struct Slot {
     round: u64,
     /// How many consecutive rounds, this one included, the page was sent.
     streak: u32,
+}
+
+/// [`STRIPE`] slots and their pages, back to back.
+struct Stripe {
+    slots: Box<[Slot]>,
     data: Box<[u8]>,
 }
 
@@ -119,7 +131,8 @@ pub(crate) struct Hit {
 /// of one migration (it is `Sync`).
 pub struct PageCache {
     page_size: usize,
-    slots: Box<[Mutex<Slot>]>,
+    slots: usize,
+    stripes: Box<[Mutex<Stripe>]>,
     counters: AtomicCounters,
 }
 
@@ -136,22 +149,27 @@ impl PageCache {
                 reason: "a page cache holds at least one page",
             });
         }
-        let mut v = Vec::new();
-        v.try_reserve_exact(slots)
-            .map_err(|_| Error::InvalidConfig {
-                reason: "page cache too large for this host",
-            })?;
-        for _ in 0..slots {
-            v.push(Mutex::new(Slot {
-                key: None,
-                round: 0,
-                streak: 0,
-                data: vec![0; ps].into_boxed_slice(),
+        let too_large = || Error::InvalidConfig {
+            reason: "page cache too large for this host",
+        };
+        let mut stripes = Vec::new();
+        stripes
+            .try_reserve_exact(slots.div_ceil(STRIPE))
+            .map_err(|_| too_large())?;
+        for first in (0..slots).step_by(STRIPE) {
+            let n = STRIPE.min(slots - first);
+            let mut data = Vec::new();
+            data.try_reserve_exact(n * ps).map_err(|_| too_large())?;
+            data.resize(n * ps, 0);
+            stripes.push(Mutex::new(Stripe {
+                slots: vec![Slot::default(); n].into_boxed_slice(),
+                data: data.into_boxed_slice(),
             }));
         }
         Ok(PageCache {
             page_size: ps,
-            slots: v.into_boxed_slice(),
+            slots,
+            stripes: stripes.into_boxed_slice(),
             counters: AtomicCounters::default(),
         })
     }
@@ -166,7 +184,7 @@ impl PageCache {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CacheCounters {
-            size: (self.slots.len() * self.page_size) as u64,
+            size: (self.slots * self.page_size) as u64,
             hits: get(&c.hits),
             misses: get(&c.misses),
             inserts: get(&c.inserts),
@@ -177,39 +195,45 @@ impl PageCache {
         }
     }
 
-    fn slot(&self, key: PageKey) -> MutexGuard<'_, Slot> {
-        let i = key.block.wrapping_add(key.index) % self.slots.len() as u64;
-        // A panic while a slot was locked may have left its bytes half
-        // copied: such a slot forgets its page.
-        self.slots[i as usize].lock().unwrap_or_else(|poisoned| {
-            self.slots[i as usize].clear_poison();
-            let mut slot = poisoned.into_inner();
-            slot.key = None;
-            slot
-        })
+    /// The locked stripe of `key`'s slot, and the slot's index in it.
+    fn slot(&self, key: PageKey) -> (MutexGuard<'_, Stripe>, usize) {
+        let i = (key.block.wrapping_add(key.index) % self.slots as u64) as usize;
+        let stripe = &self.stripes[i / STRIPE];
+        // A panic while a stripe was locked may have left a page half
+        // copied: such a stripe forgets its pages.
+        let guard = stripe.lock().unwrap_or_else(|poisoned| {
+            stripe.clear_poison();
+            let mut guard = poisoned.into_inner();
+            guard.slots.fill(Slot::default());
+            guard
+        });
+        (guard, i % STRIPE)
     }
 
     /// Copies the last version sent of `key` into `base` (one page) and
     /// says how hot it is; `None` when the cache does not hold it.
     pub(crate) fn lookup(&self, key: PageKey, base: &mut [u8]) -> Option<Hit> {
-        let slot = self.slot(key);
+        let (stripe, j) = self.slot(key);
+        let slot = stripe.slots[j];
         if slot.key != Some(key) {
-            drop(slot);
+            drop(stripe);
             bump(&self.counters.misses);
             return None;
         }
-        base.copy_from_slice(&slot.data);
-        let hit = Hit {
-            streak: slot.streak,
-        };
-        drop(slot);
+        let ps = self.page_size;
+        base.copy_from_slice(&stripe.data[j * ps..(j + 1) * ps]);
+        drop(stripe);
         bump(&self.counters.hits);
-        Some(hit)
+        Some(Hit {
+            streak: slot.streak,
+        })
     }
 
     /// Records `page` as the version of `key` sent in sync round `round`.
     pub(crate) fn insert(&self, key: PageKey, round: u64, page: &[u8]) {
-        let mut slot = self.slot(key);
+        let (mut stripe, j) = self.slot(key);
+        let Stripe { slots, data } = &mut *stripe;
+        let slot = &mut slots[j];
         match slot.key {
             Some(k) if k == key => {
                 slot.streak = if slot.round + 1 == round {
@@ -223,7 +247,7 @@ impl PageCache {
             }
             // A page sent this round may be re-sent next round: keep it.
             Some(_) if slot.round >= round => {
-                drop(slot);
+                drop(stripe);
                 bump(&self.counters.overflows);
                 return;
             }
@@ -235,18 +259,19 @@ impl PageCache {
         }
         slot.key = Some(key);
         slot.round = round;
-        slot.data.copy_from_slice(page);
-        drop(slot);
+        let ps = self.page_size;
+        data[j * ps..(j + 1) * ps].copy_from_slice(page);
+        drop(stripe);
         bump(&self.counters.inserts);
     }
 
     /// Forgets `key`: the destination's page changed without this cache
     /// seeing the bytes.
     pub(crate) fn invalidate(&self, key: PageKey) {
-        let mut slot = self.slot(key);
-        if slot.key == Some(key) {
-            slot.key = None;
-            drop(slot);
+        let (mut stripe, j) = self.slot(key);
+        if stripe.slots[j].key == Some(key) {
+            stripe.slots[j].key = None;
+            drop(stripe);
             bump(&self.counters.invalidations);
         }
     }
@@ -256,7 +281,7 @@ impl std::fmt::Debug for PageCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PageCache")
             .field("page_size", &self.page_size)
-            .field("slots", &self.slots.len())
+            .field("slots", &self.slots)
             .finish()
     }
 }
@@ -313,6 +338,51 @@ mod tests {
         cache.invalidate(key(5));
         assert!(cache.lookup(key(5), &mut base).is_none());
         assert_eq!(cache.counters().invalidations, 1);
+    }
+
+    #[test]
+    fn a_partial_last_stripe_holds_its_pages() {
+        let slots = STRIPE as u64 + 3;
+        let cache = PageCache::new(4096, slots * 4096).unwrap();
+        assert_eq!(cache.counters().size, slots * 4096);
+        // Block hash 7: indices slots-7.. land on the last slots.
+        let mut base = vec![0u8; PS];
+        for index in 0..slots {
+            cache.insert(key(index), 1, &[index as u8; PS]);
+        }
+        for index in 0..slots {
+            assert!(cache.lookup(key(index), &mut base).is_some(), "{index}");
+            assert_eq!(base, [index as u8; PS]);
+        }
+        assert_eq!(cache.counters().overflows, 0);
+    }
+
+    #[test]
+    fn channels_share_one_cache() {
+        let cache = std::sync::Arc::new(PageCache::new(4096, 1024 * 4096).unwrap());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    let mut base = vec![0u8; PS];
+                    for round in 1..=3u64 {
+                        for index in (t * 256)..(t * 256 + 256) {
+                            let byte = (index as u8) ^ (round as u8);
+                            if round > 1 {
+                                assert!(cache.lookup(key(index), &mut base).is_some());
+                                assert_eq!(base[0], (index as u8) ^ (round as u8 - 1));
+                            }
+                            cache.insert(key(index), round, &[byte; PS]);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let c = cache.counters();
+        assert_eq!((c.inserts, c.hits, c.hot), (3072, 2048, 2048));
     }
 
     #[test]
