@@ -65,6 +65,12 @@ METHODS["cbc-adaptive-tcpinfo-off"] = ("cbc", {"multifd-cbc-mode": "adaptive",
                                               "multifd-cbc-tcp-info": False})
 METHODS["cbc-adaptive-tcpinfo-on"] = ("cbc", {"multifd-cbc-mode": "adaptive",
                                              "multifd-cbc-tcp-info": True})
+# Deltas of re-sent pages on (the default 64 MiB page cache) and off
+# (multifd-cbc-cache-size 0), set explicitly for the same reason.
+METHODS["cbc-adaptive-delta"] = ("cbc", {"multifd-cbc-mode": "adaptive",
+                                        "multifd-cbc-cache-size": 64 << 20})
+METHODS["cbc-adaptive-nodelta"] = ("cbc", {"multifd-cbc-mode": "adaptive",
+                                          "multifd-cbc-cache-size": 0})
 
 # Memwrite (random data) dirty rates of the main matrix, MiB/s of dirtied
 # pages.  Under TCG on the 2-core machine the random writer reaches about
@@ -89,6 +95,16 @@ SCENARIOS = {
         "links": "1g,100m",
         "methods": ["none", "zstd-1", "cbc-adaptive"],
         "repeats": 1,
+    },
+    # Deltas of re-sent pages (issue 16): workloads that rewrite parts of
+    # pages (the random writer's partial rewrites, the replay workloads'
+    # word updates and slices), cbc with its page cache and without, next
+    # to none and zstd-1, on 1 Gbit/s and 100 Mbit/s.
+    "delta": {
+        "workloads": ["memwrite-low", "replay:compile", "replay:sort", "replay:idle"],
+        "links": "1g,100m",
+        "methods": ["none", "zstd-1", "cbc-adaptive-nodelta", "cbc-adaptive-delta"],
+        "repeats": 3,
     },
 }
 QUICK = {"workloads": ["idle", "memwrite-high"], "links": "1g", "repeats": 1}
