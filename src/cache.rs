@@ -265,6 +265,13 @@ impl PageCache {
         bump(&self.counters.inserts);
     }
 
+    /// Whether no page was ever inserted, so there is nothing to forget: a
+    /// migration that sends everything raw (a fast link) then skips the
+    /// per-page invalidation.
+    pub(crate) fn never_filled(&self) -> bool {
+        self.counters.inserts.load(Ordering::Relaxed) == 0
+    }
+
     /// Forgets `key`: the destination's page changed without this cache
     /// seeing the bytes.
     pub(crate) fn invalidate(&self, key: PageKey) {

@@ -290,3 +290,27 @@ fn a_delta_frame_reads_in_parts_like_any_other() {
     .unwrap();
     assert_eq!(out, m.ram);
 }
+
+#[test]
+fn pages_sent_in_an_all_raw_batch_leave_the_cache() {
+    let cache = Arc::new(PageCache::new(4096, 64 * 4096).unwrap());
+    let mut m = Migration::new(4, Some(cache.clone()));
+    let all = [0, 1, 2, 3];
+    m.send(&all, &[]).unwrap();
+    // A link faster than any codec: every page raw, none copied.
+    m.enc.pin_codecs(Some(
+        [mecom::policy::Codec::Raw; mecom::classify::PageClass::COUNT],
+    ));
+    m.ram[10] ^= 1;
+    m.ram[3 * PS + 10] ^= 1;
+    let (_, methods) = m.send(&all, &[]).unwrap();
+    assert!(methods.iter().all(|&x| x == Method::Raw), "{methods:?}");
+    assert_eq!(cache.counters().invalidations, 4);
+    // Back to compression: the pages are no longer in the cache, so they
+    // go whole, and arrive exact.
+    m.enc.pin_codecs(None);
+    m.ram[20] ^= 1;
+    let (_, methods) = m.send(&all, &[]).unwrap();
+    assert!(methods.iter().all(|m| !m.is_delta()), "{methods:?}");
+    assert_eq!(m.dst, m.ram);
+}

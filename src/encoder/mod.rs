@@ -226,7 +226,7 @@ impl Encoder {
         } else {
             // A link faster than any codec: no copy into the cache either;
             // the pages sent raw just leave it.
-            if let Some(c) = &cache {
+            if let Some(c) = cache.as_ref().filter(|c| !c.cache.never_filled()) {
                 for &key in c.keys {
                     c.cache.invalidate(key);
                 }
