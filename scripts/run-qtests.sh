@@ -23,6 +23,7 @@ tests=(
     /x86_64/migration/multifd/tcp/plain/cbc
     /x86_64/migration/multifd/tcp/plain/cbc/live
     /x86_64/migration/multifd/tcp/plain/cbc/delta
+    /x86_64/migration/multifd/tcp/plain/cbc/delta-legacy
     /x86_64/migration/multifd/tcp/plain/cbc/mismatch
     /x86_64/migration/multifd/tcp/plain/cbc/mismatch-dst
     /x86_64/migration/multifd/cbc/tunables
@@ -30,7 +31,7 @@ tests=(
     /x86_64/migration/multifd/tcp/plain/zstd
 )
 # GLib's -p also runs every test below the given path, so .../plain/cbc
-# covers .../cbc/live, .../cbc/delta, .../cbc/mismatch and .../cbc/mismatch-dst, and .../multifd/cbc covers
+# covers .../cbc/live, .../cbc/delta(-legacy), .../cbc/mismatch and .../cbc/mismatch-dst, and .../multifd/cbc covers
 # .../cbc/tunables and .../cbc/forbidden.  Do not name those again: a test
 # selected twice runs twice, and migration-test does not survive that.
 args=(--full --tap -k
