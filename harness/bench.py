@@ -107,6 +107,8 @@ SCENARIOS = {
         "repeats": 3,
     },
 }
+SCENARIO_TITLES = {"main": "Migration benchmark", "nonconv": "Non-convergence scenario",
+                   "delta": "Deltas of re-sent pages"}
 QUICK = {"workloads": ["idle", "memwrite-high"], "links": "1g", "repeats": 1}
 
 
@@ -931,8 +933,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     prefix = output_prefix(args.out, args.scenario, args.link_mode)
     csv_path = prefix + ".csv"
-    title = ("Migration benchmark" if args.scenario == "main" else "Non-convergence scenario") + \
-        f" ({args.link_mode})"
+    title = SCENARIO_TITLES.get(args.scenario, args.scenario) + f" ({args.link_mode})"
     cmdline = "harness/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.report_only:
         if not os.path.exists(csv_path):

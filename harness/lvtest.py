@@ -20,14 +20,16 @@ RAM while the destination is still paused (virsh migrate --suspend).
 Scenarios (see docs/libvirt.md):
   patched-cbc       A->B  --live --parallel --parallel-connections 2 --comp-methods cbc
   patched-tunables  B->A  same plus --comp-cbc-mode/-similarity-threshold/
-                          -sparse-threshold/-zstd-level, and --p2p (the source
-                          libvirtd forwards method and tunables itself)
+                          -sparse-threshold/-zstd-level/-cache-size, and --p2p
+                          (the source libvirtd forwards method and tunables
+                          itself)
   patched-tls       A->B  --parallel --comp-methods cbc --tls: both daemons
                           have migrate_tls_x509_cert_dir set to certificates
                           made for the run (harness/tls.py), verify on
   patched-errors    the patch's own checks (cbc without --parallel, a tunable
                           without cbc) and QEMU's range checks passed back by
-                          libvirt (zstd level 25, mode 'turbo')
+                          libvirt (zstd level 25, mode 'turbo', a page cache
+                          of 100 bytes)
   stock-reject      C: stock libvirt refuses --comp-methods cbc
   stock-mismatch    C->D  cbc (-global) on the source only: the destination
                           fails the migration, the source keeps running
@@ -71,7 +73,7 @@ MAPPED_RAM_ERRORS = ("Mapped-ram only available for non-compressed non-TLS multi
                      "Cannot use compression with mapped-ram")
 SAMPLED_PARAMS = ("multifd-compression", "multifd-channels", "multifd-cbc-mode",
               "multifd-cbc-similarity-threshold", "multifd-cbc-sparse-threshold",
-              "multifd-cbc-zstd-level", "tls-creds")
+              "multifd-cbc-zstd-level", "multifd-cbc-cache-size", "tls-creds")
 
 RESULTS = []
 SUMMARY = {}
@@ -734,6 +736,9 @@ def main():
             expect_error("patched-errors", A, "an out-of-range cbc tunable is refused by QEMU",
                          chan + ["--comp-methods", "cbc", "--comp-cbc-zstd-level", "25"], dom, B,
                          "expects a value between 0 (high-ratio tier off) and 19", cur=cur)
+            expect_error("patched-errors", A, "a cbc page cache smaller than a page is refused by QEMU",
+                         chan + ["--comp-methods", "cbc", "--comp-cbc-cache-size", "100"], dom, B,
+                         "multifd_cbc_cache_size", cur=cur)
             expect_error("patched-errors", A, "an unknown cbc mode is refused by QEMU",
                          chan + ["--comp-methods", "cbc", "--comp-cbc-mode", "turbo"], dom, B,
                          "does not accept value 'turbo'", cur=cur)
@@ -741,12 +746,14 @@ def main():
                                chan + ["--comp-methods", "cbc"],
                                {"multifd-channels": args.channels})
             tun = {"multifd-cbc-mode": "fixed", "multifd-cbc-similarity-threshold": 60,
-                   "multifd-cbc-sparse-threshold": 80, "multifd-cbc-zstd-level": 3}
+                   "multifd-cbc-sparse-threshold": 80, "multifd-cbc-zstd-level": 3,
+                   "multifd-cbc-cache-size": 128 << 20}
             cur = live_migrate("patched-tunables", B, A, dom, cur, base,
                          ["--p2p"] + chan + ["--comp-methods", "cbc", "--comp-cbc-mode", "fixed",
                                  "--comp-cbc-similarity-threshold", "60",
                                  "--comp-cbc-sparse-threshold", "80",
-                                 "--comp-cbc-zstd-level", "3"], tun)
+                                 "--comp-cbc-zstd-level", "3",
+                                 "--comp-cbc-cache-size", str(128 << 20)], tun)
             # libvirt's TLS migration: its own tls-creds-x509 object on both
             # QEMUs, the main and every multifd connection encrypted
             cur = live_migrate("patched-tls", A, B, dom, cur, base,
