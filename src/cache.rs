@@ -71,8 +71,6 @@ struct Slot {
     key: Option<PageKey>,
     /// The sync round it was inserted in.
     round: u64,
-    /// How many consecutive rounds, this one included, the page was sent.
-    streak: u32,
 }
 
 /// [`STRIPE`] slots and their pages, back to back.
@@ -118,13 +116,6 @@ struct AtomicCounters {
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
-}
-
-/// What a lookup found for a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Hit {
-    /// Consecutive rounds the page was sent, up to its last send.
-    pub streak: u32,
 }
 
 /// The pages the destination holds, as last sent; shared by all channels
@@ -210,23 +201,20 @@ impl PageCache {
         (guard, i % STRIPE)
     }
 
-    /// Copies the last version sent of `key` into `base` (one page) and
-    /// says how hot it is; `None` when the cache does not hold it.
-    pub(crate) fn lookup(&self, key: PageKey, base: &mut [u8]) -> Option<Hit> {
+    /// Copies the last version sent of `key` into `base` (one page);
+    /// false when the cache does not hold it.
+    pub(crate) fn lookup(&self, key: PageKey, base: &mut [u8]) -> bool {
         let (stripe, j) = self.slot(key);
-        let slot = stripe.slots[j];
-        if slot.key != Some(key) {
+        if stripe.slots[j].key != Some(key) {
             drop(stripe);
             bump(&self.counters.misses);
-            return None;
+            return false;
         }
         let ps = self.page_size;
         base.copy_from_slice(&stripe.data[j * ps..(j + 1) * ps]);
         drop(stripe);
         bump(&self.counters.hits);
-        Some(Hit {
-            streak: slot.streak,
-        })
+        true
     }
 
     /// Records `page` as the version of `key` sent in sync round `round`.
@@ -235,27 +223,17 @@ impl PageCache {
         let Stripe { slots, data } = &mut *stripe;
         let slot = &mut slots[j];
         match slot.key {
-            Some(k) if k == key => {
-                slot.streak = if slot.round + 1 == round {
-                    bump(&self.counters.hot);
-                    slot.streak.saturating_add(1)
-                } else if slot.round == round {
-                    slot.streak
-                } else {
-                    1
-                };
-            }
+            // The same page again: hot if it was sent the round before.
+            Some(k) if k == key && slot.round + 1 == round => bump(&self.counters.hot),
+            Some(k) if k == key => {}
             // A page sent this round may be re-sent next round: keep it.
             Some(_) if slot.round >= round => {
                 drop(stripe);
                 bump(&self.counters.overflows);
                 return;
             }
-            Some(_) => {
-                bump(&self.counters.evictions);
-                slot.streak = 1;
-            }
-            None => slot.streak = 1,
+            Some(_) => bump(&self.counters.evictions),
+            None => {}
         }
         slot.key = Some(key);
         slot.round = round;
@@ -307,10 +285,10 @@ mod tests {
     fn a_page_reads_back_as_last_inserted() {
         let cache = PageCache::new(4096, 4 * 4096).unwrap();
         let mut base = vec![0u8; PS];
-        assert_eq!(cache.lookup(key(1), &mut base), None);
+        assert!(!cache.lookup(key(1), &mut base));
         cache.insert(key(1), 1, &[1; PS]);
         cache.insert(key(1), 2, &[2; PS]);
-        assert_eq!(cache.lookup(key(1), &mut base), Some(Hit { streak: 2 }));
+        assert!(cache.lookup(key(1), &mut base));
         assert_eq!(base, [2; PS]);
         let c = cache.counters();
         assert_eq!((c.hits, c.misses, c.inserts, c.hot), (1, 1, 2, 1));
@@ -325,13 +303,13 @@ mod tests {
         cache.insert(key(1), 3, &[1; PS]);
         cache.insert(key(2), 3, &[2; PS]);
         assert_eq!(cache.counters().overflows, 1);
-        assert!(cache.lookup(key(2), &mut base).is_none());
-        assert!(cache.lookup(key(1), &mut base).is_some());
+        assert!(!cache.lookup(key(2), &mut base));
+        assert!(cache.lookup(key(1), &mut base));
         // Next round the older page gives way.
         cache.insert(key(2), 4, &[2; PS]);
         assert_eq!(cache.counters().evictions, 1);
-        assert!(cache.lookup(key(1), &mut base).is_none());
-        assert_eq!(cache.lookup(key(2), &mut base), Some(Hit { streak: 1 }));
+        assert!(!cache.lookup(key(1), &mut base));
+        assert!(cache.lookup(key(2), &mut base));
         assert_eq!(base, [2; PS]);
     }
 
@@ -341,9 +319,9 @@ mod tests {
         let mut base = vec![0u8; PS];
         cache.insert(key(5), 1, &[5; PS]);
         cache.invalidate(key(6));
-        assert!(cache.lookup(key(5), &mut base).is_some());
+        assert!(cache.lookup(key(5), &mut base));
         cache.invalidate(key(5));
-        assert!(cache.lookup(key(5), &mut base).is_none());
+        assert!(!cache.lookup(key(5), &mut base));
         assert_eq!(cache.counters().invalidations, 1);
     }
 
@@ -358,7 +336,7 @@ mod tests {
             cache.insert(key(index), 1, &[index as u8; PS]);
         }
         for index in 0..slots {
-            assert!(cache.lookup(key(index), &mut base).is_some(), "{index}");
+            assert!(cache.lookup(key(index), &mut base), "{index}");
             assert_eq!(base, [index as u8; PS]);
         }
         assert_eq!(cache.counters().overflows, 0);
@@ -376,7 +354,7 @@ mod tests {
                         for index in (t * 256)..(t * 256 + 256) {
                             let byte = (index as u8) ^ (round as u8);
                             if round > 1 {
-                                assert!(cache.lookup(key(index), &mut base).is_some());
+                                assert!(cache.lookup(key(index), &mut base));
                                 assert_eq!(base[0], (index as u8) ^ (round as u8 - 1));
                             }
                             cache.insert(key(index), round, &[byte; PS]);

@@ -264,7 +264,7 @@ impl Batch {
         for (i, route) in self.routes.iter_mut().enumerate() {
             if let Route::Codec(codec) = *route {
                 let base = &mut self.bases[i * ps..(i + 1) * ps];
-                if c.cache.lookup(c.keys[i], base).is_some() {
+                if c.cache.lookup(c.keys[i], base) {
                     *route = Route::Delta(codec);
                 }
             }
