@@ -3,12 +3,17 @@
 //! When the plan sends every page raw, one pass copies the pages into their
 //! payload slots and hashes them there.  Otherwise three passes over the
 //! encoder's private copy of the batch:
-//! 1. profile and classify every page and route it to its class's codec;
+//! 1. profile and classify every page and route it to its class's codec,
+//!    or, when the migration's page cache holds the page, to a delta
+//!    against that version;
 //! 2. compress the pages routed to zstd as groups, into a side buffer,
 //!    demoting a group to LZ when it does not shrink;
 //! 3. write the table and the payloads in page order, falling back along
-//!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up, and
+//!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up (and
+//!    from a delta to the page's own codec when that is smaller), and
 //!    hash the pages.
+//!
+//! Then every page goes into the cache as sent.
 //!
 //! The checksum covers every page, raw ones included.  Every buffer is
 //! sized at construction for `max_pages`; encoding allocates nothing
