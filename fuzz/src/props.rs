@@ -367,6 +367,20 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
     // A guard page, the slots (plus one for misaligned pages), a guard page.
     let mut block = vec![SENTINEL; (slots + 3) * ps];
     let offsets = ffi_offsets(*layout, n, slots, ps, frame.len() as u64);
+    // Bit 3: decode against a placement (the packet header QEMU binds
+    // every frame to), as QEMU's receive side always does.
+    let block_name = b"pc.ram";
+    let c_placement = ffi::mecom_placement {
+        block: block_name.as_ptr(),
+        block_len: block_name.len(),
+        zero_offsets: std::ptr::null(),
+        n_zero: 0,
+    };
+    let placement_ptr: *const ffi::mecom_placement = if layout & 8 != 0 {
+        &c_placement
+    } else {
+        std::ptr::null()
+    };
 
     let handle = FfiDecoder::fresh();
     let dec = handle.0;
@@ -377,7 +391,9 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
         // `host + offsets[i]` is at most `(slots - 1) * ps + ps - 1` bytes
         // into the `(slots + 1) * ps` bytes after the first guard page, so
         // each page is `ps` writable bytes of `block`, which does not
-        // overlap `frame`.
+        // overlap `frame`; `placement_ptr` is NULL or points to
+        // `c_placement`, whose name is `block_name` and which has no
+        // zero pages.
         unsafe {
             ffi::mecom_decoder_decode(
                 dec,
@@ -386,7 +402,7 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
                 block.as_mut_ptr().add(ps),
                 offsets.as_ptr(),
                 n as u32,
-                std::ptr::null(),
+                placement_ptr,
             )
         }
     };
@@ -398,7 +414,15 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
     // The path QEMU receives with: read in parts through the C ABI, it
     // decodes exactly when the whole frame does, to the same guest RAM.
     let mut parts_block = Vec::new();
-    let parts_status = ffi_decode_in_parts(frame, n, &mut parts_block, block.len(), &offsets, ps);
+    let parts_status = ffi_decode_in_parts(
+        frame,
+        n,
+        &mut parts_block,
+        block.len(),
+        &offsets,
+        ps,
+        placement_ptr,
+    );
     assert_eq!(
         parts_status == ffi::mecom_status::Ok,
         status == ffi::mecom_status::Ok,
@@ -438,7 +462,16 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
     let mut pages = vec![0u8; n * ps];
     let expected = {
         let mut slices: Vec<&mut [u8]> = pages.chunks_exact_mut(ps).collect();
-        reference.decode(frame, &mut slices)
+        if placement_ptr.is_null() {
+            reference.decode(frame, &mut slices)
+        } else {
+            let placement = mecom::Placement {
+                block: block_name,
+                offsets: &offsets,
+                zero_offsets: &[],
+            };
+            reference.decode_placed(frame, &placement, &mut slices)
+        }
     };
     // SAFETY: a live handle; the text is read before the next call on it.
     let text = unsafe { std::ffi::CStr::from_ptr(ffi::mecom_decoder_last_error(dec)) };
@@ -491,6 +524,7 @@ fn ffi_decode_in_parts(
     block_len: usize,
     offsets: &[u64],
     ps: usize,
+    placement: *const ffi::mecom_placement,
 ) -> ffi::mecom_status {
     let mut declared = 0;
     // SAFETY: `frame` is `frame.len()` readable bytes; `declared` is ours.
@@ -505,7 +539,7 @@ fn ffi_decode_in_parts(
     block.clear();
     block.resize(block_len, SENTINEL);
     let handle = FfiDecoder::fresh();
-    let st = ffi_parts(&handle, frame, n, block, offsets, ps, head);
+    let st = ffi_parts(&handle, frame, n, block, offsets, ps, head, placement);
     if st != ffi::mecom_status::Ok {
         // Nothing decoded: the sequence did not advance, and the next
         // begin_parts drops whatever a failed one left pending.
@@ -516,6 +550,7 @@ fn ffi_decode_in_parts(
 
 /// The rest of [`ffi_decode_in_parts`], on `handle`, for a frame of
 /// `head` bytes of head and the length it declares.
+#[allow(clippy::too_many_arguments)]
 fn ffi_parts(
     handle: &FfiDecoder,
     frame: &[u8],
@@ -524,6 +559,7 @@ fn ffi_parts(
     offsets: &[u64],
     ps: usize,
     head: usize,
+    placement: *const ffi::mecom_placement,
 ) -> ffi::mecom_status {
     let mut buf = vec![0u8; ffi::mecom_max_frame_len(n as u32, ps as u32)];
     buf[..head].copy_from_slice(&frame[..head]);
@@ -537,7 +573,8 @@ fn ffi_parts(
     // SAFETY: a live handle used by this thread only; `buf` is `buf.len()`
     // bytes of which `head` are filled; `offsets` holds `n` values, each
     // page within `block` after the guard page (see ffi_offsets); `iov`
-    // holds `iov.len()` entries; the outputs are ours.
+    // holds `iov.len()` entries; the outputs are ours; `placement` is
+    // NULL or a valid placement (see ffi_decode).
     let st = unsafe {
         ffi::mecom_decoder_begin_parts(
             handle.0,
@@ -547,7 +584,7 @@ fn ffi_parts(
             host,
             offsets.as_ptr(),
             n as u32,
-            std::ptr::null(),
+            placement,
             iov.as_mut_ptr(),
             iov.len(),
             &mut niov,
