@@ -48,6 +48,22 @@
 #define FEATURE_DELTA (1 << 2)
 
 /**
+ * Feature bit: the frame holds a zstd group ([`Method::Zstd`]), the next
+ * piece of the channel's zstd stream, so it decodes only after the
+ * channel's earlier frames, on the decoder that decoded them.
+ *
+ * [`Method::Zstd`]: crate::Method::Zstd
+ */
+#define FEATURE_STREAM (1 << 3)
+
+/**
+ * The tag of the stateless zstd group (one zstd frame per group), which
+ * the stream ([`Method::Zstd`]) replaced.  Never reused; refused as an
+ * unknown method.
+ */
+#define RETIRED_ZSTD_GROUP 7
+
+/**
  * Result of every fallible mecom call; 0 is success.
  */
 enum mecom_status
@@ -149,6 +165,10 @@ enum mecom_status
    * the destination holds.
    */
   MECOM_STATUS_BASE_MISMATCH = 22,
+  /**
+   * A zstd group continues a stream the channel's decoder does not hold.
+   */
+  MECOM_STATUS_STREAM_LOST = 23,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -266,11 +286,6 @@ enum mecom_method
    */
   MECOM_METHOD_LZ4 = 6,
   /**
-   * Head of a zstd group: the payload is one zstd frame that decodes to this
-   * page followed by every zstd member page up to the next head.
-   */
-  MECOM_METHOD_ZSTD = 7,
-  /**
    * A page whose bytes live in the preceding zstd group; empty payload.
    */
   MECOM_METHOD_ZSTD_MEMBER = 8,
@@ -284,6 +299,12 @@ enum mecom_method
    * LZ4 block, after the hash of that version.
    */
   MECOM_METHOD_DELTA_LZ4 = 65,
+  /**
+   * Head of a zstd group: the payload is the next piece of the channel's
+   * zstd stream, which decodes to this page followed by every zstd
+   * member page up to the next head.
+   */
+  MECOM_METHOD_ZSTD = 66,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -25,12 +25,14 @@
 #![forbid(unsafe_code)]
 
 use crate::codec::delta::{self, DeltaError, BASE_HASH_LEN};
-use crate::codec::{lz, sparse, wkdm, zstd_group::GroupDecoder, DecodeResult};
+use crate::codec::zstd_stream::{StreamDecoder, StreamError, FLAGS_LEN};
+use crate::codec::{lz, sparse, wkdm, DecodeResult};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, Header, Placement, ENTRY_LEN, FEATURE_DELTA, FEATURE_PLACEMENT, HEADER_LEN,
+    self, Header, Placement, ENTRY_LEN, FEATURE_DELTA, FEATURE_PLACEMENT, FEATURE_STREAM,
+    HEADER_LEN,
 };
 use crate::method::Method;
 use std::time::Instant;
@@ -165,7 +167,8 @@ pub struct Decoder {
     entries: Vec<Entry>,
     /// The parts of the pending frame (see [`Decoder::parts`]).
     parts: Vec<Part>,
-    zstd: GroupDecoder,
+    /// The channel's zstd stream.
+    zstd: StreamDecoder,
     sequence: u32,
     counters: Counters,
     pending: Option<Pending>,
@@ -178,7 +181,7 @@ impl Decoder {
         let shift = config.validate()?;
         let page_size = config.page_size as usize;
         let cap = config.max_pages * page_size;
-        let zstd = GroupDecoder::new(cap).map_err(|_| Error::InvalidConfig {
+        let zstd = StreamDecoder::new().map_err(|_| Error::InvalidConfig {
             reason: "zstd context could not be created",
         })?;
         Ok(Decoder {
@@ -385,7 +388,8 @@ impl Decoder {
 
     /// Decodes the checked frame's pages that are in `frame`, verifies the
     /// checksum over all pages, hands the decoded ones to `sink` and counts
-    /// the frame.
+    /// the frame.  A frame that fails here may have taken the channel's
+    /// zstd stream past its group: the stream is then lost.
     fn finish<S: PageSink + ?Sized>(
         &mut self,
         frame: &[u8],
@@ -396,13 +400,9 @@ impl Decoder {
     ) -> Result<FrameInfo> {
         let n = usize::from(header.page_count);
         let ps = self.page_size;
-        self.decode_pages(frame, n, &*sink)?;
-        let computed = xxhash_rust::xxh3::xxh3_64_with_seed(&self.scratch[..n * ps], seed);
-        if computed != header.checksum {
-            return Err(Error::ChecksumMismatch {
-                expected: header.checksum,
-                computed,
-            });
+        if let Err(e) = self.verify(frame, n, header.checksum, seed, &*sink) {
+            self.zstd.lose();
+            return Err(e);
         }
         for (i, (page, e)) in self.scratch[..n * ps]
             .chunks_exact(ps)
@@ -426,6 +426,28 @@ impl Decoder {
             pages: n,
             sequence: header.sequence,
         })
+    }
+
+    /// Decodes the pages of a checked frame into `self.scratch` and checks
+    /// them against `checksum`.
+    fn verify<S: PageSink + ?Sized>(
+        &mut self,
+        frame: &[u8],
+        n: usize,
+        checksum: u64,
+        seed: u64,
+        sink: &S,
+    ) -> Result<()> {
+        self.decode_pages(frame, n, sink)?;
+        let computed =
+            xxhash_rust::xxh3::xxh3_64_with_seed(&self.scratch[..n * self.page_size], seed);
+        if computed != checksum {
+            return Err(Error::ChecksumMismatch {
+                expected: checksum,
+                computed,
+            });
+        }
+        Ok(())
     }
 
     /// Checks the header and the page table at the start of `frame`; fills
@@ -456,8 +478,7 @@ impl Decoder {
                 });
             }
         }
-        let delta = header.features & FEATURE_DELTA != 0;
-        let total = self.check_table(table, in_place, delta)?;
+        let total = self.check_table(table, in_place, header.features)?;
         if total != declared {
             return Err(Error::LengthMismatch {
                 declared: total,
@@ -500,11 +521,13 @@ impl Decoder {
     }
 
     /// Checks every entry of `table` (known tag, a length its method
-    /// allows, zstd members after a head, delta pages only in a frame
-    /// with the `delta` feature) into `self.entries`, with the payload
-    /// offsets (raw pages read in place take no room when `in_place`);
-    /// returns the sum of the payload lengths.
-    fn check_table(&mut self, table: &[u8], in_place: bool, delta: bool) -> Result<usize> {
+    /// allows, zstd members after a head, delta pages and zstd heads only
+    /// in a frame whose `features` announce them) into `self.entries`,
+    /// with the payload offsets (raw pages read in place take no room when
+    /// `in_place`); returns the sum of the payload lengths.
+    fn check_table(&mut self, table: &[u8], in_place: bool, features: u32) -> Result<usize> {
+        let delta = features & FEATURE_DELTA != 0;
+        let stream = features & FEATURE_STREAM != 0;
         let ps = self.page_size;
         let n = table.len() / ENTRY_LEN;
         self.entries.clear();
@@ -520,9 +543,10 @@ impl Decoder {
                 Method::Fill => len == 4,
                 Method::ZstdMember => len == 0 && in_group,
                 Method::Sparse | Method::Wkdm | Method::Lzo | Method::Lz4 => (1..ps).contains(&len),
-                // A group holds at most the frame's pages; the exact size
-                // is checked when it is decompressed.
-                Method::Zstd => len >= 1 && len <= n * ps,
+                // Flags and at least one byte; a group holds at most the
+                // frame's pages, and the exact size is checked when it is
+                // decompressed.
+                Method::Zstd => stream && len > FLAGS_LEN && len <= n * ps,
                 // The base hash, then at least a run count (sparse) or
                 // one byte (LZ4); never a whole page.
                 Method::DeltaSparse => delta && (BASE_HASH_LEN + 2..ps).contains(&len),
@@ -536,6 +560,8 @@ impl Decoder {
                         "zstd member without a group head"
                     } else if method.is_delta() && !delta {
                         "delta page in a frame without the delta feature"
+                    } else if method == Method::Zstd && !stream {
+                        "zstd group in a frame without the stream feature"
                     } else {
                         "payload length not valid for this method"
                     },
@@ -600,7 +626,11 @@ impl Decoder {
                 Method::Wkdm => wkdm::decode(src, page),
                 Method::Lzo => lz::lzo_decode(src, page),
                 Method::Lz4 => lz::lz4_decode(src, page),
-                Method::Zstd => self.decode_group(i, src),
+                Method::Zstd => match self.decode_group(i, src) {
+                    Ok(()) => Ok(()),
+                    Err(StreamError::Corrupt(reason)) => Err(reason),
+                    Err(StreamError::Lost) => return Err(Error::StreamLost { page: i }),
+                },
                 // Written by its group's head.
                 Method::ZstdMember => Ok(()),
                 Method::DeltaSparse | Method::DeltaLz4 => {
@@ -631,7 +661,7 @@ impl Decoder {
     /// head and its members (every member up to the next head).  A group
     /// whose members follow its head without a gap, the usual case, is
     /// decompressed straight into its pages' scratch.
-    fn decode_group(&mut self, head: usize, src: &[u8]) -> DecodeResult {
+    fn decode_group(&mut self, head: usize, src: &[u8]) -> std::result::Result<(), StreamError> {
         let ps = self.page_size;
         let (mut members, mut last) = (0, head);
         for (j, e) in self.entries.iter().enumerate().skip(head + 1) {

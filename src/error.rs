@@ -6,7 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::method::Method;
+use crate::method::{Method, RETIRED_ZSTD_GROUP};
 use std::fmt;
 
 /// Result alias used throughout the crate.
@@ -130,6 +130,13 @@ pub enum Error {
         /// Hash of the destination's page.
         found: u64,
     },
+    /// A zstd group continues a stream this decoder does not hold: the
+    /// channel's first group did not open a stream, or an earlier frame of
+    /// the channel failed after its group was decoded.
+    StreamLost {
+        /// Index of the group's head page in the frame.
+        page: usize,
+    },
     /// The decoded pages do not match the checksum the encoder computed.
     ChecksumMismatch {
         /// Checksum carried by the frame.
@@ -193,9 +200,17 @@ impl fmt::Display for Error {
                 f,
                 "frame lengths inconsistent: {declared} declared, {actual} present"
             ),
+            Error::UnknownMethod { page, tag } if *tag == RETIRED_ZSTD_GROUP => write!(
+                f,
+                "page {page}: method tag {tag:#04x} (stateless zstd group) is retired"
+            ),
             Error::UnknownMethod { page, tag } => {
                 write!(f, "page {page}: unknown method tag {tag:#04x}")
             }
+            Error::StreamLost { page } => write!(
+                f,
+                "page {page}: zstd group continues a stream this channel's decoder does not hold"
+            ),
             Error::CorruptPage {
                 page,
                 method,

@@ -49,8 +49,14 @@ pub const FEATURE_PLACEMENT: u32 = 1 << 1;
 ///
 /// [`Method::is_delta`]: crate::Method::is_delta
 pub const FEATURE_DELTA: u32 = 1 << 2;
+/// Feature bit: the frame holds a zstd group ([`Method::Zstd`]), the next
+/// piece of the channel's zstd stream, so it decodes only after the
+/// channel's earlier frames, on the decoder that decoded them.
+///
+/// [`Method::Zstd`]: crate::Method::Zstd
+pub const FEATURE_STREAM: u32 = 1 << 3;
 /// Feature bits this decoder understands.
-pub const KNOWN_FEATURES: u32 = FEATURE_PLACEMENT | FEATURE_DELTA;
+pub const KNOWN_FEATURES: u32 = FEATURE_PLACEMENT | FEATURE_DELTA | FEATURE_STREAM;
 /// Feature bits that once had a meaning and never get another: bit 0 was
 /// `RAW_UNCHECKED` (raw pages outside the checksum), retired because a
 /// flipped raw page then decoded without error.  A frame that sets one is
@@ -302,10 +308,10 @@ mod tests {
             Err(Error::UnsupportedVersion { version: 2 })
         );
         let mut b = buf;
-        b[12] = 8;
+        b[12] = 16;
         assert_eq!(
             Header::parse(&b),
-            Err(Error::UnsupportedFeature { features: 8 })
+            Err(Error::UnsupportedFeature { features: 16 })
         );
         // A retired bit is named as such, even next to unknown ones.
         let mut b = buf;

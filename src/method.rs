@@ -6,15 +6,18 @@
 //!
 //! | range       | use                                                            |
 //! |-------------|----------------------------------------------------------------|
-//! | `0x00-0x08` | v1 stateless methods (below)                                   |
+//! | `0x00-0x08` | v1 stateless methods (below); `0x07` is retired                |
 //! | `0x09-0x3f` | reserved for further stateless methods                         |
 //! | `0x40-0x41` | delta against the page the destination holds (below); a frame |
 //! |             | using them sets the header's delta feature bit                 |
-//! | `0x42-0x7f` | reserved for further stateful methods (dedup references)       |
+//! | `0x42`      | head of a zstd group in the channel's stream (below); a frame  |
+//! |             | holding one sets the header's stream feature bit               |
+//! | `0x43-0x7f` | reserved for further stateful methods (dedup references)       |
 //! | `0x80-0xff` | reserved                                                       |
 //!
 //! A decoder rejects any tag it does not know with
-//! [`Error::UnknownMethod`](crate::Error::UnknownMethod).
+//! [`Error::UnknownMethod`](crate::Error::UnknownMethod), the retired
+//! [`RETIRED_ZSTD_GROUP`] included.
 
 #![forbid(unsafe_code)]
 
@@ -40,9 +43,6 @@ pub enum Method {
     Lzo = 5,
     /// LZ4 block.
     Lz4 = 6,
-    /// Head of a zstd group: the payload is one zstd frame that decodes to this
-    /// page followed by every zstd member page up to the next head.
-    Zstd = 7,
     /// A page whose bytes live in the preceding zstd group; empty payload.
     ZstdMember = 8,
     /// The XOR of the page with the version the destination holds, as
@@ -51,7 +51,16 @@ pub enum Method {
     /// The XOR of the page with the version the destination holds, as one
     /// LZ4 block, after the hash of that version.
     DeltaLz4 = 0x41,
+    /// Head of a zstd group: the payload is the next piece of the channel's
+    /// zstd stream, which decodes to this page followed by every zstd
+    /// member page up to the next head.
+    Zstd = 0x42,
 }
+
+/// The tag of the stateless zstd group (one zstd frame per group), which
+/// the stream ([`Method::Zstd`]) replaced.  Never reused; refused as an
+/// unknown method.
+pub const RETIRED_ZSTD_GROUP: u8 = 0x07;
 
 /// Number of slots in per-method counters (room for methods to come).
 pub const METHOD_SLOTS: usize = 16;
@@ -68,10 +77,10 @@ impl Method {
         Method::Wkdm,
         Method::Lzo,
         Method::Lz4,
-        Method::Zstd,
         Method::ZstdMember,
         Method::DeltaSparse,
         Method::DeltaLz4,
+        Method::Zstd,
     ];
 
     /// Parses a wire tag; returns the tag back when it is unknown.
@@ -94,12 +103,13 @@ impl Method {
         self as u8
     }
 
-    /// The counter slot pages of this method are counted under: zstd group
-    /// members count as zstd, the delta methods take the slots after the
-    /// stateless ones.
+    /// The counter slot pages of this method are counted under: the slot
+    /// of its tag for the stateless ones, zstd heads and members in slot 7
+    /// (the zstd tier's slot since version 1), the delta methods in the
+    /// slots after the stateless ones.
     pub fn counter_slot(self) -> usize {
         match self {
-            Method::ZstdMember => Method::Zstd as usize,
+            Method::Zstd | Method::ZstdMember => 7,
             Method::DeltaSparse => 9,
             Method::DeltaLz4 => 10,
             m => m as usize,
@@ -151,9 +161,13 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_tag(m.tag()), Ok(m));
         }
-        for tag in (9..=0x3fu8).chain(0x42..=255) {
+        for tag in (9..=0x3fu8).chain(0x43..=255) {
             assert_eq!(Method::from_tag(tag), Err(tag));
         }
+        assert_eq!(
+            Method::from_tag(RETIRED_ZSTD_GROUP),
+            Err(RETIRED_ZSTD_GROUP)
+        );
     }
 
     #[test]
@@ -163,6 +177,8 @@ mod tests {
         assert_eq!(slot_name(9), "delta-sparse");
         assert_eq!(slot_name(10), "delta-lz4");
         assert_eq!(slot_name(11), "unknown");
+        assert_eq!(slot_name(7), "zstd");
         assert_eq!(Method::ZstdMember.counter_slot(), 7);
+        assert_eq!(Method::Zstd.counter_slot(), 7);
     }
 }

@@ -207,9 +207,25 @@ fn malformed_frames_give_their_exact_error() {
         ),
         (
             "unknown tag",
-            Box::new(|f| f[entry_at(1) + 3] = 0x42),
+            Box::new(|f| f[entry_at(1) + 3] = 0x43),
             4,
-            Error::UnknownMethod { page: 1, tag: 0x42 },
+            Error::UnknownMethod { page: 1, tag: 0x43 },
+        ),
+        (
+            "retired tag: the stateless zstd group",
+            Box::new(|f| f[entry_at(1) + 3] = 0x07),
+            4,
+            Error::UnknownMethod { page: 1, tag: 0x07 },
+        ),
+        (
+            "zstd group without the stream feature",
+            Box::new(|f| f[entry_at(1) + 3] = Method::Zstd.tag()),
+            4,
+            Error::CorruptPage {
+                page: 1,
+                method: Method::Zstd,
+                reason: "zstd group in a frame without the stream feature",
+            },
         ),
         (
             "delta page without the delta feature",
@@ -319,32 +335,85 @@ fn a_checksum_flip_is_a_checksum_mismatch() {
     assert!(matches!(decode(&f, 4), Err(Error::ChecksumMismatch { .. })));
 }
 
-#[test]
-fn zstd_group_errors_are_named() {
-    let ratio = Config {
+fn ratio() -> Config {
+    Config {
         mode: Mode::Fixed,
         zstd_level: 1,
         ..Config::default()
-    };
+    }
+}
+
+/// Two frames of one channel, both with a zstd group, and their pages.
+fn stream_frames() -> (Vec<Vec<u8>>, Vec<u8>) {
     let pages: Vec<Vec<u8>> = (0..4).map(|s| page(Kind::Text, 4096, s + 1)).collect();
     let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
-    let mut enc = Encoder::new(ratio.clone()).unwrap();
-    let mut frame = vec![0u8; enc.max_frame_len(4)];
-    let len = enc.encode(&refs, &mut frame).unwrap();
-    frame.truncate(len);
+    let mut enc = Encoder::new(ratio()).unwrap();
+    let frames = (0..2)
+        .map(|_| {
+            let mut frame = vec![0u8; enc.max_frame_len(4)];
+            let len = enc.encode(&refs, &mut frame).unwrap();
+            frame.truncate(len);
+            assert_eq!(frame[entry_at(0) + 3], Method::Zstd.tag());
+            frame
+        })
+        .collect();
+    (frames, pages.concat())
+}
+
+#[test]
+fn zstd_group_errors_are_named() {
+    let (frames, _) = stream_frames();
+    let mut frame = frames[0].clone();
     // Turn the last member into a raw-length-0 zero page: the group now
     // decodes to one page more than its members.
     frame[entry_at(3)..entry_at(3) + 4].copy_from_slice(&pack_entry(Method::Zero.tag(), 0));
-    let mut dec = Decoder::new(ratio).unwrap();
+    let mut dec = Decoder::new(ratio()).unwrap();
     let mut out = vec![0u8; 4 * 4096];
     assert_eq!(
         dec.decode_into(&frame, &mut out),
         Err(Error::CorruptPage {
             page: 0,
             method: Method::Zstd,
-            reason: "zstd group is malformed or longer than its pages"
+            reason: "zstd group is longer than its pages"
         })
     );
+    // A channel's first group that does not open a stream.
+    let mut frame = frames[0].clone();
+    frame[entry_at(4)] = 0;
+    let mut dec = Decoder::new(ratio()).unwrap();
+    assert_eq!(
+        dec.decode_into(&frame, &mut out),
+        Err(Error::StreamLost { page: 0 })
+    );
+}
+
+#[test]
+fn after_a_failed_frame_the_stream_is_lost_not_desynchronised() {
+    let (frames, pages) = stream_frames();
+    let mut dec = Decoder::new(ratio()).unwrap();
+    let mut out = vec![0u8; 4 * 4096];
+    dec.decode_into(&frames[0], &mut out).unwrap();
+    assert_eq!(out, pages);
+    // Frame 1 fails after its group went through the stream...
+    let mut broken = frames[1].clone();
+    broken[24] ^= 1;
+    assert!(matches!(
+        dec.decode_into(&broken, &mut out),
+        Err(Error::ChecksumMismatch { .. })
+    ));
+    // ...so the intact frame 1 would continue from the wrong place.
+    assert_eq!(
+        dec.decode_into(&frames[1], &mut out),
+        Err(Error::StreamLost { page: 0 })
+    );
+    // Decoded in order, both frames give their pages.
+    let mut dec = Decoder::new(ratio()).unwrap();
+    for f in &frames {
+        out.fill(0);
+        dec.decode_into(f, &mut out).unwrap();
+        assert_eq!(out, pages);
+    }
+    assert!(frames[1].len() * 4 < frames[0].len());
 }
 
 #[test]

@@ -12,7 +12,7 @@ pub mod delta;
 pub mod lz;
 pub mod sparse;
 pub mod wkdm;
-pub mod zstd_group;
+pub mod zstd_stream;
 
 /// Why a payload did not decode to exactly one page.
 pub type DecodeResult = Result<(), &'static str>;

@@ -6,8 +6,9 @@
 //! 1. profile and classify every page and route it to its class's codec,
 //!    or, when the migration's page cache holds the page, to a delta
 //!    against that version;
-//! 2. compress the pages routed to zstd as groups, into a side buffer,
-//!    demoting a group to LZ when it does not shrink;
+//! 2. compress the pages routed to zstd as groups, the next pieces of the
+//!    channel's zstd stream, into a side buffer, demoting a group to LZ
+//!    when it does not fit in its pages;
 //! 3. write the table and the payloads in page order, falling back along
 //!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up (and
 //!    from a delta to the page's own codec when that is smaller), and
@@ -26,7 +27,7 @@
 use crate::cache::{PageCache, PageKey};
 use crate::classify;
 use crate::codec::delta::{self, DeltaScratch};
-use crate::codec::{lz, sparse, wkdm, zstd_group::GroupEncoder};
+use crate::codec::{lz, sparse, wkdm, zstd_stream::StreamEncoder};
 use crate::config::{Config, LzCodec};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
@@ -127,7 +128,8 @@ pub(crate) struct Batch {
     group_in: Vec<u8>,
     /// Compressed zstd groups of the current frame.
     group_out: Vec<u8>,
-    zstd: Option<GroupEncoder>,
+    /// The channel's zstd stream.
+    zstd: Option<StreamEncoder>,
     /// LZ4 wants room for its worst case, which exceeds a page.
     lz_scratch: Vec<u8>,
     /// LZ4's hash table, reused for every page.
@@ -139,6 +141,8 @@ pub(crate) struct Batch {
     delta: DeltaScratch,
     /// Whether the current frame holds a delta page.
     wrote_delta: bool,
+    /// Whether the current frame holds a zstd group.
+    wrote_stream: bool,
 }
 
 impl Batch {
@@ -146,16 +150,15 @@ impl Batch {
     pub(crate) fn new(config: &Config) -> Result<Batch> {
         let page_size = config.page_size as usize;
         let cap = config.max_pages * page_size;
-        let zstd = match config.zstd_level {
-            0 => None,
-            level => {
-                Some(
-                    GroupEncoder::new(i32::from(level)).map_err(|_| Error::InvalidConfig {
+        let zstd =
+            match config.zstd_level {
+                0 => None,
+                level => Some(StreamEncoder::new(i32::from(level)).map_err(|_| {
+                    Error::InvalidConfig {
                         reason: "zstd context could not be created",
-                    })?,
-                )
-            }
-        };
+                    }
+                })?),
+            };
         let group_cap = if zstd.is_some() { cap } else { 0 };
         Ok(Batch {
             page_size,
@@ -174,6 +177,7 @@ impl Batch {
             delta_out: vec![0; page_size],
             delta: DeltaScratch::new(page_size),
             wrote_delta: false,
+            wrote_stream: false,
         })
     }
 
@@ -191,6 +195,7 @@ impl Batch {
     ) -> Written {
         let (n, ps) = (source.len(), self.page_size);
         self.wrote_delta = false;
+        self.wrote_stream = false;
         let table_end = format::head_len(n);
         let payload = &mut out[table_end..table_end + n * ps];
         for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
@@ -279,6 +284,7 @@ impl Batch {
     /// Pass 2: zstd groups, timed one by one.
     fn compress_groups(&mut self, n: usize, meter: &mut Meter, clock: &mut dyn Clock) {
         self.groups.clear();
+        self.wrote_stream = false;
         let Some(zstd) = self.zstd.as_mut() else {
             return;
         };
@@ -307,16 +313,14 @@ impl Batch {
                     }
                 }
             }
-            // A group must save at least 1/32 of its input to be worth
-            // the decoder's time; otherwise its pages take LZ.
+            // A group compressed is in the stream and must be sent; one
+            // that does not fit in its pages' room restarts the stream and
+            // its pages take LZ.  (Whether the tier pays is the
+            // controller's call, from the sizes metered here.)  The groups
+            // of a frame fit `group_out`: each takes at most its input.
             let input = members * ps;
-            let limit = input - input / 32;
-            let dst_end = (used + limit).min(self.group_out.len());
-            let kept =
-                match zstd.compress(&self.group_in[..input], &mut self.group_out[used..dst_end]) {
-                    Some(len) if len > 0 && len <= limit => Some(len),
-                    _ => None,
-                };
+            let dst = &mut self.group_out[used..used + input];
+            let kept = zstd.compress(&self.group_in[..input], dst);
             let member_route = match kept {
                 Some(_) => Route::GroupMember,
                 None => Route::Codec(Codec::Lz),
@@ -330,6 +334,7 @@ impl Batch {
                 self.routes[first] = Route::GroupHead(self.groups.len());
                 self.groups.push(Group { offset: used, len });
                 used += len;
+                self.wrote_stream = true;
             }
             if meter.timed() {
                 meter.group(&per_class, clock.now_ns().saturating_sub(start), kept);
@@ -338,9 +343,14 @@ impl Batch {
         }
     }
 
-    /// Whether the last frame [`Batch::write`] wrote holds a delta page.
+    /// Whether the last frame written holds a delta page.
     pub(crate) fn wrote_delta(&self) -> bool {
         self.wrote_delta
+    }
+
+    /// Whether the last frame written holds a zstd group.
+    pub(crate) fn wrote_stream(&self) -> bool {
+        self.wrote_stream
     }
 
     /// Pass 3: the page table and payloads, and the checksum of the pages.

@@ -16,7 +16,9 @@ use crate::classify::PageClass;
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, Placement, FEATURE_DELTA, FEATURE_PLACEMENT, HEADER_LEN};
+use crate::format::{
+    self, Header, Placement, FEATURE_DELTA, FEATURE_PLACEMENT, FEATURE_STREAM, HEADER_LEN,
+};
 use crate::policy::{Clock, Codec, LinkStats, Meter, Plan, Policy, TransportStats, WallClock};
 pub(crate) use batch::PageSource;
 use batch::{Batch, CacheUse, Metering};
@@ -233,16 +235,21 @@ impl Encoder {
             }
             self.batch.write_raw(source, seed, out, &mut self.counters)
         };
-        let delta = self.batch.wrote_delta();
+        let mut features = 0;
+        if placement.is_some() {
+            features |= FEATURE_PLACEMENT;
+        }
+        if self.batch.wrote_delta() {
+            features |= FEATURE_DELTA;
+        }
+        if self.batch.wrote_stream() {
+            features |= FEATURE_STREAM;
+        }
         let header = Header {
             page_shift: self.shift,
             page_count: n as u16,
             sequence: self.sequence,
-            features: match (placement.is_some(), delta) {
-                (false, _) => 0,
-                (true, false) => FEATURE_PLACEMENT,
-                (true, true) => FEATURE_PLACEMENT | FEATURE_DELTA,
-            },
+            features,
             payload_len: written.payload as u32,
             checksum: written.checksum,
         };

@@ -58,11 +58,13 @@ pub enum mecom_status {
     /// A delta page was made against another version of the page than
     /// the destination holds.
     BaseMismatch = 22,
+    /// A zstd group continues a stream the channel's decoder does not hold.
+    StreamLost = 23,
 }
 
 impl mecom_status {
     /// Every status, for lookups by value.
-    const ALL: [mecom_status; 23] = [
+    const ALL: [mecom_status; 24] = [
         mecom_status::Ok,
         mecom_status::NullParameter,
         mecom_status::InvalidConfig,
@@ -86,6 +88,7 @@ impl mecom_status {
         mecom_status::RetiredFeature,
         mecom_status::Unbound,
         mecom_status::BaseMismatch,
+        mecom_status::StreamLost,
     ];
 
     /// The status whose value is `value`, if any.
@@ -133,6 +136,9 @@ impl mecom_status {
             mecom_status::BaseMismatch => {
                 c"delta page does not match the destination's version of the page"
             }
+            mecom_status::StreamLost => {
+                c"zstd group continues a stream the channel's decoder does not hold"
+            }
         }
     }
 }
@@ -157,6 +163,7 @@ impl From<&Error> for mecom_status {
             Error::UnknownMethod { .. } => mecom_status::UnknownMethod,
             Error::CorruptPage { .. } => mecom_status::CorruptPage,
             Error::BaseMismatch { .. } => mecom_status::BaseMismatch,
+            Error::StreamLost { .. } => mecom_status::StreamLost,
             Error::ChecksumMismatch { .. } => mecom_status::ChecksumMismatch,
             Error::InvalidArgument { .. } => mecom_status::InvalidArgument,
         }
