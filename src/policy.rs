@@ -14,8 +14,10 @@
 //!
 //! Special cases, all in `docs/DESIGN.md` §4:
 //! - link unknown: the cheapest codec that still compresses;
-//! - non-converging (dirty rate at or above the effective bandwidth): the
-//!   codec that raises delivered guest bytes/s most per extra CPU-second;
+//! - dirty-bound (dirty rate at or above half the effective bandwidth):
+//!   among the codecs within 10 % of the smallest time, the fewest bytes,
+//!   since each round then lasts at least half the one before and bytes
+//!   saved now shorten every later round;
 //! - exploration: every [`EXPLORE_EVERY`] batches, a few pages of each class
 //!   take a codec the class does not use, round robin, so estimates stay
 //!   fresh ([`EXPLORE_EVERY_RAW`] while every page goes raw anyway);
@@ -407,11 +409,12 @@ impl Policy {
         self.pinned = codecs;
     }
 
-    /// Whether the dirty rate is at or above the effective bandwidth under
-    /// the current choices (see [`crate::policy`]).
-    pub fn non_converging(&self) -> bool {
+    /// Whether the dirty rate is at or above half the effective bandwidth
+    /// under the current choices, so that bytes break ties (see
+    /// [`crate::policy`]).
+    pub fn dirty_bound(&self) -> bool {
         self.mode == Mode::Adaptive
-            && self.env().regime(&self.table, &self.current) == Regime::NonConverging
+            && self.env().regime(&self.table, &self.current) == Regime::DirtyBound
     }
 
     /// The plan the next frame would use, without advancing the
@@ -550,7 +553,7 @@ impl Policy {
             let costs = self
                 .candidates(class)
                 .map(|c| (c, self.table.get(class, c)));
-            env.choose(regime, self.table.get(class, Codec::Raw), costs, current)
+            env.choose(regime, costs, current)
         })
     }
 

@@ -16,8 +16,10 @@ pub(super) const CPU_BOUND_BUSY: f64 = 0.8;
 pub(super) const OBSERVED_HEADROOM: f64 = 1.1;
 /// A codec "compresses" when its pages average at most this share of a page.
 const COMPRESS_LIMIT: f64 = 31.0 / 32.0;
-/// Smallest extra CPU time per page (ns) the non-converging rule divides by.
-const CPU_FLOOR_NS: f64 = 50.0;
+/// Share of the effective bandwidth at or above which the dirty rate
+/// decides: each round then lasts at least half the one before, so bytes
+/// saved now shorten every round after (`docs/DESIGN.md` §4).
+pub(super) const DIRTY_BOUND: f64 = 0.5;
 /// Smallest time per page (ns), so rates stay finite.
 const TIME_FLOOR_NS: f64 = 1e-3;
 
@@ -28,9 +30,10 @@ pub(super) enum Regime {
     LinkUnknown,
     /// Minimise `max(t / C, s / B)`.
     Converging,
-    /// Dirty rate at or above the effective bandwidth: most bandwidth per
-    /// extra CPU-second.
-    NonConverging,
+    /// Dirty rate at or above [`DIRTY_BOUND`] of the effective bandwidth:
+    /// the fewest bytes among the codecs within 10 % of the smallest
+    /// `max(t / C, s / B)`.
+    DirtyBound,
     /// Pinned by [`crate::Mode::Bytes`]: the smallest output.
     MinBytes,
 }
@@ -82,8 +85,8 @@ impl Env {
             .sum();
         // Guest bytes per second the channels deliver together.
         let effective = self.page * 1e9 / ns_per_page.max(TIME_FLOOR_NS);
-        if self.dirty > 0.0 && self.dirty >= effective {
-            Regime::NonConverging
+        if self.dirty > 0.0 && self.dirty >= DIRTY_BOUND * effective {
+            Regime::DirtyBound
         } else {
             Regime::Converging
         }
@@ -94,29 +97,30 @@ impl Env {
     pub(super) fn choose(
         &self,
         regime: Regime,
-        raw: ClassCost,
-        costs: impl Iterator<Item = (Codec, ClassCost)>,
+        costs: impl Iterator<Item = (Codec, ClassCost)> + Clone,
         current: Codec,
     ) -> Codec {
-        let raw_time = self.time(raw);
+        // Under DirtyBound: the fastest delivery, estimated, and the bytes,
+        // exact; where the estimates cannot tell codecs apart, bytes decide.
+        let fastest = match regime {
+            Regime::DirtyBound => costs
+                .clone()
+                .map(|(_, c)| self.time(c))
+                .fold(f64::INFINITY, f64::min),
+            _ => 0.0,
+        };
         // Score (lower is better) of each eligible candidate.
         let score = |codec: Codec, c: ClassCost| -> Option<f64> {
             let slack = if codec == current { 1.0 } else { HYSTERESIS };
             match regime {
                 Regime::Converging => Some(self.time(c)),
                 Regime::MinBytes => Some(c.bytes_per_page),
+                Regime::DirtyBound => {
+                    (self.time(c) * HYSTERESIS <= fastest).then_some(c.bytes_per_page)
+                }
                 Regime::LinkUnknown => (codec != Codec::Raw
                     && c.bytes_per_page <= COMPRESS_LIMIT * self.page * slack)
                     .then_some(c.ns_per_page),
-                Regime::NonConverging => {
-                    let time = self.time(c);
-                    if codec == Codec::Raw || time >= slack * raw_time {
-                        return None;
-                    }
-                    let gain = self.page * 1e9 * (1.0 / time - 1.0 / raw_time);
-                    let extra_cpu = (c.ns_per_page - raw.ns_per_page).max(CPU_FLOOR_NS);
-                    Some(extra_cpu / gain)
-                }
             }
         };
         let mut best: Option<(Codec, f64)> = None;

@@ -142,22 +142,51 @@ fn every_unused_codec_is_explored_within_a_few_batches() {
 }
 
 #[test]
-fn non_converging_favours_bandwidth_per_cpu_second() {
+fn a_link_bound_dirty_guest_takes_the_ratio_codec_at_twice_the_cpu() {
+    // Issue 15's case: 1 Gbit/s, 2 channels, the guest dirties about what
+    // the link carries; zstd has 1.5x LZ's ratio at 2x its CPU.
     let mut p = policy(Mode::Adaptive);
     set(&mut p, G, Codec::Lz, 3000.0, 2052.0);
-    set(&mut p, G, Codec::Zstd, 28_000.0, 1700.0);
-    // Converging: zstd is faster end to end (14 us against 16.4 us a page).
-    p.update_stats(link(GBIT, 100, 2));
-    assert!(!p.non_converging());
+    set(&mut p, G, Codec::Zstd, 6000.0, 1368.0);
+    let link_pages = GBIT / 4096;
+    for dirty in [link_pages / 4, link_pages, 4 * link_pages] {
+        p.update_stats(link(GBIT, dirty, 2));
+        assert_eq!(codec(&mut p, G), Codec::Zstd, "dirty {dirty}");
+    }
+    assert!(p.dirty_bound());
+    // Even at 4x the CPU, the link is what limits: 12 us of CPU per page
+    // on two channels against 11 us of wire.
+    set(&mut p, G, Codec::Zstd, 24_000.0, 1368.0);
     assert_eq!(codec(&mut p, G), Codec::Zstd);
-    // The guest dirties 4 GB/s: LZ buys almost as much bandwidth for a
-    // tenth of the CPU.
-    p.update_stats(link(GBIT, 1_000_000, 2));
-    assert!(p.non_converging());
+    // At 8x LZ's CPU zstd is the bottleneck (24 us a page): LZ delivers.
+    set(&mut p, G, Codec::Zstd, 48_000.0, 1368.0);
+    assert_eq!(codec(&mut p, G), Codec::Lz);
+}
+
+#[test]
+fn a_dirty_bound_guest_breaks_near_ties_by_bytes() {
+    // CPU-bound on both: LZ 10 us, zstd 10.5 us a page on one channel, on
+    // a 10 Gbit/s link; zstd sends 40 % fewer bytes.
+    let mut p = policy(Mode::Adaptive);
+    set(&mut p, G, Codec::Lz, 10_000.0, 2000.0);
+    set(&mut p, G, Codec::Zstd, 10_500.0, 1200.0);
+    set(&mut p, G, Codec::Raw, 50_000.0, 4100.0);
+    // A quiet guest: the fastest, LZ.
+    p.update_stats(link(10 * GBIT, 1, 1));
+    assert!(!p.dirty_bound());
+    assert_eq!(codec(&mut p, G), Codec::Lz);
+    // A guest dirtying at the rate the channel delivers: zstd, within 10 %
+    // of LZ's time, with the fewer bytes.
+    p.update_stats(link(10 * GBIT, 100_000, 1));
+    assert!(p.dirty_bound());
+    assert_eq!(codec(&mut p, G), Codec::Zstd);
+    // Beyond 10 %, time wins again.
+    set(&mut p, G, Codec::Zstd, 12_000.0, 1200.0);
     assert_eq!(codec(&mut p, G), Codec::Lz);
     // Nothing beats raw: raw.
-    set(&mut p, G, Codec::Lz, 3000.0, 4100.0);
-    set(&mut p, G, Codec::Zstd, 28_000.0, 4100.0);
+    set(&mut p, G, Codec::Raw, 400.0, 4100.0);
+    set(&mut p, G, Codec::Lz, 6000.0, 4200.0);
+    set(&mut p, G, Codec::Zstd, 28_000.0, 4200.0);
     assert_eq!(codec(&mut p, G), Codec::Raw);
 }
 
@@ -335,7 +364,7 @@ fn bytes_and_cpu_modes_keep_exploring() {
         let mut p = policy(mode);
         let explored = (0..64).any(|_| p.next_plan().explore.iter().any(Option::is_some));
         assert!(explored, "{mode:?} never explored");
-        assert!(!p.non_converging());
+        assert!(!p.dirty_bound());
     }
 }
 
