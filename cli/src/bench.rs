@@ -257,6 +257,71 @@ impl Zstd {
     }
 }
 
+/// zstd level 1 as QEMU's multifd-zstd runs it on one channel: one
+/// stream, flushed at the end of every batch, so each batch compresses
+/// against the ones before it; the destination decodes the stream as it
+/// comes.
+pub struct ZstdStream {
+    cctx: zstd::zstd_safe::CCtx<'static>,
+    dctx: zstd::zstd_safe::DCtx<'static>,
+    comp: Vec<u8>,
+}
+
+impl ZstdStream {
+    /// A stream for batches of up to `batch_bytes` bytes.
+    pub fn new(batch_bytes: usize) -> Result<ZstdStream, String> {
+        use zstd::zstd_safe::{CCtx, CParameter, DCtx};
+        let mut cctx = CCtx::try_create().ok_or("zstd: no context")?;
+        cctx.set_parameter(CParameter::CompressionLevel(1))
+            .map_err(|e| format!("zstd: {}", zstd::zstd_safe::get_error_name(e)))?;
+        Ok(ZstdStream {
+            cctx,
+            dctx: DCtx::try_create().ok_or("zstd: no context")?,
+            comp: vec![0; zstd::zstd_safe::compress_bound(batch_bytes) + 64],
+        })
+    }
+}
+
+impl Runner for ZstdStream {
+    fn run(&mut self, input: &[u8], out: &mut [u8]) -> Result<BatchCost, String> {
+        use zstd::zstd_safe::{zstd_sys::ZSTD_EndDirective, InBuffer, OutBuffer};
+        let t = Instant::now();
+        let mut dst = OutBuffer::around(&mut self.comp[..]);
+        let mut src = InBuffer::around(input);
+        let left = self
+            .cctx
+            .compress_stream2(&mut dst, &mut src, ZSTD_EndDirective::ZSTD_e_flush)
+            .map_err(|e| format!("compress: {}", zstd::zstd_safe::get_error_name(e)))?;
+        if left != 0 || src.pos() != input.len() {
+            return Err("compress: the flush did not complete".into());
+        }
+        let len = dst.pos();
+        let c = ns_since(t);
+        let t = Instant::now();
+        let out = &mut out[..input.len()];
+        let mut back = OutBuffer::around(out);
+        let mut comp = InBuffer::around(&self.comp[..len]);
+        while comp.pos() < len {
+            let before = (comp.pos(), back.pos());
+            self.dctx
+                .decompress_stream(&mut back, &mut comp)
+                .map_err(|e| format!("decompress: {}", zstd::zstd_safe::get_error_name(e)))?;
+            if (comp.pos(), back.pos()) == before {
+                return Err("decompress: no progress".into());
+            }
+        }
+        if back.pos() != input.len() {
+            return Err(format!(
+                "decompress: {} bytes, expected {}",
+                back.pos(),
+                input.len()
+            ));
+        }
+        let d = ns_since(t);
+        Ok((len as u64, c, d))
+    }
+}
+
 /// What is measured: a CBC setting or a baseline.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject {
@@ -295,6 +360,7 @@ impl Subject {
                 }),
                 BaselineKind::ZstdPage => Box::new(Zstd::new(ps, batch * ps)?),
                 BaselineKind::ZstdBatch => Box::new(Zstd::new(batch * ps, batch * ps)?),
+                BaselineKind::ZstdStream => Box::new(ZstdStream::new(batch * ps)?),
             },
         })
     }

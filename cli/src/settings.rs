@@ -147,8 +147,11 @@ pub enum BaselineKind {
     LzoPage,
     /// zstd level 1, one page at a time.
     ZstdPage,
-    /// zstd level 1, one frame per batch (QEMU multifd-zstd's unit).
+    /// zstd level 1, one frame per batch, each on its own.
     ZstdBatch,
+    /// zstd level 1, one stream flushed after every batch, as QEMU's
+    /// multifd-zstd keeps per channel.
+    ZstdStream,
 }
 
 /// A baseline codec measured next to CBC.
@@ -182,6 +185,11 @@ pub const BASELINES: &[Baseline] = &[
     Baseline {
         name: "zstd-1/batch",
         kind: BaselineKind::ZstdBatch,
-        about: "libzstd level 1, one frame per batch (as QEMU multifd-zstd per packet)",
+        about: "libzstd level 1, one frame per batch, each on its own",
+    },
+    Baseline {
+        name: "zstd-1/stream",
+        kind: BaselineKind::ZstdStream,
+        about: "libzstd level 1, one stream flushed per batch (QEMU multifd-zstd, one channel)",
     },
 ];

@@ -136,6 +136,7 @@ fn bench_verifies_every_page_of_raw_and_zstd_images() {
         "lzo1x-1",
         "zstd-1/page",
         "zstd-1/batch",
+        "zstd-1/stream",
     ] {
         assert!(stdout.contains(name), "{name} missing:\n{stdout}");
     }
