@@ -46,7 +46,7 @@ mod tests;
 mod transport;
 
 pub use clock::{Clock, StepClock, WallClock};
-pub use cost::{candidates, ClassCost, Codec, CostTable};
+pub use cost::{candidates, candidates_without_zstd, ClassCost, Codec, CostTable};
 pub use meter::{Key, Meter, Tally};
 
 use crate::classify::{PageClass, Thresholds};
@@ -505,6 +505,8 @@ impl Policy {
             }
             let mut others = self
                 .candidates(class)
+                .iter()
+                .copied()
                 .filter(|&c| c != codecs[class.index()]);
             let count = others.clone().count() as u64;
             let pick = self.cursor[class.index()].checked_rem(count)?;
@@ -526,11 +528,12 @@ impl Policy {
     }
 
     /// `class`'s candidates that this configuration offers.
-    fn candidates(&self, class: PageClass) -> impl Iterator<Item = Codec> + Clone + '_ {
-        candidates(class)
-            .iter()
-            .copied()
-            .filter(|&c| c != Codec::Zstd || self.zstd_enabled)
+    fn candidates(&self, class: PageClass) -> &'static [Codec] {
+        if self.zstd_enabled {
+            candidates(class)
+        } else {
+            candidates_without_zstd(class)
+        }
     }
 
     /// The codec per class (fixed, pinned, or chosen by the cost model).
@@ -545,6 +548,10 @@ impl Policy {
             Mode::Bytes => Regime::MinBytes,
             Mode::Cpu => Regime::LinkUnknown,
         };
+        if matches!(regime, Regime::Converging | Regime::DirtyBound) {
+            let offered = PageClass::ALL.map(|c| self.candidates(c));
+            return env.choose_joint(regime, &self.table, &offered, &self.current);
+        }
         PageClass::ALL.map(|class| {
             let current = self.current[class.index()];
             if class == PageClass::Fill {
@@ -552,7 +559,8 @@ impl Policy {
             }
             let costs = self
                 .candidates(class)
-                .map(|c| (c, self.table.get(class, c)));
+                .iter()
+                .map(|&c| (c, self.table.get(class, c)));
             env.choose(regime, costs, current)
         })
     }

@@ -19,6 +19,17 @@ pub fn candidates(class: PageClass) -> &'static [Codec] {
     }
 }
 
+/// [`candidates`] without the zstd tier (its level is 0).
+pub fn candidates_without_zstd(class: PageClass) -> &'static [Codec] {
+    match class {
+        PageClass::Fill => &[],
+        PageClass::Sparse => &[Codec::Sparse, Codec::Lz, Codec::Raw],
+        PageClass::Similar => &[Codec::Wkdm, Codec::Lz, Codec::Raw],
+        PageClass::Generic => &[Codec::Lz, Codec::Raw],
+        PageClass::Random => &[Codec::Raw, Codec::Lz],
+    }
+}
+
 /// A first-choice method for the pages of a class.  Every codec falls back
 /// to LZ, then raw, when it does not shrink a page; any codec is safe for
 /// any page (the wire format is the same whatever is chosen).

@@ -28,14 +28,47 @@ const TIME_FLOOR_NS: f64 = 1e-3;
 pub(super) enum Regime {
     /// No link rate known: the cheapest codec that compresses.
     LinkUnknown,
-    /// Minimise `max(t / C, s / B)`.
+    /// Minimise `max(Σ m t / C, Σ m s / B)` over the classes together.
     Converging,
     /// Dirty rate at or above [`DIRTY_BOUND`] of the effective bandwidth:
-    /// the fewest bytes among the codecs within 10 % of the smallest
-    /// `max(t / C, s / B)`.
+    /// the fewest bytes among the choices within 10 % of the smallest
+    /// `max(Σ m t / C, Σ m s / B)`.
     DirtyBound,
     /// Pinned by [`crate::Mode::Bytes`]: the smallest output.
     MinBytes,
+}
+
+/// Weight a class has in [`Env::load`] however rare it is, so that its
+/// codec is still chosen for when it shows up.
+const MIX_FLOOR: f64 = 0.01;
+
+/// What one routing costs per guest page.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    /// Nanoseconds: the larger of the channels' CPU and the link's time.
+    time: f64,
+    /// Bytes sent.
+    bytes: f64,
+}
+
+/// Calls `f` with every combination of `candidates` from class `k` on
+/// (classes without candidates keep their codec in `combo`).
+fn enumerate(
+    candidates: &[&[Codec]; PageClass::COUNT],
+    k: usize,
+    combo: &mut [Codec; PageClass::COUNT],
+    f: &mut dyn FnMut(&[Codec; PageClass::COUNT]),
+) {
+    if k == PageClass::COUNT {
+        return f(combo);
+    }
+    if candidates[k].is_empty() {
+        return enumerate(candidates, k + 1, combo, f);
+    }
+    for &c in candidates[k] {
+        combo[k] = c;
+        enumerate(candidates, k + 1, combo, f);
+    }
 }
 
 /// What the rules see of the migration.
@@ -79,16 +112,78 @@ impl Env {
         if self.link.is_none() {
             return Regime::LinkUnknown;
         }
-        let ns_per_page: f64 = PageClass::ALL
-            .iter()
-            .map(|&c| table.mix(c) * self.time(table.get(c, current[c.index()])))
-            .sum();
+        let ns_per_page = self.load(table, current).time;
         // Guest bytes per second the channels deliver together.
-        let effective = self.page * 1e9 / ns_per_page.max(TIME_FLOOR_NS);
+        let effective = self.page * 1e9 / ns_per_page;
         if self.dirty > 0.0 && self.dirty >= DIRTY_BOUND * effective {
             Regime::DirtyBound
         } else {
             Regime::Converging
+        }
+    }
+
+    /// CPU and wire time per guest page (ns) of routing each class by
+    /// `codecs`, with the classes mixed as `table` says: the channels and
+    /// the link are shared by every class, so their loads add up before
+    /// the larger one limits.
+    fn load(&self, table: &CostTable, codecs: &[Codec; PageClass::COUNT]) -> Load {
+        let (mut cpu, mut bytes) = (0.0, 0.0);
+        for class in PageClass::ALL {
+            let c = table.get(class, codecs[class.index()]);
+            let m = table.mix(class).max(MIX_FLOOR);
+            cpu += m * c.ns_per_page / self.channels;
+            bytes += m * c.bytes_per_page;
+        }
+        let wire = self.link.map_or(0.0, |b| bytes * 1e9 / b);
+        Load {
+            time: cpu.max(wire).max(TIME_FLOOR_NS),
+            bytes,
+        }
+    }
+
+    /// The codecs of all classes together, with a known link (regime
+    /// [`Regime::Converging`] or [`Regime::DirtyBound`]): every combination
+    /// of `candidates` is scored by [`Env::load`].  Converging: the
+    /// fastest; dirty-bound: the fewest bytes among those within 10 % of
+    /// the fastest.  `current` stays unless a combination is 10 % better.
+    /// So while the link limits, any class may take a slower codec that
+    /// saves bytes as long as the channels' CPU keeps up with the link.
+    pub(super) fn choose_joint(
+        &self,
+        regime: Regime,
+        table: &CostTable,
+        candidates: &[&[Codec]; PageClass::COUNT],
+        current: &[Codec; PageClass::COUNT],
+    ) -> [Codec; PageClass::COUNT] {
+        // Two passes over the (at most 96) combinations, allocating
+        // nothing: the fastest time, then the best score.
+        let mut combo = *current;
+        let mut fastest = f64::INFINITY;
+        enumerate(candidates, 0, &mut combo, &mut |c| {
+            fastest = fastest.min(self.load(table, c).time)
+        });
+        // Score: time, or bytes among the near-fastest.
+        let score = |l: Load| match regime {
+            Regime::DirtyBound => (l.time * HYSTERESIS <= fastest).then_some(l.bytes),
+            _ => Some(l.time),
+        };
+        let mut best: Option<([Codec; PageClass::COUNT], f64)> = None;
+        enumerate(candidates, 0, &mut combo, &mut |c| {
+            if let Some(s) = score(self.load(table, c)) {
+                if best.is_none_or(|(_, b)| s < b) {
+                    best = Some((*c, s));
+                }
+            }
+        });
+        let Some((best, best_score)) = best else {
+            return *current;
+        };
+        let valid = PageClass::ALL.iter().all(|&k| {
+            candidates[k.index()].is_empty() || candidates[k.index()].contains(&current[k.index()])
+        });
+        match score(self.load(table, current)) {
+            Some(cur) if valid && best_score >= HYSTERESIS * cur => *current,
+            _ => best,
         }
     }
 
@@ -100,24 +195,12 @@ impl Env {
         costs: impl Iterator<Item = (Codec, ClassCost)> + Clone,
         current: Codec,
     ) -> Codec {
-        // Under DirtyBound: the fastest delivery, estimated, and the bytes,
-        // exact; where the estimates cannot tell codecs apart, bytes decide.
-        let fastest = match regime {
-            Regime::DirtyBound => costs
-                .clone()
-                .map(|(_, c)| self.time(c))
-                .fold(f64::INFINITY, f64::min),
-            _ => 0.0,
-        };
         // Score (lower is better) of each eligible candidate.
         let score = |codec: Codec, c: ClassCost| -> Option<f64> {
             let slack = if codec == current { 1.0 } else { HYSTERESIS };
             match regime {
-                Regime::Converging => Some(self.time(c)),
+                Regime::Converging | Regime::DirtyBound => Some(self.time(c)),
                 Regime::MinBytes => Some(c.bytes_per_page),
-                Regime::DirtyBound => {
-                    (self.time(c) * HYSTERESIS <= fastest).then_some(c.bytes_per_page)
-                }
                 Regime::LinkUnknown => (codec != Codec::Raw
                     && c.bytes_per_page <= COMPRESS_LIMIT * self.page * slack)
                     .then_some(c.ns_per_page),

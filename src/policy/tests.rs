@@ -141,11 +141,19 @@ fn every_unused_codec_is_explored_within_a_few_batches() {
     assert_eq!(plan.codec(G, EXPLORE_PAGES), plan.codecs[G.index()]);
 }
 
+/// Sets the class mix to `counts` (pages per class of recent batches).
+fn mix(p: &mut Policy, counts: [u64; PageClass::COUNT]) {
+    for _ in 0..200 {
+        p.record_mix(&counts);
+    }
+}
+
 #[test]
 fn a_link_bound_dirty_guest_takes_the_ratio_codec_at_twice_the_cpu() {
     // Issue 15's case: 1 Gbit/s, 2 channels, the guest dirties about what
     // the link carries; zstd has 1.5x LZ's ratio at 2x its CPU.
     let mut p = policy(Mode::Adaptive);
+    mix(&mut p, [0, 0, 0, 128, 0]);
     set(&mut p, G, Codec::Lz, 3000.0, 2052.0);
     set(&mut p, G, Codec::Zstd, 6000.0, 1368.0);
     let link_pages = GBIT / 4096;
@@ -164,10 +172,40 @@ fn a_link_bound_dirty_guest_takes_the_ratio_codec_at_twice_the_cpu() {
 }
 
 #[test]
+fn classes_share_the_channels_and_the_link() {
+    // Half sparse, half generic pages, 1 Gbit/s, 2 channels.  On its own
+    // the sparse class would keep its cheap codec (4.8 us of wire a page
+    // against zstd's 6 us of CPU), but the link carries both classes and
+    // the channels have CPU to spare: zstd on both takes 6 us a page
+    // against 7.6 us.
+    let mut p = policy(Mode::Adaptive);
+    mix(&mut p, [0, 64, 0, 64, 0]);
+    let s = PageClass::Sparse;
+    set(&mut p, s, Codec::Sparse, 500.0, 600.0);
+    set(&mut p, s, Codec::Zstd, 12_000.0, 200.0);
+    set(&mut p, G, Codec::Lz, 3000.0, 2052.0);
+    set(&mut p, G, Codec::Zstd, 6000.0, 1300.0);
+    p.update_stats(link(GBIT, 1, 2));
+    let plan = p.next_plan();
+    assert_eq!(
+        (plan.codecs[s.index()], plan.codecs[G.index()]),
+        (Codec::Zstd, Codec::Zstd)
+    );
+    // On a 10 Gbit/s link the CPU limits: the cheap codecs again.
+    p.update_stats(link(10 * GBIT, 1, 2));
+    let plan = p.next_plan();
+    assert_eq!(
+        (plan.codecs[s.index()], plan.codecs[G.index()]),
+        (Codec::Sparse, Codec::Lz)
+    );
+}
+
+#[test]
 fn a_dirty_bound_guest_breaks_near_ties_by_bytes() {
     // CPU-bound on both: LZ 10 us, zstd 10.5 us a page on one channel, on
     // a 10 Gbit/s link; zstd sends 40 % fewer bytes.
     let mut p = policy(Mode::Adaptive);
+    mix(&mut p, [0, 0, 0, 128, 0]);
     set(&mut p, G, Codec::Lz, 10_000.0, 2000.0);
     set(&mut p, G, Codec::Zstd, 10_500.0, 1200.0);
     set(&mut p, G, Codec::Raw, 50_000.0, 4100.0);
