@@ -298,14 +298,12 @@ impl Batch {
         let mut next = 0;
         while let Some(first) = (next..n).find(|&k| self.routes[k] == waiting) {
             let start = if meter.timed() { clock.now_ns() } else { 0 };
-            // Gather up to `group_pages` zstd pages from `first` on.
+            // Up to `group_pages` zstd pages from `first` on.
             let (mut members, mut last) = (0, first);
             let mut per_class = [0u64; PageClass::COUNT];
             for k in first..n {
                 if self.routes[k] == waiting {
                     per_class[self.keys[k].0.index()] += 1;
-                    self.group_in[members * ps..(members + 1) * ps]
-                        .copy_from_slice(&self.pages[k * ps..(k + 1) * ps]);
                     members += 1;
                     last = k;
                     if members == group_pages {
@@ -313,14 +311,26 @@ impl Batch {
                     }
                 }
             }
+            // The usual group is a run of adjacent pages, compressed where
+            // they are; otherwise its pages are gathered first.
+            let input = members * ps;
+            let src = if last - first + 1 == members {
+                &self.pages[first * ps..(last + 1) * ps]
+            } else {
+                let mut at = 0;
+                for k in (first..=last).filter(|&k| self.routes[k] == waiting) {
+                    self.group_in[at..at + ps].copy_from_slice(&self.pages[k * ps..(k + 1) * ps]);
+                    at += ps;
+                }
+                &self.group_in[..input]
+            };
             // A group compressed is in the stream and must be sent; one
             // that does not fit in its pages' room restarts the stream and
             // its pages take LZ.  (Whether the tier pays is the
             // controller's call, from the sizes metered here.)  The groups
             // of a frame fit `group_out`: each takes at most its input.
-            let input = members * ps;
             let dst = &mut self.group_out[used..used + input];
-            let kept = zstd.compress(&self.group_in[..input], dst);
+            let kept = zstd.compress(src, dst);
             let member_route = match kept {
                 Some(_) => Route::GroupMember,
                 None => Route::Codec(Codec::Lz),
