@@ -122,9 +122,6 @@ pub struct Plan {
     /// Whether the encoder times this batch's costs ([`TIMED_EVERY`], and
     /// every exploring batch).
     pub timed: bool,
-    /// Estimated zstd bytes per page of each class: how the [`Meter`]
-    /// shares a zstd group's bytes among the classes of its pages.
-    pub zstd_weights: [f64; PageClass::COUNT],
 }
 
 impl Plan {
@@ -523,7 +520,6 @@ impl Policy {
             explore_pages: EXPLORE_PAGES,
             timed: explore.iter().any(Option::is_some)
                 || batch.saturating_sub(1).is_multiple_of(TIMED_EVERY),
-            zstd_weights: PageClass::ALL.map(|c| self.table.get(c, Codec::Zstd).bytes_per_page),
         }
     }
 

@@ -6,9 +6,9 @@
 //! 1. profile and classify every page and route it to its class's codec,
 //!    or, when the migration's page cache holds the page, to a delta
 //!    against that version;
-//! 2. compress the pages routed to zstd as groups, the next pieces of the
-//!    channel's zstd stream, into a side buffer, demoting a group to LZ
-//!    when it does not fit in its pages;
+//! 2. compress the pages routed to zstd as groups of one class each, the
+//!    next pieces of the channel's zstd stream, into a side buffer,
+//!    demoting a group to LZ when it does not fit in its pages;
 //! 3. write the table and the payloads in page order, falling back along
 //!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up (and
 //!    from a delta to the page's own codec when that is smaller), and
@@ -34,7 +34,6 @@ use crate::error::{Error, Result};
 use crate::format::{self, ENTRY_LEN, HEADER_LEN};
 use crate::method::Method;
 use crate::policy::{Clock, Codec, Key, Meter, Plan};
-use classify::PageClass;
 
 /// The sparse coder keeps a page only when it shrinks it to at most
 /// 1/`SPARSE_MAX_FRACTION`; a less sparse page compresses better under LZ,
@@ -298,12 +297,16 @@ impl Batch {
         let mut next = 0;
         while let Some(first) = (next..n).find(|&k| self.routes[k] == waiting) {
             let start = if meter.timed() { clock.now_ns() } else { 0 };
-            // Up to `group_pages` zstd pages from `first` on.
+            // Up to `group_pages` zstd pages of `first`'s class from
+            // `first` on, up to a zstd page of another class: a group of
+            // one class is metered exactly.
+            let class = self.keys[first].0;
             let (mut members, mut last) = (0, first);
-            let mut per_class = [0u64; PageClass::COUNT];
             for k in first..n {
                 if self.routes[k] == waiting {
-                    per_class[self.keys[k].0.index()] += 1;
+                    if self.keys[k].0 != class {
+                        break;
+                    }
                     members += 1;
                     last = k;
                     if members == group_pages {
@@ -347,7 +350,8 @@ impl Batch {
                 self.wrote_stream = true;
             }
             if meter.timed() {
-                meter.group(&per_class, clock.now_ns().saturating_sub(start), kept);
+                let ns = clock.now_ns().saturating_sub(start);
+                meter.group(class, members as u64, ns, kept);
             }
             next = last + 1;
         }

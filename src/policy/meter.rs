@@ -39,9 +39,6 @@ pub struct Meter {
     timed: bool,
     /// Whether the batch classified its pages (an all-raw batch does not).
     classified: bool,
-    /// Estimated zstd bytes per page per class, from the plan: how one
-    /// group's bytes are shared among the classes of its pages.
-    zstd_weights: [f64; PageClass::COUNT],
     /// Pages per class.
     mix: [u64; PageClass::COUNT],
     tallies: [[Tally; Codec::COUNT]; PageClass::COUNT],
@@ -55,7 +52,6 @@ impl Meter {
         *self = Meter {
             timed: plan.timed && classified,
             classified,
-            zstd_weights: plan.zstd_weights,
             ..Meter::default()
         };
     }
@@ -99,40 +95,18 @@ impl Meter {
         t.bytes += (payload + ENTRY_LEN) as u64;
     }
 
-    /// Books a zstd group of `per_class` pages that took `ns` (timed
-    /// batches) and, when it was kept, became `kept` bytes: time by page
-    /// count, bytes in proportion to each class's estimated zstd size (one
-    /// group cannot tell classes apart; a single-class group is measured
-    /// exactly).
-    pub(crate) fn group(
-        &mut self,
-        per_class: &[u64; PageClass::COUNT],
-        ns: u64,
-        kept: Option<usize>,
-    ) {
-        let pages: u64 = per_class.iter().sum();
+    /// Books a zstd group of `pages` pages of `class` that took `ns`
+    /// (timed batches) and, when it was kept, became `kept` bytes.  A
+    /// group holds one class's pages, so this is exact.
+    pub(crate) fn group(&mut self, class: PageClass, pages: u64, ns: u64, kept: Option<usize>) {
         if pages == 0 || !self.timed {
             return;
         }
-        let weights = self.zstd_weights;
-        let weight = |c: PageClass| per_class[c.index()] as f64 * weights[c.index()].max(1.0);
-        let total_weight: f64 = PageClass::ALL.iter().map(|&c| weight(c)).sum();
-        for class in PageClass::ALL {
-            let k = per_class[class.index()];
-            if k == 0 {
-                continue;
-            }
-            let share = if total_weight > 0.0 {
-                weight(class) / total_weight
-            } else {
-                0.0
-            };
-            let t = self.tally((class, Codec::Zstd));
-            t.ns += ns.saturating_mul(k) / pages;
-            if let Some(len) = kept {
-                t.pages += k;
-                t.bytes += (len as f64 * share) as u64 + k * ENTRY_LEN as u64;
-            }
+        let t = self.tally((class, Codec::Zstd));
+        t.ns += ns;
+        if let Some(len) = kept {
+            t.pages += pages;
+            t.bytes += len as u64 + pages * ENTRY_LEN as u64;
         }
     }
 
