@@ -64,6 +64,10 @@ const FIRST_SAMPLE: u32 = PROBE_BATCHES / 2;
 /// A raw probe window ends early when, after at least this many batches,
 /// its batches so far took longer per page than the current arm.
 const ABORT_AFTER: u32 = 2;
+/// A raw probe window ends once its first batch is timed when that batch
+/// took this many times the current arm's time per page (on a slow link
+/// the window would otherwise cost a third raw batch).
+const CLEAR_LOSS: f64 = 2.0;
 /// Recent batches of the current arm kept for its figure.
 const RECENT: usize = 8;
 /// Recent batches needed before the current arm's figure counts.
@@ -206,8 +210,8 @@ impl Probe {
                         // Early raw batches can only look too fast (buffers
                         // absorb them), so raw that is slower over the
                         // window so far is slower: stop paying for it.
-                        if last.raw && pos + 1 >= ABORT_AFTER && self.raw_is_slower(self.so_far) {
-                            self.aborted = true;
+                        if last.raw {
+                            self.judge_raw(pos);
                         }
                         if pos >= FIRST_SAMPLE && self.window_len < SAMPLES {
                             self.window[self.window_len] = sample;
@@ -231,14 +235,26 @@ impl Probe {
         });
     }
 
-    /// Whether a raw probe batch took longer per page than the current
-    /// arm.  Raw batches early in a window can only look faster than they
-    /// are (socket buffers absorb them), so a slow one is conclusive.
-    fn raw_is_slower(&self, (period_ns, pages): (f64, f64)) -> bool {
-        pages > 0.0
-            && self
-                .current_ns_per_page()
-                .is_some_and(|c| period_ns / pages > c)
+    /// Ends a raw window whose batches so far (up to position `pos`)
+    /// took longer per page than the current arm, after [`ABORT_AFTER`]
+    /// batches, or after its first when that took [`CLEAR_LOSS`] times as
+    /// long; a clear loss also doubles the wait for the next window.  Raw
+    /// batches early in a window can only look faster than they are
+    /// (socket buffers absorb them), so a slow one is conclusive.
+    fn judge_raw(&mut self, pos: u32) {
+        let (period_ns, pages) = self.so_far;
+        let Some(current) = self.current_ns_per_page().filter(|_| pages > 0.0) else {
+            return;
+        };
+        let per_page = period_ns / pages;
+        let clear = per_page >= CLEAR_LOSS * current;
+        if clear || (pos + 1 >= ABORT_AFTER && per_page > current) {
+            self.aborted = true;
+        }
+        if clear && pos == 0 {
+            self.next_at = self.next_at.saturating_add(self.interval);
+            self.interval = (self.interval * 2).min(PROBE_INTERVAL_MAX);
+        }
     }
 
     fn push_recent(&mut self, sample: Sample, batch: u64) {

@@ -650,6 +650,19 @@ fn configured_links_fixed_modes_and_pins_never_probe() {
 }
 
 #[test]
+fn on_a_link_far_too_slow_for_raw_probes_end_early_and_come_rarely() {
+    // 100 Mbit/s: a raw batch takes 2.4x the plan's time per page, so each
+    // window ends once its first batch is timed (two raw batches: the
+    // second is planned before the first's period closes) and the next
+    // one waits twice as long.  Without that: 15 probe batches.
+    let sim = Sim::costly_codecs(GBIT as f64 / 10.0);
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 1000);
+    assert!(!p.raw_arm());
+    assert!(run.probes <= 6, "{run:?}");
+}
+
+#[test]
 fn cpu_contention_that_starves_the_producer_sends_raw() {
     // The benchmark's sort workload on 2 cores: compressing starves the
     // thread that hands out pages, so a channel on LZ waits 80 % of the
