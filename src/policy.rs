@@ -155,6 +155,9 @@ impl Plan {
 struct Observed {
     last: Option<(u64, u64)>,
     rate: f64,
+    /// The rate as it stood the last time the channel was not CPU-bound:
+    /// the link's, not the channel's own output.
+    trusted: f64,
 }
 
 /// The per-encoder controller state.
@@ -217,7 +220,11 @@ impl Policy {
             } else if stats.timestamp_ns < ts || stats.wire_bytes < wire {
                 // A new migration or a reset counter: start over.
                 self.observed.rate = 0.0;
+                self.observed.trusted = 0.0;
             }
+        }
+        if !self.cpu_bound() {
+            self.observed.trusted = self.observed.rate;
         }
         if stats.timestamp_ns > 0 {
             self.observed.last = Some((stats.timestamp_ns, stats.wire_bytes));
@@ -342,9 +349,16 @@ impl Policy {
 
     fn measured_link(&self) -> Option<f64> {
         let cpu_bound = self.cpu_bound();
-        let observed = (self.observed.rate > 0.0 && !cpu_bound)
-            .then_some(self.observed.rate * OBSERVED_HEADROOM);
-        // While CPU-bound the last probe is all there is, however old.
+        // While CPU-bound the wire shows the channel's own output; the
+        // rate seen the last time it was not stands (trusting the new one
+        // would spiral: a slower codec lowers the rate, which calls for a
+        // slower codec), and so does the last probe, however old.
+        let rate = if cpu_bound {
+            self.observed.trusted
+        } else {
+            self.observed.rate
+        };
+        let observed = (rate > 0.0).then_some(rate * OBSERVED_HEADROOM);
         let channels = f64::from(self.stats.channels.max(1));
         let probed = self
             .probe

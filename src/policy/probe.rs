@@ -64,9 +64,10 @@ const FIRST_SAMPLE: u32 = PROBE_BATCHES / 2;
 /// A raw probe window ends early when, after at least this many batches,
 /// its batches so far took longer per page than the current arm.
 const ABORT_AFTER: u32 = 2;
-/// A raw probe window ends once its first batch is timed when that batch
-/// took this many times the current arm's time per page (on a slow link
-/// the window would otherwise cost a third raw batch).
+/// A raw probe window ends as soon as one of its batches took this many
+/// times the current arm's time per page: early batches are flattered by
+/// socket buffers, so on a slow link the first one often settles it, and
+/// once the buffers are full the next one does.
 const CLEAR_LOSS: f64 = 2.0;
 /// Recent batches of the current arm kept for its figure.
 const RECENT: usize = 8;
@@ -211,7 +212,7 @@ impl Probe {
                         // absorb them), so raw that is slower over the
                         // window so far is slower: stop paying for it.
                         if last.raw {
-                            self.judge_raw(pos);
+                            self.judge_raw(pos, sample);
                         }
                         if pos >= FIRST_SAMPLE && self.window_len < SAMPLES {
                             self.window[self.window_len] = sample;
@@ -237,23 +238,20 @@ impl Probe {
 
     /// Ends a raw window whose batches so far (up to position `pos`)
     /// took longer per page than the current arm, after [`ABORT_AFTER`]
-    /// batches, or after its first when that took [`CLEAR_LOSS`] times as
-    /// long; a clear loss also doubles the wait for the next window.  Raw
-    /// batches early in a window can only look faster than they are
-    /// (socket buffers absorb them), so a slow one is conclusive.
-    fn judge_raw(&mut self, pos: u32) {
+    /// batches, or as soon as one raw batch (`sample`) took
+    /// [`CLEAR_LOSS`] times as long.  Raw batches can only look faster
+    /// than they are (socket buffers absorb them), so a slow one is
+    /// conclusive.  (The wait for the next window stays: an idle gap, a
+    /// bitmap sync, inside one raw batch is a clear loss too, and a fast
+    /// link must not be found later for it.)
+    fn judge_raw(&mut self, pos: u32, sample: Sample) {
         let (period_ns, pages) = self.so_far;
         let Some(current) = self.current_ns_per_page().filter(|_| pages > 0.0) else {
             return;
         };
-        let per_page = period_ns / pages;
-        let clear = per_page >= CLEAR_LOSS * current;
-        if clear || (pos + 1 >= ABORT_AFTER && per_page > current) {
+        let clear = sample.period_ns / sample.pages >= CLEAR_LOSS * current;
+        if clear || (pos + 1 >= ABORT_AFTER && period_ns / pages > current) {
             self.aborted = true;
-        }
-        if clear && pos == 0 {
-            self.next_at = self.next_at.saturating_add(self.interval);
-            self.interval = (self.interval * 2).min(PROBE_INTERVAL_MAX);
         }
     }
 
