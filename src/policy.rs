@@ -39,6 +39,7 @@
 mod clock;
 mod cost;
 mod decide;
+mod level;
 mod meter;
 mod probe;
 #[cfg(test)]
@@ -47,6 +48,8 @@ mod transport;
 
 pub use clock::{Clock, StepClock, WallClock};
 pub use cost::{candidates, candidates_without_zstd, ClassCost, Codec, CostTable};
+use level::LADDER;
+pub use level::LEVEL_DWELL;
 pub use meter::{Key, Meter, Tally};
 
 use crate::classify::{PageClass, Thresholds};
@@ -122,6 +125,8 @@ pub struct Plan {
     /// Whether the encoder times this batch's costs ([`TIMED_EVERY`], and
     /// every exploring batch).
     pub timed: bool,
+    /// The level of the zstd tier.
+    pub zstd_level: u8,
 }
 
 impl Plan {
@@ -167,6 +172,13 @@ pub struct Policy {
     sparse_threshold: u8,
     similarity_threshold: u8,
     zstd_enabled: bool,
+    /// The zstd level the configuration asked for.
+    zstd_level: u8,
+    /// Whether the tier's level follows the link ([`level`]).
+    adapt_level: bool,
+    /// The tier's rung of [`LADDER`] while it adapts, and the batch it
+    /// was taken at.
+    rung: (usize, u64),
     page_size: u32,
     stats: LinkStats,
     table: CostTable,
@@ -190,6 +202,9 @@ impl Policy {
             sparse_threshold: config.sparse_threshold,
             similarity_threshold: config.similarity_threshold,
             zstd_enabled: config.zstd_level > 0,
+            zstd_level: config.zstd_level,
+            adapt_level: config.mode == Mode::Adaptive && config.zstd_level == LADDER[0].level,
+            rung: (0, 0),
             page_size: config.page_size.max(1),
             stats: LinkStats::default(),
             table: CostTable::new(config.page_size.max(1)),
@@ -477,6 +492,7 @@ impl Policy {
         let codecs = self.decide();
         if self.pinned.is_none() {
             self.current = codecs;
+            self.adapt_level(&codecs);
         }
         self.batches += 1;
         // A new verdict from raw intervals (a probe window's, or all raw in
@@ -507,6 +523,39 @@ impl Policy {
         plan
     }
 
+    /// Moves the zstd tier to another rung of [`LADDER`] when the link
+    /// says it pays (the regime is judged under the routing `codecs`), at
+    /// most once per [`LEVEL_DWELL`] batches; the tier's estimates move
+    /// with it.
+    fn adapt_level(&mut self, codecs: &[Codec; PageClass::COUNT]) {
+        let (rung, since) = self.rung;
+        if !self.adapt_level || self.batches < since + LEVEL_DWELL {
+            return;
+        }
+        let env = self.env();
+        let regime = env.regime(&self.table, codecs);
+        if !matches!(regime, Regime::Converging | Regime::DirtyBound) {
+            return;
+        }
+        let offered = PageClass::ALL.map(|c| self.candidates(c));
+        let next = env.choose_rung(regime, &self.table, &offered, rung);
+        if next != rung {
+            let (old, new) = (LADDER[rung], LADDER[next]);
+            self.table
+                .scale(Codec::Zstd, new.cpu / old.cpu, new.size / old.size);
+            self.rung = (next, self.batches);
+        }
+    }
+
+    /// The zstd level the next frames use.
+    pub fn zstd_level(&self) -> u8 {
+        if self.adapt_level {
+            LADDER[self.rung.0].level
+        } else {
+            self.zstd_level
+        }
+    }
+
     fn make_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64, every: u64) -> Plan {
         let exploring =
             self.mode != Mode::Fixed && self.pinned.is_none() && batch.is_multiple_of(every);
@@ -534,6 +583,7 @@ impl Policy {
             explore_pages: EXPLORE_PAGES,
             timed: explore.iter().any(Option::is_some)
                 || batch.saturating_sub(1).is_multiple_of(TIMED_EVERY),
+            zstd_level: self.zstd_level(),
         }
     }
 

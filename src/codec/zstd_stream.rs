@@ -37,6 +37,7 @@ pub(crate) const FLAGS_LEN: usize = 1;
 /// The compressing end of a channel's stream.
 pub struct StreamEncoder {
     cctx: CCtx<'static>,
+    level: i32,
     /// Whether the next group opens a new stream.
     restart: bool,
 }
@@ -52,8 +53,22 @@ impl StreamEncoder {
             .map_err(fail)?;
         Ok(StreamEncoder {
             cctx,
+            level,
             restart: true,
         })
+    }
+
+    /// Compresses the next groups at `level`: a new level opens a new
+    /// stream (zstd applies a level to a whole frame).
+    pub fn set_level(&mut self, level: i32) {
+        if level == self.level {
+            return;
+        }
+        self.lose();
+        // A level that cannot be set leaves the context poisoned; its
+        // groups then fail to compress and take another codec.
+        let _ = self.cctx.set_parameter(CParameter::CompressionLevel(level));
+        self.level = level;
     }
 
     /// Compresses `src` as the stream's next group into `dst`, flags byte
@@ -261,6 +276,22 @@ mod tests {
             let mut dec = StreamDecoder::new().unwrap();
             let mut back = vec![0u8; a.len()];
             assert_eq!(dec.decompress(&z[..n], &mut back).is_ok(), ok, "log {log}");
+        }
+    }
+
+    #[test]
+    fn a_new_level_restarts_the_stream() {
+        let a = pages(11, 2);
+        let mut enc = StreamEncoder::new(1).unwrap();
+        let mut dec = StreamDecoder::new().unwrap();
+        let mut back = vec![0u8; a.len()];
+        for (level, flags) in [(1, RESTART), (1, 0), (6, RESTART), (6, 0)] {
+            enc.set_level(level);
+            let mut z = vec![0u8; a.len()];
+            let n = enc.compress(&a, &mut z).unwrap();
+            assert_eq!(z[0], flags, "level {level}");
+            dec.decompress(&z[..n], &mut back).unwrap();
+            assert_eq!(back, a);
         }
     }
 

@@ -234,6 +234,9 @@ impl Batch {
             source.copy_page(i, &mut self.pages[i * ps..(i + 1) * ps]);
         }
         self.route(n, plan, meter, cache);
+        if let Some(zstd) = self.zstd.as_mut() {
+            zstd.set_level(i32::from(plan.zstd_level));
+        }
         self.compress_groups(n, meter, clock);
         let written = self.write_pages(n, seed, meter, clock, out, counters);
         if let Some(c) = cache {

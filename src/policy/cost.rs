@@ -159,6 +159,16 @@ impl CostTable {
         }
     }
 
+    /// Scales every class's estimate for `codec`: its CPU by `cpu`, its
+    /// output by `size` (the zstd tier changed level).
+    pub(crate) fn scale(&mut self, codec: Codec, cpu: f64, size: f64) {
+        for class in PageClass::ALL {
+            let c = &mut self.costs[class.index()][codec.index()];
+            c.ns_per_page *= cpu;
+            c.bytes_per_page *= size;
+        }
+    }
+
     /// Feeds one batch's measurement: `pages` pages of `class` routed to
     /// `codec` took `ns` nanoseconds and became `bytes` bytes.
     pub fn record(&mut self, class: PageClass, codec: Codec, pages: u64, bytes: u64, ns: u64) {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::cost::{ClassCost, Codec, CostTable};
+use super::level::{Rung, LADDER};
 use super::LinkStats;
 use crate::classify::PageClass;
 
@@ -41,6 +42,13 @@ pub(super) enum Regime {
 /// Weight a class has in [`Env::load`] however rare it is, so that its
 /// codec is still chosen for when it shows up.
 const MIX_FLOOR: f64 = 0.01;
+
+/// The zstd tier's costs as measured.
+const SAME: Rung = Rung {
+    level: 0,
+    cpu: 1.0,
+    size: 1.0,
+};
 
 /// What one routing costs per guest page.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +120,7 @@ impl Env {
         if self.link.is_none() {
             return Regime::LinkUnknown;
         }
-        let ns_per_page = self.load(table, current).time;
+        let ns_per_page = self.load(table, current, SAME).time;
         // Guest bytes per second the channels deliver together.
         let effective = self.page * 1e9 / ns_per_page;
         if self.dirty > 0.0 && self.dirty >= DIRTY_BOUND * effective {
@@ -125,14 +133,20 @@ impl Env {
     /// CPU and wire time per guest page (ns) of routing each class by
     /// `codecs`, with the classes mixed as `table` says: the channels and
     /// the link are shared by every class, so their loads add up before
-    /// the larger one limits.
-    fn load(&self, table: &CostTable, codecs: &[Codec; PageClass::COUNT]) -> Load {
-        let (mut cpu, mut bytes) = (0.0, 0.0);
+    /// the larger one limits.  The zstd tier's costs are scaled by `zstd`
+    /// (its CPU and size relative to the level `table` measured).
+    fn load(&self, table: &CostTable, codecs: &[Codec; PageClass::COUNT], zstd: Rung) -> Load {
+        let (mut cpu, mut bytes) = (0.0f64, 0.0f64);
         for class in PageClass::ALL {
-            let c = table.get(class, codecs[class.index()]);
+            let codec = codecs[class.index()];
+            let c = table.get(class, codec);
+            let (t, s) = match codec {
+                Codec::Zstd => (zstd.cpu, zstd.size),
+                _ => (1.0, 1.0),
+            };
             let m = table.mix(class).max(MIX_FLOOR);
-            cpu += m * c.ns_per_page / self.channels;
-            bytes += m * c.bytes_per_page;
+            cpu += m * t * c.ns_per_page / self.channels;
+            bytes += m * s * c.bytes_per_page;
         }
         let wire = self.link.map_or(0.0, |b| bytes * 1e9 / b);
         Load {
@@ -155,36 +169,114 @@ impl Env {
         candidates: &[&[Codec]; PageClass::COUNT],
         current: &[Codec; PageClass::COUNT],
     ) -> [Codec; PageClass::COUNT] {
-        // Two passes over the (at most 96) combinations, allocating
-        // nothing: the fastest time, then the best score.
-        let mut combo = *current;
-        let mut fastest = f64::INFINITY;
-        enumerate(candidates, 0, &mut combo, &mut |c| {
-            fastest = fastest.min(self.load(table, c).time)
-        });
-        // Score: time, or bytes among the near-fastest.
-        let score = |l: Load| match regime {
-            Regime::DirtyBound => (l.time * HYSTERESIS <= fastest).then_some(l.bytes),
-            _ => Some(l.time),
-        };
-        let mut best: Option<([Codec; PageClass::COUNT], f64)> = None;
-        enumerate(candidates, 0, &mut combo, &mut |c| {
-            if let Some(s) = score(self.load(table, c)) {
-                if best.is_none_or(|(_, b)| s < b) {
-                    best = Some((*c, s));
-                }
-            }
-        });
-        let Some((best, best_score)) = best else {
+        let Some(((_, best), best_score)) = self.best_routing(regime, table, candidates, &[SAME])
+        else {
             return *current;
         };
         let valid = PageClass::ALL.iter().all(|&k| {
             candidates[k.index()].is_empty() || candidates[k.index()].contains(&current[k.index()])
         });
-        match score(self.load(table, current)) {
+        let fastest = self.fastest(table, candidates, &[SAME]);
+        match self.score(regime, fastest, self.load(table, current, SAME)) {
             Some(cur) if valid && best_score >= HYSTERESIS * cur => *current,
             _ => best,
         }
+    }
+
+    /// The rung of [`LADDER`] for the zstd tier (regime
+    /// [`Regime::Converging`] or [`Regime::DirtyBound`]), from rung
+    /// `current`, whose costs `table` holds: each rung is scored by its
+    /// best routing of `candidates` (the tier's costs scaled to the rung),
+    /// as [`Env::choose_joint`] scores routings, and `current` stays
+    /// unless another rung is 10 % better.
+    pub(super) fn choose_rung(
+        &self,
+        regime: Regime,
+        table: &CostTable,
+        candidates: &[&[Codec]; PageClass::COUNT],
+        current: usize,
+    ) -> usize {
+        let Some(now) = LADDER.get(current) else {
+            return current;
+        };
+        let rungs = LADDER.map(|r| Rung {
+            level: r.level,
+            cpu: r.cpu / now.cpu,
+            size: r.size / now.size,
+        });
+        let Some(((best, _), best_score)) = self.best_routing(regime, table, candidates, &rungs)
+        else {
+            return current;
+        };
+        let here = &rungs[current..=current];
+        let fastest = self.fastest(table, candidates, &rungs);
+        let mut cur = None;
+        let mut combo = [Codec::Raw; PageClass::COUNT];
+        enumerate(candidates, 0, &mut combo, &mut |c| {
+            for &r in here {
+                if let Some(s) = self.score(regime, fastest, self.load(table, c, r)) {
+                    cur = Some(cur.map_or(s, |b: f64| b.min(s)));
+                }
+            }
+        });
+        match cur {
+            Some(cur) if best_score >= HYSTERESIS * cur => current,
+            _ => best,
+        }
+    }
+
+    /// The smallest time of any routing of `candidates` under any of
+    /// `scales` of the zstd tier.
+    fn fastest(
+        &self,
+        table: &CostTable,
+        candidates: &[&[Codec]; PageClass::COUNT],
+        scales: &[Rung],
+    ) -> f64 {
+        let mut combo = [Codec::Raw; PageClass::COUNT];
+        let mut fastest = f64::INFINITY;
+        enumerate(candidates, 0, &mut combo, &mut |c| {
+            for &r in scales {
+                fastest = fastest.min(self.load(table, c, r).time);
+            }
+        });
+        fastest
+    }
+
+    /// A routing's score under `regime` (lower is better): its time, or
+    /// in the dirty-bound regime its bytes when its time is within 10 %
+    /// of `fastest` (else none).
+    fn score(&self, regime: Regime, fastest: f64, l: Load) -> Option<f64> {
+        match regime {
+            Regime::DirtyBound => (l.time * HYSTERESIS <= fastest).then_some(l.bytes),
+            _ => Some(l.time),
+        }
+    }
+
+    /// The best (scale index, routing) of `candidates` under `scales`,
+    /// with its score.  Two passes over the (at most 96) combinations per
+    /// scale, allocating nothing.
+    #[allow(clippy::type_complexity)]
+    fn best_routing(
+        &self,
+        regime: Regime,
+        table: &CostTable,
+        candidates: &[&[Codec]; PageClass::COUNT],
+        scales: &[Rung],
+    ) -> Option<((usize, [Codec; PageClass::COUNT]), f64)> {
+        let fastest = self.fastest(table, candidates, scales);
+        let mut combo = [Codec::Raw; PageClass::COUNT];
+        let mut best: Option<((usize, [Codec; PageClass::COUNT]), f64)> = None;
+        enumerate(candidates, 0, &mut combo, &mut |c| {
+            for (i, &r) in scales.iter().enumerate() {
+                if let Some(s) = self.score(regime, fastest, self.load(table, c, r)) {
+                    if best.is_none_or(|(_, b)| s < b) {
+                        best = Some(((i, *c), s));
+                    }
+                }
+            }
+        });
+        best
     }
 
     /// The codec among `costs` (candidates with their estimates) under

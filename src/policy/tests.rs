@@ -201,6 +201,42 @@ fn classes_share_the_channels_and_the_link() {
 }
 
 #[test]
+fn the_zstd_level_rises_where_the_link_leaves_cpu_to_spare() {
+    let mut p = policy(Mode::Adaptive);
+    mix(&mut p, [0, 0, 0, 128, 0]);
+    set(&mut p, G, Codec::Lz, 3000.0, 2052.0);
+    set(&mut p, G, Codec::Zstd, 20_000.0, 1368.0);
+    let run = |p: &mut Policy| {
+        for _ in 0..=LEVEL_DWELL {
+            p.next_plan();
+        }
+        (p.zstd_level(), p.next_plan().zstd_level)
+    };
+    // 1 Gbit/s, 2 channels: level 1 is 10 us of CPU a page against 11 us
+    // of wire; level 3 would make the CPU the limit.
+    p.update_stats(link(GBIT, 1, 2));
+    assert_eq!(run(&mut p), (1, 1));
+    // 100 Mbit/s: 109 us of wire a page, so level 6 (43 us of CPU on two
+    // channels) takes 12 % off the bytes and the time.
+    p.update_stats(link(GBIT / 10, 1, 2));
+    assert_eq!(run(&mut p), (6, 6));
+    assert_eq!(codec(&mut p, G), Codec::Zstd);
+    // Its estimates moved with it.
+    let c = p.class_cost(G, Codec::Zstd);
+    assert!((c.ns_per_page - 86_000.0).abs() < 1.0, "{c:?}");
+    // Back on the fast link: down again.
+    p.update_stats(link(GBIT, 1, 2));
+    assert_eq!(run(&mut p), (1, 1));
+    // A level the operator set stays.
+    let mut fixed = Policy::new(&Config {
+        zstd_level: 3,
+        ..Config::default()
+    });
+    fixed.update_stats(link(GBIT / 10, 1, 2));
+    assert_eq!(run(&mut fixed), (3, 3));
+}
+
+#[test]
 fn a_dirty_bound_guest_breaks_near_ties_by_bytes() {
     // CPU-bound on both: LZ 10 us, zstd 10.5 us a page on one channel, on
     // a 10 Gbit/s link; zstd sends 40 % fewer bytes.
