@@ -48,8 +48,7 @@ mod transport;
 
 pub use clock::{Clock, StepClock, WallClock};
 pub use cost::{candidates, candidates_without_zstd, ClassCost, Codec, CostTable};
-use level::LADDER;
-pub use level::LEVEL_DWELL;
+use level::{LADDER, LEVEL_DWELL};
 pub use meter::{Key, Meter, Tally};
 
 use crate::classify::{PageClass, Thresholds};

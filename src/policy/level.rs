@@ -50,4 +50,4 @@ pub(super) const LADDER: [Rung; 3] = [
 ];
 
 /// Batches between two level changes.
-pub const LEVEL_DWELL: u64 = 64;
+pub(super) const LEVEL_DWELL: u64 = 64;
