@@ -620,7 +620,7 @@ impl Policy {
                 .candidates(class)
                 .iter()
                 .map(|&c| (c, self.table.get(class, c)));
-            env.choose(regime, costs, current)
+            env.choose(regime == Regime::MinBytes, costs, current)
         })
     }
 

@@ -108,13 +108,6 @@ impl Env {
         }
     }
 
-    /// Nanoseconds for one page of this cost to reach the destination.
-    fn time(&self, c: ClassCost) -> f64 {
-        let cpu = c.ns_per_page / self.channels;
-        let wire = self.link.map_or(0.0, |b| c.bytes_per_page * 1e9 / b);
-        cpu.max(wire).max(TIME_FLOOR_NS)
-    }
-
     /// The regime under the `current` choices and the class mix.
     pub(super) fn regime(&self, table: &CostTable, current: &[Codec; PageClass::COUNT]) -> Regime {
         if self.link.is_none() {
@@ -169,14 +162,15 @@ impl Env {
         candidates: &[&[Codec]; PageClass::COUNT],
         current: &[Codec; PageClass::COUNT],
     ) -> [Codec; PageClass::COUNT] {
-        let Some(((_, best), best_score)) = self.best_routing(regime, table, candidates, &[SAME])
+        let fastest = self.fastest(table, candidates, &[SAME]);
+        let Some(((_, best), best_score)) =
+            self.best_routing(regime, fastest, table, candidates, &[SAME])
         else {
             return *current;
         };
         let valid = PageClass::ALL.iter().all(|&k| {
             candidates[k.index()].is_empty() || candidates[k.index()].contains(&current[k.index()])
         });
-        let fastest = self.fastest(table, candidates, &[SAME]);
         match self.score(regime, fastest, self.load(table, current, SAME)) {
             Some(cur) if valid && best_score >= HYSTERESIS * cur => *current,
             _ => best,
@@ -204,23 +198,15 @@ impl Env {
             cpu: r.cpu / now.cpu,
             size: r.size / now.size,
         });
-        let Some(((best, _), best_score)) = self.best_routing(regime, table, candidates, &rungs)
+        let fastest = self.fastest(table, candidates, &rungs);
+        let Some(((best, _), best_score)) =
+            self.best_routing(regime, fastest, table, candidates, &rungs)
         else {
             return current;
         };
         let here = &rungs[current..=current];
-        let fastest = self.fastest(table, candidates, &rungs);
-        let mut cur = None;
-        let mut combo = [Codec::Raw; PageClass::COUNT];
-        enumerate(candidates, 0, &mut combo, &mut |c| {
-            for &r in here {
-                if let Some(s) = self.score(regime, fastest, self.load(table, c, r)) {
-                    cur = Some(cur.map_or(s, |b: f64| b.min(s)));
-                }
-            }
-        });
-        match cur {
-            Some(cur) if best_score >= HYSTERESIS * cur => current,
+        match self.best_routing(regime, fastest, table, candidates, here) {
+            Some((_, cur)) if best_score >= HYSTERESIS * cur => current,
             _ => best,
         }
     }
@@ -254,17 +240,17 @@ impl Env {
     }
 
     /// The best (scale index, routing) of `candidates` under `scales`,
-    /// with its score.  Two passes over the (at most 96) combinations per
+    /// with its score (`fastest` bounds the dirty-bound band).  Two passes over the (at most 96) combinations per
     /// scale, allocating nothing.
     #[allow(clippy::type_complexity)]
     fn best_routing(
         &self,
         regime: Regime,
+        fastest: f64,
         table: &CostTable,
         candidates: &[&[Codec]; PageClass::COUNT],
         scales: &[Rung],
     ) -> Option<((usize, [Codec; PageClass::COUNT]), f64)> {
-        let fastest = self.fastest(table, candidates, scales);
         let mut combo = [Codec::Raw; PageClass::COUNT];
         let mut best: Option<((usize, [Codec; PageClass::COUNT]), f64)> = None;
         enumerate(candidates, 0, &mut combo, &mut |c| {
@@ -279,21 +265,23 @@ impl Env {
         best
     }
 
-    /// The codec among `costs` (candidates with their estimates) under
-    /// `regime`, sticking to `current` unless a challenger is clearly better.
+    /// The codec of one class among `costs` (candidates with their
+    /// estimates) under a rule that needs no link rate ([`Regime::MinBytes`]
+    /// or [`Regime::LinkUnknown`]; the others route all classes together,
+    /// [`Env::choose_joint`]), sticking to `current` unless a challenger is
+    /// clearly better.
     pub(super) fn choose(
         &self,
-        regime: Regime,
-        costs: impl Iterator<Item = (Codec, ClassCost)> + Clone,
+        smallest: bool,
+        costs: impl Iterator<Item = (Codec, ClassCost)>,
         current: Codec,
     ) -> Codec {
         // Score (lower is better) of each eligible candidate.
         let score = |codec: Codec, c: ClassCost| -> Option<f64> {
             let slack = if codec == current { 1.0 } else { HYSTERESIS };
-            match regime {
-                Regime::Converging | Regime::DirtyBound => Some(self.time(c)),
-                Regime::MinBytes => Some(c.bytes_per_page),
-                Regime::LinkUnknown => (codec != Codec::Raw
+            match smallest {
+                true => Some(c.bytes_per_page),
+                false => (codec != Codec::Raw
                     && c.bytes_per_page <= COMPRESS_LIMIT * self.page * slack)
                     .then_some(c.ns_per_page),
             }
