@@ -375,7 +375,8 @@ typedef struct mecom_config {
    */
   uint32_t zstd_level;
   /**
-   * Pages per zstd group, 0 = all high-ratio pages of a frame (default 0).
+   * Most pages per zstd group, 0 = no limit (default 0); a group is a
+   * run of one class's zstd pages of a frame.
    */
   uint32_t zstd_group_pages;
   /**

@@ -105,14 +105,14 @@ pub const SETTINGS: &[Setting] = &[
         1,
         0,
         LzCodec::Lz4,
-        "fixed, zstd-1 tier, one group per frame",
+        "fixed, zstd-1 tier, groups of any size (one per run of a class)",
     ),
     Setting::fixed(
         "ratio-g8",
         1,
         8,
         LzCodec::Lz4,
-        "fixed, zstd-1 tier, groups of 8 pages",
+        "fixed, zstd-1 tier, groups of at most 8 pages",
     ),
     Setting::fixed(
         "ratio-p1",
