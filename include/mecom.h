@@ -522,6 +522,10 @@ typedef struct mecom_transport_stats {
    * send to fill the link, else 0.
    */
   uint32_t delivery_rate_app_limited;
+  /**
+   * Bytes the peer acknowledged.
+   */
+  uint64_t bytes_acked;
 } mecom_transport_stats;
 
 /**

@@ -332,8 +332,9 @@ impl Policy {
 
     /// The link rate the cost model works with, bytes/s over all channels:
     /// QEMU's `max-bandwidth` when set, else what was measured (the wire
-    /// rate while the channel is not CPU-bound, a recent raw probe, the
-    /// larger of both: each is a lower bound of the link).
+    /// rate while the channel is not CPU-bound; a recent raw probe, or on
+    /// a sampled connection the rate it carried while it filled the link:
+    /// the larger, each is a lower bound of the link).
     pub fn link_estimate(&self) -> Option<f64> {
         if self.stats.bandwidth > 0 {
             return Some(self.stats.bandwidth as f64);
@@ -374,10 +375,17 @@ impl Policy {
         };
         let observed = (rate > 0.0).then_some(rate * OBSERVED_HEADROOM);
         let channels = f64::from(self.stats.channels.max(1));
-        let probed = self
-            .probe
-            .estimate(self.batches, cpu_bound)
-            .map(|r| r * channels);
+        // A sampled connection measures its link share while the link is
+        // full, from the bytes the peer acknowledged; a probe window's
+        // write periods can be flattered by socket buffers (at 1 Gbit/s a
+        // window showed four times the link).
+        let probed = if self.transport.sampled() {
+            let max_age = if cpu_bound { u64::MAX } else { PROBE_TRUST };
+            self.transport.link_share(self.batches, max_age)
+        } else {
+            self.probe.estimate(self.batches, cpu_bound)
+        }
+        .map(|r| r * channels);
         match (observed, probed) {
             (Some(o), Some(p)) => Some(o.max(p)),
             (o, p) => o.or(p),
@@ -386,7 +394,8 @@ impl Policy {
 
     /// Whether probing the other arm could pay: adaptive, not pinned, no
     /// `max-bandwidth`;
-    /// on the plan arm, when some class compresses; on the raw arm, when
+    /// on the plan arm, when some class compresses and the connection does
+    /// not show that raw cannot win; on the raw arm, when
     /// the plan's encode time per page (which a channel cannot beat) is
     /// below the raw arm's time per page.
     fn wants_probe(&self, codecs: &[Codec; PageClass::COUNT]) -> bool {
@@ -396,9 +405,10 @@ impl Policy {
             return false;
         }
         if !self.probe.raw_arm() {
-            return PageClass::ALL
-                .iter()
-                .any(|&c| c != PageClass::Fill && codecs[c.index()] != Codec::Raw);
+            return !self.raw_cannot_win()
+                && PageClass::ALL
+                    .iter()
+                    .any(|&c| c != PageClass::Fill && codecs[c.index()] != Codec::Raw);
         }
         // Raw pages that wait for the receiver or the sender cannot go
         // faster compressed.  The network verdict must hold twice in a
@@ -415,6 +425,31 @@ impl Policy {
         self.probe
             .current_ns_per_page()
             .is_some_and(|raw| encode_ns < SWITCH_MARGIN * raw)
+    }
+
+    /// Whether the channel's connection shows that raw pages cannot beat
+    /// the plan, so that a raw probe would only cost bytes: the link, as
+    /// its share last measured while it was full (or the wire rate, when
+    /// that is higher: the link got faster), carries a raw page of every
+    /// channel in at least [`SWITCH_MARGIN`] of the plan's time per page.
+    /// A probe window would only measure the link again, through socket
+    /// buffers that flatter raw batches.  A sampled connection's first
+    /// probe waits for the first judgement of its compressing intervals.
+    fn raw_cannot_win(&self) -> bool {
+        if !self.transport.sampled() {
+            return false;
+        }
+        if !self.transport.judged_compressed() {
+            return true;
+        }
+        let Some(share) = self.transport.link_share(self.batches, u64::MAX) else {
+            return false;
+        };
+        let channels = f64::from(self.stats.channels.max(1));
+        let link = (share * channels).max(self.observed.rate);
+        self.probe.current_ns_per_page().is_some_and(|current| {
+            f64::from(self.page_size) * channels * 1e9 / link >= SWITCH_MARGIN * current
+        })
     }
 
     /// The cost estimate of `codec` on `class`.

@@ -107,6 +107,8 @@ pub struct mecom_transport_stats {
     /// 1 when that estimate was taken while the sender had too little to
     /// send to fill the link, else 0.
     pub delivery_rate_app_limited: u32,
+    /// Bytes the peer acknowledged.
+    pub bytes_acked: u64,
 }
 
 /// Running totals of one handle.
@@ -782,6 +784,7 @@ pub unsafe extern "C" fn mecom_encoder_update_transport(
             sndbuf_limited_us: s.sndbuf_limited_us,
             delivery_rate: s.delivery_rate,
             delivery_rate_app_limited: s.delivery_rate_app_limited != 0,
+            bytes_acked: s.bytes_acked,
         });
         Ok(())
     })

@@ -531,14 +531,18 @@ impl Sim {
         let share = self.link / f64::from(self.channels);
         let (mut now, mut wire, mut last_stats) = (0u64, 0u64, 0u64);
         let mut last = None;
-        // The connection's cumulative counters, ns.
-        let (mut busy_total, mut receiver_total) = (0u64, 0u64);
+        // The connection's cumulative counters: ns, and bytes acknowledged.
+        let (mut busy_total, mut receiver_total, mut acked) = (0u64, 0u64, 0u64);
+        // Whether the link idled during the last batch's period.
+        let mut app_limited = false;
         for batch in 1..=batches {
             if self.sampled {
                 p.update_transport(TransportStats {
                     timestamp_ns: now,
                     busy_us: busy_total / 1000,
                     receiver_limited_us: receiver_total / 1000,
+                    bytes_acked: acked,
+                    delivery_rate_app_limited: app_limited,
                     ..TransportStats::default()
                 });
             }
@@ -590,6 +594,8 @@ impl Sim {
             if self.gap.is_some_and(|(at, _)| at == batch) {
                 period += self.gap.map_or(0, |(_, ns)| ns);
             }
+            acked += out as u64;
+            app_limited = (sending as u64) < period;
             now += period;
             wire += out as u64 * u64::from(self.channels);
             last = Some(plan);
@@ -768,17 +774,59 @@ fn raw_pages_held_up_by_the_receiver_settle_the_raw_arm() {
 
 #[test]
 fn a_network_limited_raw_window_leaves_the_choice_to_the_probe() {
-    // 1 Gbit/s with a fast destination: raw probe windows are
-    // network-limited, so compressing may pay and the figures decide (LZ).
-    let mut sim = Sim::costly_codecs(GBIT as f64);
+    // 2.5 Gbit/s with a fast destination: LZ is CPU-bound (2 ms a batch)
+    // and leaves the link room, so raw is probed; raw batches fill the
+    // link (3.4 ms a batch), a network verdict: compressing may pay, and
+    // the figures decide (LZ).
+    let mut sim = Sim::costly_codecs(2.5 * GBIT as f64);
     sim.zstd.ns_per_page = 40_000.0;
     sim.receiver_ns = 100.0;
     sim.sampled = true;
     let mut p = policy(Mode::Adaptive);
-    let run = sim.run(&mut p, 1000);
+    let run = sim.run(&mut p, 2000);
     assert_eq!(p.bottleneck(), Some(Bottleneck::Network));
     assert!(!p.raw_arm(), "{run:?}");
     assert_eq!(run.last.codecs[G.index()], Codec::Lz, "{run:?}");
+}
+
+#[test]
+fn a_link_filled_by_compressed_pages_is_measured_and_never_probed_raw() {
+    // 1 Gbit/s: zstd encodes a batch in 2.6 ms, the link carries it in
+    // 2.9 ms (LZ: 2 and 3.5 ms), so compressed pages keep the connection
+    // busy.  Raw, 3x the bytes, can only be slower: a sampled connection
+    // shows that without a probe, and measures the link long before the
+    // migration's statistics do (they need two samples 100 ms apart).
+    let mut sim = Sim::costly_codecs(GBIT as f64);
+    sim.zstd.ns_per_page = 20_000.0;
+    sim.receiver_ns = 100.0;
+    sim.sampled = true;
+    let mut p = policy(Mode::Adaptive);
+    let early = sim.run(&mut p, 20);
+    assert!(early.seconds < 0.1, "{early:?}");
+    let link = p.link_estimate().expect("measured while the link was full");
+    assert!((link - sim.link).abs() < 0.05 * sim.link, "link {link}");
+    let run = sim.run(&mut p, 1000);
+    assert_eq!(run.probes, 0, "{run:?}");
+    assert_eq!(run.last.codecs[G.index()], Codec::Zstd, "{run:?}");
+
+    // Unsampled, the channel learns the link only from the statistics,
+    // and probes raw.
+    let mut blind = sim;
+    blind.sampled = false;
+    let mut q = policy(Mode::Adaptive);
+    blind.run(&mut q, 20);
+    assert_eq!(q.link_estimate(), None);
+    let blind_run = blind.run(&mut q, 1000);
+    assert!(blind_run.probes > 0, "{blind_run:?}");
+
+    // At 10 Gbit/s the same codecs leave the link idle most of the time:
+    // probes go on and find raw faster.
+    let mut fast = Sim::costly_codecs(10.0 * GBIT as f64);
+    fast.receiver_ns = 100.0;
+    fast.sampled = true;
+    let mut r = policy(Mode::Adaptive);
+    let run = fast.run(&mut r, 500);
+    assert!(r.raw_arm(), "{run:?}");
 }
 
 #[test]

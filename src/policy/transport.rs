@@ -12,9 +12,8 @@
 //! the send buffer.  Outside busy time the sender had nothing to send: the
 //! channel, or the migration thread that feeds it, was the limit.
 //!
-//! Only intervals in which the channel sent raw pages are judged: that is
-//! the question (would compressing beat raw?), and a compressing channel
-//! limits itself.  Raw intervals are summed until they cover
+//! Intervals in which the channel sent raw pages answer the question
+//! "would compressing beat raw?".  They are summed until they cover
 //! [`JUDGE_NS`] of wall time; then the verdict is
 //! - receiver, when the receiver's window stalled the connection for at
 //!   least [`RECEIVER_BOUND`] of that time: the destination is the limit,
@@ -26,12 +25,31 @@
 //!   a codec is fast enough;
 //! - else sender: the link waits for pages even raw; compressing would
 //!   only add work before them.
+//!
+//! Intervals in which every batch compressed answer the opposite question,
+//! "could raw beat compressing?", and they answer it without sending a raw
+//! page.  When the compressed bytes alone keep the connection busy on the
+//! network for [`SATURATED_BUSY`] of the time, and the kernel's delivery
+//! rate samples say the sender kept the link full (not app-limited), the
+//! link is the limit: raw pages, several times the bytes over the same
+//! link, can only be slower, so no raw probe is worth its bytes (on a
+//! 1 Gbit/s link a probe pushed 16 raw batches into socket buffers before
+//! one of them looked slow).  Such an interval also measures the link: the
+//! bytes the peer acknowledged over its wall time are this connection's
+//! share of it, known after [`JUDGE_NS`] instead of after two 100 ms
+//! migration statistics.
 
 #![forbid(unsafe_code)]
 
 /// Wall time of raw intervals summed before a verdict.  Linux accounts
 /// the chrono statistics in jiffies (1–10 ms), so shorter sums are noise.
 pub const JUDGE_NS: u64 = 20_000_000;
+
+/// Share of a compressing interval's wall time the connection must be
+/// busy on the network (not held by the receiver) for the link to count as
+/// full.  Busy time also holds the wait for the last ACK of each burst, so
+/// the bound leaves room for that and for jiffies accounting.
+pub(super) const SATURATED_BUSY: f64 = 0.8;
 
 /// Cumulative statistics of one channel's connection, sampled by the
 /// caller (in QEMU, with `getsockopt(TCP_INFO)` before each batch).
@@ -52,6 +70,8 @@ pub struct TransportStats {
     /// Whether that estimate was taken while the sender had too little to
     /// send to fill the link (it is then a lower bound).
     pub delivery_rate_app_limited: bool,
+    /// Bytes the peer acknowledged.
+    pub bytes_acked: u64,
 }
 
 /// Share of raw wall time stalled by the receiver's window from which the
@@ -71,9 +91,9 @@ impl TransportStats {
     /// when they are fewer than [`LINUX_TCP_INFO_MIN_LEN`] (an older
     /// kernel).  The layout is the kernel's UAPI, which only ever grows at
     /// its end: `tcpi_delivery_rate_app_limited` is the first bit of byte
-    /// 7, and `tcpi_delivery_rate`, `tcpi_busy_time`, `tcpi_rwnd_limited`
-    /// and `tcpi_sndbuf_limited` are native-endian 64-bit integers at byte
-    /// offsets 160, 168, 176 and 184.
+    /// 7, and `tcpi_bytes_acked`, `tcpi_delivery_rate`, `tcpi_busy_time`,
+    /// `tcpi_rwnd_limited` and `tcpi_sndbuf_limited` are native-endian
+    /// 64-bit integers at byte offsets 120, 160, 168, 176 and 184.
     pub fn from_linux_tcp_info(info: &[u8], timestamp_ns: u64) -> Option<TransportStats> {
         if info.len() < LINUX_TCP_INFO_MIN_LEN {
             return None;
@@ -98,6 +118,7 @@ impl TransportStats {
             sndbuf_limited_us: u64_at(184)?,
             delivery_rate: u64_at(160)?,
             delivery_rate_app_limited: info.get(7)? & app_limited_bit != 0,
+            bytes_acked: u64_at(120)?,
         })
     }
 }
@@ -113,57 +134,24 @@ pub enum Bottleneck {
     Sender,
 }
 
-/// Per-channel account of raw intervals.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Transport {
-    last: Option<TransportStats>,
-    /// Batches planned since the last sample, and whether all were raw.
-    batches_since: u32,
-    raw_since: bool,
-    /// Summed raw intervals not judged yet: wall, busy and receiver-stalled
-    /// nanoseconds.
+/// Sums over the intervals of one kind not judged yet.
+#[derive(Debug, Clone, Copy, Default)]
+struct Account {
+    /// Wall, busy and receiver-stalled nanoseconds.
     wall_ns: u64,
     busy_ns: u64,
     receiver_ns: u64,
-    /// The latest verdict and the batch number it was made at.
-    verdict: Option<(Bottleneck, u64)>,
-    /// Verdicts in a row equal to the latest.
-    streak: u32,
-    verdicts: u64,
+    /// Bytes the peer acknowledged.
+    acked: u64,
+    /// Samples that closed an interval, and those whose delivery rate was
+    /// app-limited.
+    samples: u32,
+    app_limited: u32,
 }
 
-impl Transport {
-    /// Called once per planned batch: whether it sends every page raw.
-    pub(super) fn on_batch(&mut self, raw: bool) {
-        self.raw_since = if self.batches_since == 0 {
-            raw
-        } else {
-            self.raw_since && raw
-        };
-        self.batches_since = self.batches_since.saturating_add(1);
-    }
-
-    /// Takes a sample; `batch` is the number of the last planned batch.
-    /// The interval since the previous sample counts when every batch
-    /// planned in it was raw.
-    pub(super) fn on_sample(&mut self, s: TransportStats, batch: u64) {
-        let raw = self.batches_since > 0 && self.raw_since;
-        self.batches_since = 0;
-        let Some(last) = self.last.replace(s) else {
-            return;
-        };
-        let went_back = s.timestamp_ns < last.timestamp_ns
-            || s.busy_us < last.busy_us
-            || s.receiver_limited_us < last.receiver_limited_us;
-        if went_back {
-            self.wall_ns = 0;
-            self.busy_ns = 0;
-            self.receiver_ns = 0;
-            return;
-        }
-        if !raw {
-            return;
-        }
+impl Account {
+    /// Adds one interval from sample `last` to sample `s`.
+    fn add(&mut self, last: &TransportStats, s: &TransportStats) {
         let wall = s.timestamp_ns - last.timestamp_ns;
         // Jiffies accounting can exceed the wall time of a short interval.
         let busy = (s.busy_us - last.busy_us).saturating_mul(1000).min(wall);
@@ -173,26 +161,124 @@ impl Transport {
         self.wall_ns = self.wall_ns.saturating_add(wall);
         self.busy_ns = self.busy_ns.saturating_add(busy);
         self.receiver_ns = self.receiver_ns.saturating_add(receiver);
-        if self.wall_ns >= JUDGE_NS {
-            let sender = self.wall_ns - self.busy_ns;
-            let network = self.busy_ns - self.receiver_ns;
-            let verdict = if self.receiver_ns as f64 >= RECEIVER_BOUND * self.wall_ns as f64 {
-                Bottleneck::Receiver
-            } else if network >= sender {
-                Bottleneck::Network
-            } else {
-                Bottleneck::Sender
-            };
-            self.streak = match self.verdict {
-                Some((last, _)) if last == verdict => self.streak.saturating_add(1),
-                _ => 1,
-            };
-            self.verdict = Some((verdict, batch));
-            self.verdicts += 1;
-            self.wall_ns = 0;
-            self.busy_ns = 0;
-            self.receiver_ns = 0;
+        self.acked = self
+            .acked
+            .saturating_add(s.bytes_acked.saturating_sub(last.bytes_acked));
+        self.samples = self.samples.saturating_add(1);
+        self.app_limited = self
+            .app_limited
+            .saturating_add(u32::from(s.delivery_rate_app_limited));
+    }
+
+    /// Busy time not held by the receiver.
+    fn network_ns(&self) -> u64 {
+        self.busy_ns - self.receiver_ns
+    }
+
+    /// The link's bytes/s for this connection, when the account shows the
+    /// link full: busy on the network for [`SATURATED_BUSY`] of the time,
+    /// and at most half the delivery rate samples app-limited.
+    fn link_share(&self) -> Option<f64> {
+        let full = self.network_ns() as f64 >= SATURATED_BUSY * self.wall_ns as f64
+            && 2 * self.app_limited <= self.samples;
+        (full && self.wall_ns > 0).then(|| self.acked as f64 * 1e9 / self.wall_ns as f64)
+    }
+}
+
+/// Per-channel account of the connection's intervals.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Transport {
+    last: Option<TransportStats>,
+    /// Batches planned since the last sample, whether all were raw, and
+    /// whether none was.
+    batches_since: u32,
+    raw_since: bool,
+    compressed_since: bool,
+    /// Raw and compressing intervals not judged yet.
+    raw: Account,
+    compressed: Account,
+    /// The latest verdict of raw intervals and the batch number it was
+    /// made at.
+    verdict: Option<(Bottleneck, u64)>,
+    /// Verdicts in a row equal to the latest.
+    streak: u32,
+    verdicts: u64,
+    /// Whether compressing intervals were judged at least once.
+    judged_compressed: bool,
+    /// The latest link share measured while the link was full (bytes/s),
+    /// and the batch number.
+    share: Option<(f64, u64)>,
+}
+
+impl Transport {
+    /// Called once per planned batch: whether it sends every page raw.
+    pub(super) fn on_batch(&mut self, raw: bool) {
+        if self.batches_since == 0 {
+            self.raw_since = raw;
+            self.compressed_since = !raw;
+        } else {
+            self.raw_since &= raw;
+            self.compressed_since &= !raw;
         }
+        self.batches_since = self.batches_since.saturating_add(1);
+    }
+
+    /// Takes a sample; `batch` is the number of the last planned batch.
+    /// The interval since the previous sample counts when every batch
+    /// planned in it was raw, or when none was.
+    pub(super) fn on_sample(&mut self, s: TransportStats, batch: u64) {
+        let planned = self.batches_since > 0;
+        let (raw, compressed) = (planned && self.raw_since, planned && self.compressed_since);
+        self.batches_since = 0;
+        let Some(last) = self.last.replace(s) else {
+            return;
+        };
+        let went_back = s.timestamp_ns < last.timestamp_ns
+            || s.busy_us < last.busy_us
+            || s.receiver_limited_us < last.receiver_limited_us
+            || s.bytes_acked < last.bytes_acked;
+        if went_back {
+            self.raw = Account::default();
+            self.compressed = Account::default();
+            return;
+        }
+        if raw {
+            self.raw.add(&last, &s);
+            if self.raw.wall_ns >= JUDGE_NS {
+                self.judge_raw(batch);
+            }
+        } else if compressed {
+            self.compressed.add(&last, &s);
+            if self.compressed.wall_ns >= JUDGE_NS {
+                self.judged_compressed = true;
+                if let Some(rate) = self.compressed.link_share() {
+                    self.share = Some((rate, batch));
+                }
+                self.compressed = Account::default();
+            }
+        }
+    }
+
+    fn judge_raw(&mut self, batch: u64) {
+        let a = self.raw;
+        let sender = a.wall_ns - a.busy_ns;
+        let verdict = if a.receiver_ns as f64 >= RECEIVER_BOUND * a.wall_ns as f64 {
+            Bottleneck::Receiver
+        } else if a.network_ns() >= sender {
+            Bottleneck::Network
+        } else {
+            Bottleneck::Sender
+        };
+        self.streak = match self.verdict {
+            Some((last, _)) if last == verdict => self.streak.saturating_add(1),
+            _ => 1,
+        };
+        self.verdict = Some((verdict, batch));
+        self.verdicts += 1;
+        if let Some(rate) = a.link_share() {
+            self.share = Some((rate, batch));
+        }
+        self.raw = Account::default();
     }
 
     /// The latest verdict, if made at most `max_age` batches before
@@ -206,6 +292,24 @@ impl Transport {
     /// How many verdicts in a row, the latest included, were the latest.
     pub(super) fn streak(&self) -> u32 {
         self.streak
+    }
+
+    /// Whether the connection has been sampled at all.
+    pub(super) fn sampled(&self) -> bool {
+        self.last.is_some()
+    }
+
+    /// Whether compressing intervals were judged at least once.
+    pub(super) fn judged_compressed(&self) -> bool {
+        self.judged_compressed
+    }
+
+    /// The connection's share of the link (bytes/s), measured while the
+    /// link was full at most `max_age` batches before `batch`.
+    pub(super) fn link_share(&self, batch: u64, max_age: u64) -> Option<f64> {
+        self.share
+            .filter(|&(_, at)| batch.saturating_sub(at) <= max_age)
+            .map(|(rate, _)| rate)
     }
 
     /// Verdicts made so far.
@@ -243,6 +347,7 @@ mod tests {
         } else {
             0x80
         };
+        info[120..128].copy_from_slice(&987_654_321u64.to_ne_bytes());
         info[160..168].copy_from_slice(&1_250_000_000u64.to_ne_bytes());
         info[168..176].copy_from_slice(&7_000u64.to_ne_bytes());
         info[176..184].copy_from_slice(&5_000u64.to_ne_bytes());
@@ -257,6 +362,7 @@ mod tests {
                 sndbuf_limited_us: 300,
                 delivery_rate: 1_250_000_000,
                 delivery_rate_app_limited: true,
+                bytes_acked: 987_654_321,
             }
         );
         // The other bits of byte 7 (fastopen_client_fail) are not the flag.
@@ -320,6 +426,52 @@ mod tests {
         assert_eq!(t.verdict(4, 0), Some(Bottleneck::Receiver));
     }
 
+    /// A sample at `ms` with `busy_ms` busy, `acked` bytes acknowledged
+    /// and the delivery rate `app_limited` or not.
+    fn acked(ms: u64, busy_ms: u64, acked: u64, app_limited: bool) -> TransportStats {
+        TransportStats {
+            bytes_acked: acked,
+            delivery_rate_app_limited: app_limited,
+            ..sample(ms, busy_ms, 0)
+        }
+    }
+
+    #[test]
+    fn compressing_intervals_that_fill_the_link_measure_it() {
+        let mut t = Transport::default();
+        assert!(!t.sampled());
+        t.on_sample(acked(0, 0, 0, false), 0);
+        assert!(t.sampled());
+        // 10 ms of 20, then the rest: busy 19 of 20 ms, 2.5 MB acked.
+        interval(&mut t, false, acked(10, 10, 1_250_000, false), 1);
+        assert!(!t.judged_compressed(), "10 ms is too little to judge");
+        interval(&mut t, false, acked(20, 19, 2_500_000, false), 2);
+        assert!(t.judged_compressed());
+        assert_eq!(t.link_share(2, 0), Some(125_000_000.0));
+        // Compressing intervals make no raw verdict.
+        assert_eq!(t.verdicts(), 0);
+        // Busy a tenth of the time: the link had room, the share stands.
+        interval(&mut t, false, acked(40, 21, 3_000_000, true), 3);
+        assert_eq!(t.link_share(3, 1), Some(125_000_000.0));
+        assert_eq!(t.link_share(3, 0), None, "ages in batches");
+        // Busy all the time but app-limited in most samples: the sender
+        // did not keep the link full (a long round trip holds data in
+        // flight).
+        interval(&mut t, false, acked(47, 28, 3_100_000, true), 4);
+        interval(&mut t, false, acked(54, 35, 3_200_000, true), 5);
+        interval(&mut t, false, acked(61, 42, 3_300_000, false), 6);
+        assert_eq!(t.share, Some((125_000_000.0, 2)));
+        // A mixed interval counts for neither kind.
+        t.on_batch(true);
+        t.on_batch(false);
+        t.on_sample(acked(100, 81, 6_000_000, false), 7);
+        assert_eq!(t.share, Some((125_000_000.0, 2)));
+        // Raw intervals that fill the link measure it too.
+        interval(&mut t, true, acked(120, 101, 8_000_000, false), 8);
+        assert_eq!(t.verdict(8, 0), Some(Bottleneck::Network));
+        assert_eq!(t.link_share(8, 0), Some(100_000_000.0));
+    }
+
     #[test]
     fn counters_that_go_back_start_the_account_over() {
         let mut t = Transport::default();
@@ -341,6 +493,6 @@ mod tests {
         // 25 ms busy in a 20 ms interval, 30 ms of it receiver-limited.
         interval(&mut t, true, sample(20, 25, 30), 1);
         assert_eq!(t.verdict(1, 0), Some(Bottleneck::Receiver));
-        assert_eq!((t.wall_ns, t.busy_ns, t.receiver_ns), (0, 0, 0));
+        assert_eq!((t.raw.wall_ns, t.raw.busy_ns, t.raw.receiver_ns), (0, 0, 0));
     }
 }
