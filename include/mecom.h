@@ -57,13 +57,6 @@
 #define FEATURE_STREAM (1 << 3)
 
 /**
- * The tag of the stateless zstd group (one zstd frame per group), which
- * the stream ([`Method::Zstd`]) replaced.  Never reused; refused as an
- * unknown method.
- */
-#define RETIRED_ZSTD_GROUP 7
-
-/**
  * Result of every fallible mecom call; 0 is success.
  */
 enum mecom_status
@@ -286,10 +279,6 @@ enum mecom_method
    */
   MECOM_METHOD_LZ4 = 6,
   /**
-   * A page whose bytes live in the preceding zstd group; empty payload.
-   */
-  MECOM_METHOD_ZSTD_MEMBER = 8,
-  /**
    * The XOR of the page with the version the destination holds, as
    * sparse runs, after the hash of that version.
    */
@@ -301,10 +290,15 @@ enum mecom_method
   MECOM_METHOD_DELTA_LZ4 = 65,
   /**
    * Head of a zstd group: the payload is the next piece of the channel's
-   * zstd stream, which decodes to this page followed by every zstd
-   * member page up to the next head.
+   * zstd stream, which decodes to this page followed by the group's
+   * members in table order.
    */
   MECOM_METHOD_ZSTD = 66,
+  /**
+   * A page whose bytes live in an earlier zstd group: empty payload, the
+   * entry's length field holds the page index of the group's head.
+   */
+  MECOM_METHOD_ZSTD_MEMBER = 67,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -375,8 +369,8 @@ typedef struct mecom_config {
    */
   uint32_t zstd_level;
   /**
-   * Most pages per zstd group, 0 = no limit (default 0); a group is a
-   * run of one class's zstd pages of a frame.
+   * Most pages per zstd group, 0 = no limit (default 0); a group holds
+   * one class's zstd pages of a frame.
    */
   uint32_t zstd_group_pages;
   /**
@@ -579,6 +573,16 @@ typedef struct mecom_iovec {
 } mecom_iovec;
 
 
+
+/**
+ * Tags that once had a meaning and never get another; refused as unknown
+ * methods.  `0x07` was the stateless zstd group (one zstd frame per
+ * group), which the stream ([`Method::Zstd`]) replaced; `0x08` the zstd
+ * member that belonged to the nearest head before it, which kept a group
+ * to the pages up to the next head: every run of a class was a group of
+ * its own, flushed on its own ([`Method::ZstdMember`] names its head).
+ */
+#define RETIRED_TAGS { 7, 8, }
 
 
 

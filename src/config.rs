@@ -81,8 +81,8 @@ pub struct Config {
     pub similarity_threshold: u8,
     /// zstd level of the high-ratio tier; 0 turns the tier off.
     pub zstd_level: u8,
-    /// Most pages per zstd group; 0 = no limit.  A group is a run of one
-    /// class's zstd pages of a frame, so a frame has a group per run.
+    /// Most pages per zstd group; 0 = no limit.  A group holds one class's
+    /// zstd pages of a frame, so a frame has a group per class.
     pub zstd_group_pages: usize,
     /// LZ codec of the fast path.
     pub lz: LzCodec,

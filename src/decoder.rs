@@ -91,6 +91,8 @@ struct Entry {
     /// parts, the caller's buffer, which lacks the payloads read in place).
     offset: usize,
     len: usize,
+    /// The head of the zstd group of a member; the page itself otherwise.
+    head: usize,
     /// The caller reads this raw page straight into its place.
     in_place: bool,
 }
@@ -521,8 +523,9 @@ impl Decoder {
     }
 
     /// Checks every entry of `table` (known tag, a length its method
-    /// allows, zstd members after a head, delta pages and zstd heads only
-    /// in a frame whose `features` announce them) into `self.entries`,
+    /// allows, zstd members naming a head before them, delta pages and
+    /// zstd heads only in a frame whose `features` announce them) into
+    /// `self.entries`,
     /// with the payload offsets (raw pages read in place take no room when
     /// `in_place`); returns the sum of the payload lengths.
     fn check_table(&mut self, table: &[u8], in_place: bool, features: u32) -> Result<usize> {
@@ -533,15 +536,23 @@ impl Decoder {
         self.entries.clear();
         let mut offset = format::head_len(n);
         let mut total = 0usize;
-        let mut in_group = false;
         for (page, raw) in table.chunks_exact(ENTRY_LEN).enumerate() {
-            let (tag, len) = format::unpack_entry([raw[0], raw[1], raw[2], raw[3]]);
+            let (tag, field) = format::unpack_entry([raw[0], raw[1], raw[2], raw[3]]);
             let method = Method::from_tag(tag).map_err(|tag| Error::UnknownMethod { page, tag })?;
+            // A member's field names its head; its payload is empty.
+            let len = if method == Method::ZstdMember {
+                0
+            } else {
+                field
+            };
             let valid = match method {
                 Method::Raw => len == ps,
                 Method::Zero => len == 0,
                 Method::Fill => len == 4,
-                Method::ZstdMember => len == 0 && in_group,
+                Method::ZstdMember => self
+                    .entries
+                    .get(field)
+                    .is_some_and(|head| head.method == Method::Zstd),
                 Method::Sparse | Method::Wkdm | Method::Lzo | Method::Lz4 => (1..ps).contains(&len),
                 // Flags and at least one byte; a group holds at most the
                 // frame's pages, and the exact size is checked when it is
@@ -556,8 +567,8 @@ impl Decoder {
                 return Err(Error::CorruptPage {
                     page,
                     method,
-                    reason: if method == Method::ZstdMember && len == 0 {
-                        "zstd member without a group head"
+                    reason: if method == Method::ZstdMember {
+                        "zstd member does not name a group head before it"
                     } else if method.is_delta() && !delta {
                         "delta page in a frame without the delta feature"
                     } else if method == Method::Zstd && !stream {
@@ -567,12 +578,16 @@ impl Decoder {
                     },
                 });
             }
-            in_group |= method == Method::Zstd;
             let page_in_place = in_place && method == Method::Raw;
             self.entries.push(Entry {
                 method,
                 offset,
                 len,
+                head: if method == Method::ZstdMember {
+                    field
+                } else {
+                    page
+                },
                 in_place: page_in_place,
             });
             total += len;
@@ -658,17 +673,16 @@ impl Decoder {
     }
 
     /// Decompresses the group headed by page `head` and scatters it to the
-    /// head and its members (every member up to the next head).  A group
-    /// whose members follow its head without a gap, the usual case, is
-    /// decompressed straight into its pages' scratch.
+    /// head and its members (the members that name it, in table order).  A
+    /// group whose members follow its head without a gap is decompressed
+    /// straight into its pages' scratch.
     fn decode_group(&mut self, head: usize, src: &[u8]) -> std::result::Result<(), StreamError> {
         let ps = self.page_size;
+        let is_member = |e: &Entry| e.method == Method::ZstdMember && e.head == head;
         let (mut members, mut last) = (0, head);
         for (j, e) in self.entries.iter().enumerate().skip(head + 1) {
-            match e.method {
-                Method::Zstd => break,
-                Method::ZstdMember => (members, last) = (members + 1, j),
-                _ => {}
+            if is_member(e) {
+                (members, last) = (members + 1, j);
             }
         }
         let len = (members + 1) * ps;
@@ -678,13 +692,9 @@ impl Decoder {
                 .decompress(src, &mut self.scratch[head * ps..head * ps + len]);
         }
         self.zstd.decompress(src, &mut self.group[..len])?;
-        let mut chunks = self.group[..len].chunks_exact(ps);
-        let mut targets = std::iter::once(head).chain(
-            (head + 1..self.entries.len())
-                .take_while(|&j| self.entries[j].method != Method::Zstd)
-                .filter(|&j| self.entries[j].method == Method::ZstdMember),
-        );
-        for (chunk, j) in (&mut chunks).zip(&mut targets) {
+        let targets = std::iter::once(head)
+            .chain((head + 1..self.entries.len()).filter(|&j| is_member(&self.entries[j])));
+        for (chunk, j) in self.group[..len].chunks_exact(ps).zip(targets) {
             self.scratch[j * ps..(j + 1) * ps].copy_from_slice(chunk);
         }
         Ok(())

@@ -6,7 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::method::{Method, RETIRED_ZSTD_GROUP};
+use crate::method::{Method, RETIRED_TAGS};
 use std::fmt;
 
 /// Result alias used throughout the crate.
@@ -200,9 +200,14 @@ impl fmt::Display for Error {
                 f,
                 "frame lengths inconsistent: {declared} declared, {actual} present"
             ),
-            Error::UnknownMethod { page, tag } if *tag == RETIRED_ZSTD_GROUP => write!(
+            Error::UnknownMethod { page, tag } if RETIRED_TAGS.contains(tag) => write!(
                 f,
-                "page {page}: method tag {tag:#04x} (stateless zstd group) is retired"
+                "page {page}: method tag {tag:#04x} ({}) is retired",
+                if *tag == RETIRED_TAGS[0] {
+                    "stateless zstd group"
+                } else {
+                    "zstd member of the nearest head"
+                }
             ),
             Error::UnknownMethod { page, tag } => {
                 write!(f, "page {page}: unknown method tag {tag:#04x}")

@@ -6,18 +6,18 @@
 //!
 //! | range       | use                                                            |
 //! |-------------|----------------------------------------------------------------|
-//! | `0x00-0x08` | v1 stateless methods (below); `0x07` is retired                |
+//! | `0x00-0x08` | v1 stateless methods (below); `0x07` and `0x08` are retired   |
 //! | `0x09-0x3f` | reserved for further stateless methods                         |
 //! | `0x40-0x41` | delta against the page the destination holds (below); a frame |
 //! |             | using them sets the header's delta feature bit                 |
-//! | `0x42`      | head of a zstd group in the channel's stream (below); a frame  |
-//! |             | holding one sets the header's stream feature bit               |
-//! | `0x43-0x7f` | reserved for further stateful methods (dedup references)       |
+//! | `0x42-0x43` | head and member of a zstd group in the channel's stream        |
+//! |             | (below); a frame holding a group sets the stream feature bit   |
+//! | `0x44-0x7f` | reserved for further stateful methods (dedup references)       |
 //! | `0x80-0xff` | reserved                                                       |
 //!
 //! A decoder rejects any tag it does not know with
 //! [`Error::UnknownMethod`](crate::Error::UnknownMethod), the retired
-//! [`RETIRED_ZSTD_GROUP`] included.
+//! [`RETIRED_TAGS`] included.
 
 #![forbid(unsafe_code)]
 
@@ -43,8 +43,6 @@ pub enum Method {
     Lzo = 5,
     /// LZ4 block.
     Lz4 = 6,
-    /// A page whose bytes live in the preceding zstd group; empty payload.
-    ZstdMember = 8,
     /// The XOR of the page with the version the destination holds, as
     /// sparse runs, after the hash of that version.
     DeltaSparse = 0x40,
@@ -52,15 +50,21 @@ pub enum Method {
     /// LZ4 block, after the hash of that version.
     DeltaLz4 = 0x41,
     /// Head of a zstd group: the payload is the next piece of the channel's
-    /// zstd stream, which decodes to this page followed by every zstd
-    /// member page up to the next head.
+    /// zstd stream, which decodes to this page followed by the group's
+    /// members in table order.
     Zstd = 0x42,
+    /// A page whose bytes live in an earlier zstd group: empty payload, the
+    /// entry's length field holds the page index of the group's head.
+    ZstdMember = 0x43,
 }
 
-/// The tag of the stateless zstd group (one zstd frame per group), which
-/// the stream ([`Method::Zstd`]) replaced.  Never reused; refused as an
-/// unknown method.
-pub const RETIRED_ZSTD_GROUP: u8 = 0x07;
+/// Tags that once had a meaning and never get another; refused as unknown
+/// methods.  `0x07` was the stateless zstd group (one zstd frame per
+/// group), which the stream ([`Method::Zstd`]) replaced; `0x08` the zstd
+/// member that belonged to the nearest head before it, which kept a group
+/// to the pages up to the next head: every run of a class was a group of
+/// its own, flushed on its own ([`Method::ZstdMember`] names its head).
+pub const RETIRED_TAGS: [u8; 2] = [0x07, 0x08];
 
 /// Number of slots in per-method counters (room for methods to come).
 pub const METHOD_SLOTS: usize = 16;
@@ -77,10 +81,10 @@ impl Method {
         Method::Wkdm,
         Method::Lzo,
         Method::Lz4,
-        Method::ZstdMember,
         Method::DeltaSparse,
         Method::DeltaLz4,
         Method::Zstd,
+        Method::ZstdMember,
     ];
 
     /// Parses a wire tag; returns the tag back when it is unknown.
@@ -161,13 +165,9 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_tag(m.tag()), Ok(m));
         }
-        for tag in (9..=0x3fu8).chain(0x43..=255) {
+        for tag in RETIRED_TAGS.into_iter().chain(9..=0x3f).chain(0x44..=255) {
             assert_eq!(Method::from_tag(tag), Err(tag));
         }
-        assert_eq!(
-            Method::from_tag(RETIRED_ZSTD_GROUP),
-            Err(RETIRED_ZSTD_GROUP)
-        );
     }
 
     #[test]

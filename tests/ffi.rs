@@ -1090,11 +1090,13 @@ fn a_shared_cache_sends_re_sent_pages_as_deltas_through_the_c_abi() {
         mecom_method_slot(Method::DeltaLz4.tag().into()),
         Method::DeltaLz4.counter_slot() as u32
     );
-    assert_eq!(mecom_method_slot(0x43), MECOM_METHOD_SLOTS as u32);
-    // The retired stateless zstd group is unknown; the stream's head
-    // counts in the zstd slot.
+    assert_eq!(mecom_method_slot(0x44), MECOM_METHOD_SLOTS as u32);
+    // The retired stateless zstd group and member are unknown; the
+    // stream's head and member count in the zstd slot.
     assert_eq!(mecom_method_slot(0x07), MECOM_METHOD_SLOTS as u32);
+    assert_eq!(mecom_method_slot(0x08), MECOM_METHOD_SLOTS as u32);
     assert_eq!(mecom_method_slot(0x42), 7);
+    assert_eq!(mecom_method_slot(0x43), 7);
     assert_eq!(mecom_method_slot(Method::Wkdm.tag().into()), 4);
     // SAFETY: freed once; the encoders still hold the cache.
     unsafe { mecom_cache_free(cache) };

@@ -207,15 +207,21 @@ fn malformed_frames_give_their_exact_error() {
         ),
         (
             "unknown tag",
-            Box::new(|f| f[entry_at(1) + 3] = 0x43),
+            Box::new(|f| f[entry_at(1) + 3] = 0x44),
             4,
-            Error::UnknownMethod { page: 1, tag: 0x43 },
+            Error::UnknownMethod { page: 1, tag: 0x44 },
         ),
         (
             "retired tag: the stateless zstd group",
             Box::new(|f| f[entry_at(1) + 3] = 0x07),
             4,
             Error::UnknownMethod { page: 1, tag: 0x07 },
+        ),
+        (
+            "retired tag: the zstd member of the nearest head",
+            Box::new(|f| f[entry_at(1) + 3] = 0x08),
+            4,
+            Error::UnknownMethod { page: 1, tag: 0x08 },
         ),
         (
             "zstd group without the stream feature",
@@ -263,7 +269,7 @@ fn malformed_frames_give_their_exact_error() {
             },
         ),
         (
-            "member without head",
+            "member naming itself",
             Box::new(|f| {
                 f[entry_at(0)..entry_at(0) + 4]
                     .copy_from_slice(&pack_entry(Method::ZstdMember.tag(), 0))
@@ -272,7 +278,33 @@ fn malformed_frames_give_their_exact_error() {
             Error::CorruptPage {
                 page: 0,
                 method: Method::ZstdMember,
-                reason: "zstd member without a group head",
+                reason: "zstd member does not name a group head before it",
+            },
+        ),
+        (
+            "member naming a page that is not a head",
+            Box::new(|f| {
+                f[entry_at(2)..entry_at(2) + 4]
+                    .copy_from_slice(&pack_entry(Method::ZstdMember.tag(), 0))
+            }),
+            4,
+            Error::CorruptPage {
+                page: 2,
+                method: Method::ZstdMember,
+                reason: "zstd member does not name a group head before it",
+            },
+        ),
+        (
+            "member naming a later page",
+            Box::new(|f| {
+                f[entry_at(1)..entry_at(1) + 4]
+                    .copy_from_slice(&pack_entry(Method::ZstdMember.tag(), 3))
+            }),
+            4,
+            Error::CorruptPage {
+                page: 1,
+                method: Method::ZstdMember,
+                reason: "zstd member does not name a group head before it",
             },
         ),
         (

@@ -181,6 +181,44 @@ fn zstd_groups_with_and_without_gaps_round_trip() {
     }
 }
 
+/// Classes that alternate page by page make one zstd group per class (one
+/// flush each), whose members name their head past the other class's head.
+#[test]
+fn interleaved_classes_make_one_zstd_group_per_class() {
+    use mecom::format::{unpack_entry, ENTRY_LEN, HEADER_LEN};
+    let config = Config {
+        mode: Mode::Fixed,
+        zstd_level: 1,
+        max_pages: 16,
+        ..Config::default()
+    };
+    let kinds = [Kind::Text, Kind::SmallInts, Kind::Zero, Kind::Sparse];
+    let pages: Vec<Vec<u8>> = (0..12)
+        .map(|i| page(kinds[i % kinds.len()], 4096, i as u64 + 1))
+        .collect();
+    let mut enc = Encoder::new(config.clone()).unwrap();
+    let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+    let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
+    let len = enc.encode(&refs, &mut frame).unwrap();
+    let entries: Vec<(u8, usize)> = frame[HEADER_LEN..HEADER_LEN + 12 * ENTRY_LEN]
+        .chunks_exact(ENTRY_LEN)
+        .map(|e| unpack_entry([e[0], e[1], e[2], e[3]]))
+        .collect();
+    let heads: Vec<usize> = (0..12)
+        .filter(|&i| entries[i].0 == Method::Zstd.tag())
+        .collect();
+    assert_eq!(heads, [0, 1, 3], "{entries:?}");
+    for (i, &(tag, field)) in entries.iter().enumerate() {
+        if tag == Method::ZstdMember.tag() {
+            assert_eq!(field, heads[[0, 1, 2, 2][i % 4]], "page {i}: {entries:?}");
+        }
+    }
+    let mut dec = Decoder::new(config).unwrap();
+    let mut out = vec![0u8; 12 * 4096];
+    dec.decode_into(&frame[..len], &mut out).unwrap();
+    assert_eq!(out, pages.concat());
+}
+
 #[test]
 fn similar_pages_take_wkdm_when_it_is_implemented() {
     let config = Config {

@@ -105,7 +105,7 @@ pub const SETTINGS: &[Setting] = &[
         1,
         0,
         LzCodec::Lz4,
-        "fixed, zstd-1 tier, groups of any size (one per run of a class)",
+        "fixed, zstd-1 tier, groups of any size (one per class)",
     ),
     Setting::fixed(
         "ratio-g8",

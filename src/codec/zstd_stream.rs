@@ -71,33 +71,57 @@ impl StreamEncoder {
         self.level = level;
     }
 
-    /// Compresses `src` as the stream's next group into `dst`, flags byte
-    /// included; `None` when it does not fit, and the next group then
-    /// restarts the stream.  A group that was written must be sent: the
-    /// stream's next group depends on it.
-    pub fn compress(&mut self, src: &[u8], dst: &mut [u8]) -> Option<usize> {
+    /// Compresses `parts`, in order, as the stream's next group into
+    /// `dst`, flags byte included; `None` when it does not fit, and the
+    /// next group then restarts the stream.  A group that was written must
+    /// be sent: the stream's next group depends on it.  (zstd copies its
+    /// input into the stream's window anyway, so pages scattered over a
+    /// batch are handed over where they are, not gathered first.)
+    pub fn compress<'a>(
+        &mut self,
+        parts: impl IntoIterator<Item = &'a [u8]>,
+        dst: &mut [u8],
+    ) -> Option<usize> {
         let (flags, body) = dst.split_first_mut()?;
         *flags = if self.restart { RESTART } else { 0 };
         let mut out = OutBuffer::around(body);
-        let mut input = InBuffer::around(src);
-        // Single-threaded, a flush returns once the input is consumed and
-        // flushed, or the output is full; the loop only guards against a
-        // library that returns early.
-        for _ in 0..4 {
-            match self
-                .cctx
-                .compress_stream2(&mut out, &mut input, ZSTD_EndDirective::ZSTD_e_flush)
-            {
-                Ok(0) if input.pos() == src.len() => {
-                    self.restart = false;
-                    return Some(FLAGS_LEN + out.pos());
-                }
-                Ok(_) if out.pos() < out.capacity() => continue,
-                _ => break,
-            }
+        let fed = parts
+            .into_iter()
+            .all(|part| self.feed(part, &mut out, ZSTD_EndDirective::ZSTD_e_continue));
+        if fed && self.feed(&[], &mut out, ZSTD_EndDirective::ZSTD_e_flush) {
+            self.restart = false;
+            return Some(FLAGS_LEN + out.pos());
         }
         self.lose();
         None
+    }
+
+    /// Hands `src` to the stream with `directive`: whether all of it was
+    /// taken (and, for a flush, flushed) before `out` filled up.
+    fn feed(
+        &mut self,
+        src: &[u8],
+        out: &mut OutBuffer<'_, [u8]>,
+        directive: ZSTD_EndDirective,
+    ) -> bool {
+        let mut input = InBuffer::around(src);
+        // Single-threaded, a call returns once the input is consumed (and
+        // for a flush, flushed) or the output is full; the loop only guards
+        // against a library that returns early.
+        for _ in 0..4 {
+            match self.cctx.compress_stream2(out, &mut input, directive) {
+                Ok(0) if input.pos() == src.len() => return true,
+                Ok(_)
+                    if directive == ZSTD_EndDirective::ZSTD_e_continue
+                        && input.pos() == src.len() =>
+                {
+                    return true
+                }
+                Ok(_) if out.pos() < out.capacity() => continue,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Drops the stream: the next group opens a new one.
@@ -212,10 +236,10 @@ mod tests {
         let (a, b) = (pages(7, 3), pages(7, 3));
         let mut enc = StreamEncoder::new(1).unwrap();
         let mut za = vec![0u8; a.len()];
-        let na = enc.compress(&a, &mut za).unwrap();
+        let na = enc.compress([&a[..]], &mut za).unwrap();
         assert_eq!(za[0], RESTART);
         let mut zb = vec![0u8; b.len()];
-        let nb = enc.compress(&b, &mut zb).unwrap();
+        let nb = enc.compress([&b[..]], &mut zb).unwrap();
         assert_eq!(zb[0], 0);
         // The second group repeats the first: the stream makes it tiny.
         assert!(nb < na / 4, "{nb} vs {na}");
@@ -238,7 +262,7 @@ mod tests {
         let a = pages(3, 2);
         let mut enc = StreamEncoder::new(1).unwrap();
         let mut z = vec![0u8; a.len()];
-        let n = enc.compress(&a, &mut z).unwrap();
+        let n = enc.compress([&a[..]], &mut z).unwrap();
         for len in [a.len() - 4096, a.len() + 4096] {
             let mut dec = StreamDecoder::new().unwrap();
             let mut back = vec![0u8; len];
@@ -288,7 +312,7 @@ mod tests {
         for (level, flags) in [(1, RESTART), (1, 0), (6, RESTART), (6, 0)] {
             enc.set_level(level);
             let mut z = vec![0u8; a.len()];
-            let n = enc.compress(&a, &mut z).unwrap();
+            let n = enc.compress([&a[..]], &mut z).unwrap();
             assert_eq!(z[0], flags, "level {level}");
             dec.decompress(&z[..n], &mut back).unwrap();
             assert_eq!(back, a);
@@ -300,9 +324,9 @@ mod tests {
         let a = pages(5, 2);
         let mut enc = StreamEncoder::new(1).unwrap();
         let mut z = vec![0u8; a.len()];
-        enc.compress(&a, &mut z).unwrap();
-        assert!(enc.compress(&a, &mut z[..2]).is_none());
-        let n = enc.compress(&a, &mut z).unwrap();
+        enc.compress([&a[..]], &mut z).unwrap();
+        assert!(enc.compress([&a[..]], &mut z[..2]).is_none());
+        let n = enc.compress([&a[..]], &mut z).unwrap();
         assert_eq!(z[0], RESTART);
         let mut dec = StreamDecoder::new().unwrap();
         let mut back = vec![0u8; a.len()];

@@ -6,9 +6,10 @@
 //! 1. profile and classify every page and route it to its class's codec,
 //!    or, when the migration's page cache holds the page, to a delta
 //!    against that version;
-//! 2. compress the pages routed to zstd as groups of one class each, the
-//!    next pieces of the channel's zstd stream, into a side buffer,
-//!    demoting a group to LZ when it does not fit in its pages;
+//! 2. compress the pages routed to zstd as groups, one per class (of at
+//!    most `zstd_group_pages` pages), the next pieces of the channel's zstd
+//!    stream, into a side buffer, demoting a group to LZ when it does not
+//!    fit in its pages;
 //! 3. write the table and the payloads in page order, falling back along
 //!    sparse -> LZ -> raw and WKdm -> LZ -> raw when a codec gives up (and
 //!    from a delta to the page's own codec when that is smaller), and
@@ -69,8 +70,8 @@ enum Route {
     Codec(Codec),
     /// Head of zstd group `n` (index into `groups`).
     GroupHead(usize),
-    /// Member of a zstd group whose head is written at the group's first page.
-    GroupMember,
+    /// Member of the zstd group whose head is this page.
+    GroupMember(usize),
     /// A page whose last version the destination holds (in `bases`): a
     /// delta, unless this codec makes it smaller.
     Delta(Codec),
@@ -123,8 +124,6 @@ pub(crate) struct Batch {
     /// Each page's (class, first-choice codec): what its cost is booked to.
     keys: Vec<Key>,
     groups: Vec<Group>,
-    /// Gathered input of one zstd group.
-    group_in: Vec<u8>,
     /// Compressed zstd groups of the current frame.
     group_out: Vec<u8>,
     /// The channel's zstd stream.
@@ -167,7 +166,6 @@ impl Batch {
             routes: Vec::with_capacity(config.max_pages),
             keys: Vec::with_capacity(config.max_pages),
             groups: Vec::with_capacity(config.max_pages),
-            group_in: vec![0; group_cap],
             group_out: vec![0; group_cap],
             zstd,
             lz_scratch: vec![0; lz::lz4_max_len(page_size)],
@@ -301,35 +299,27 @@ impl Batch {
         while let Some(first) = (next..n).find(|&k| self.routes[k] == waiting) {
             let start = if meter.timed() { clock.now_ns() } else { 0 };
             // Up to `group_pages` zstd pages of `first`'s class from
-            // `first` on, up to a zstd page of another class: a group of
-            // one class is metered exactly.
+            // `first` on, whatever stands between them: a group of one
+            // class is metered exactly, and one group per class is one
+            // flush per class (a flush ends a zstd block, whose entropy
+            // tables cost about as much as compressing a page: groups of
+            // class runs took 60 % of zstd-1's speed on the compile image,
+            // one per class 80 %).
             let class = self.keys[first].0;
+            let is_member = |k: usize| self.routes[k] == waiting && self.keys[k].0 == class;
             let (mut members, mut last) = (0, first);
-            for k in first..n {
-                if self.routes[k] == waiting {
-                    if self.keys[k].0 != class {
-                        break;
-                    }
-                    members += 1;
-                    last = k;
-                    if members == group_pages {
-                        break;
-                    }
+            for k in (first..n).filter(|&k| is_member(k)) {
+                members += 1;
+                last = k;
+                if members == group_pages {
+                    break;
                 }
             }
-            // The usual group is a run of adjacent pages, compressed where
-            // they are; otherwise its pages are gathered first.
             let input = members * ps;
-            let src = if last - first + 1 == members {
-                &self.pages[first * ps..(last + 1) * ps]
-            } else {
-                let mut at = 0;
-                for k in (first..=last).filter(|&k| self.routes[k] == waiting) {
-                    self.group_in[at..at + ps].copy_from_slice(&self.pages[k * ps..(k + 1) * ps]);
-                    at += ps;
-                }
-                &self.group_in[..input]
-            };
+            let pages = &self.pages;
+            let src = (first..=last)
+                .filter(|&k| is_member(k))
+                .map(|k| &pages[k * ps..(k + 1) * ps]);
             // A group compressed is in the stream and must be sent; one
             // that does not fit in its pages' room restarts the stream and
             // its pages take LZ.  (Whether the tier pays is the
@@ -338,12 +328,12 @@ impl Batch {
             let dst = &mut self.group_out[used..used + input];
             let kept = zstd.compress(src, dst);
             let member_route = match kept {
-                Some(_) => Route::GroupMember,
+                Some(_) => Route::GroupMember(first),
                 None => Route::Codec(Codec::Lz),
             };
-            for r in &mut self.routes[first..=last] {
-                if *r == waiting {
-                    *r = member_route;
+            for k in first..=last {
+                if self.routes[k] == waiting && self.keys[k].0 == class {
+                    self.routes[k] = member_route;
                 }
             }
             if let Some(len) = kept {
@@ -356,7 +346,7 @@ impl Batch {
                 let ns = clock.now_ns().saturating_sub(start);
                 meter.group(class, members as u64, ns, kept);
             }
-            next = last + 1;
+            next = first + 1;
         }
     }
 
@@ -403,14 +393,19 @@ impl Batch {
             let (method, len) = self.write_page(i, out, pos);
             self.wrote_delta |= method.is_delta();
             hasher.update(&self.pages[i * ps..(i + 1) * ps]);
+            // A member's length field names its head; its payload is empty.
+            let field = match self.routes[i] {
+                Route::GroupMember(head) => head,
+                _ => len,
+            };
             let entry = HEADER_LEN + i * ENTRY_LEN;
-            out[entry..entry + ENTRY_LEN].copy_from_slice(&format::pack_entry(method.tag(), len));
+            out[entry..entry + ENTRY_LEN].copy_from_slice(&format::pack_entry(method.tag(), field));
             let slot = method.counter_slot();
             counters.method_pages[slot] += 1;
             counters.method_bytes[slot] += len as u64;
             if !matches!(
                 self.routes[i],
-                Route::GroupHead(_) | Route::GroupMember | Route::Delta(_)
+                Route::GroupHead(_) | Route::GroupMember(_) | Route::Delta(_)
             ) {
                 meter.page(key, len);
             }
@@ -436,7 +431,7 @@ impl Batch {
         let lz_state = (&mut self.lz_scratch[..], &mut self.lz4_table);
         match self.routes[i] {
             Route::Zero => (Method::Zero, 0),
-            Route::GroupMember => (Method::ZstdMember, 0),
+            Route::GroupMember(_) => (Method::ZstdMember, 0),
             Route::Fill(word) => {
                 out[pos..pos + 4].copy_from_slice(&word.to_le_bytes());
                 (Method::Fill, 4)

@@ -59,8 +59,8 @@ pub struct mecom_config {
     pub similarity_threshold: u32,
     /// zstd level of the high-ratio tier, 0 (off) ..19 (default 1).
     pub zstd_level: u32,
-    /// Most pages per zstd group, 0 = no limit (default 0); a group is a
-    /// run of one class's zstd pages of a frame.
+    /// Most pages per zstd group, 0 = no limit (default 0); a group holds
+    /// one class's zstd pages of a frame.
     pub zstd_group_pages: u32,
     /// A `mecom_lz_codec` value (default MECOM_LZ_CODEC_LZ4).
     pub lz_codec: u32,
