@@ -57,10 +57,10 @@ METHODS = {
     "cbc-adaptive": ("cbc", {"multifd-cbc-mode": "adaptive"}),
 }
 METHOD_ORDER = list(METHODS)
-# Opt-in variants, not in the main matrix: adaptive with the source's
-# encoders given TCP_INFO of their connections (multifd-cbc-tcp-info,
-# default off) or explicitly without it.  Both set the parameter, since one
-# source QEMU is migrated once per method and keeps its parameters.
+# Variants, not in the main matrix: adaptive with the source's encoders
+# given TCP_INFO of their connections (multifd-cbc-tcp-info, the default)
+# or without it.  Both set the parameter, since one source QEMU is
+# migrated once per method and keeps its parameters.
 METHODS["cbc-adaptive-tcpinfo-off"] = ("cbc", {"multifd-cbc-mode": "adaptive",
                                               "multifd-cbc-tcp-info": False})
 METHODS["cbc-adaptive-tcpinfo-on"] = ("cbc", {"multifd-cbc-mode": "adaptive",

@@ -82,6 +82,9 @@ pub const RAW_ENOUGH: f64 = 0.03;
 /// Batches for which a verdict of the connection holds on the raw arm
 /// (where raw intervals renew it all the time).
 pub const VERDICT_TRUST: u64 = PROBE_TRUST;
+/// Share of the link (as measured while it was full) the wire rate must
+/// reach for the link to count as full with compressed pages.
+const LINK_FULL: f64 = 0.9;
 /// Weight of a new sample in the observed link rate.
 const RATE_WEIGHT: f64 = 0.25;
 /// Weight of a new batch in the busy fraction.
@@ -428,10 +431,20 @@ impl Policy {
     }
 
     /// Whether the channel's connection shows that raw pages cannot beat
-    /// the plan, so that a raw probe would only cost bytes: the link, as
-    /// its share last measured while it was full (or the wire rate, when
-    /// that is higher: the link got faster), carries a raw page of every
-    /// channel in at least [`SWITCH_MARGIN`] of the plan's time per page.
+    /// the plan, so that a raw probe would only cost bytes:
+    /// - its own compressed bytes filled it, by the latest judgement (at
+    ///   most [`VERDICT_TRUST`] batches old): more bytes over the same
+    ///   link can only be slower;
+    /// - the channels' compressed bytes together fill the link: the wire
+    ///   rate is at least [`LINK_FULL`] of the link as this connection's
+    ///   share last measured while it was full, times the channels.  Then
+    ///   the link is the migration's bottleneck, even when this channel
+    ///   waits for a CPU and raw would be faster for it alone: its raw
+    ///   bytes would take the link from the other channels;
+    /// - or the link (that share times the channels, or the wire rate when
+    ///   that is higher: the link got faster) carries a raw page of every
+    ///   channel in at least [`SWITCH_MARGIN`] of the plan's time per page.
+    ///
     /// A probe window would only measure the link again, through socket
     /// buffers that flatter raw batches.  A sampled connection's first
     /// probe waits for the first judgement of its compressing intervals.
@@ -439,13 +452,24 @@ impl Policy {
         if !self.transport.sampled() {
             return false;
         }
-        if !self.transport.judged_compressed() {
-            return true;
+        match self.transport.compressed_full(self.batches, VERDICT_TRUST) {
+            Some(true) => return true,
+            None if self
+                .transport
+                .compressed_full(self.batches, u64::MAX)
+                .is_none() =>
+            {
+                return true
+            }
+            _ => {}
         }
         let Some(share) = self.transport.link_share(self.batches, u64::MAX) else {
             return false;
         };
         let channels = f64::from(self.stats.channels.max(1));
+        if self.observed.rate >= LINK_FULL * share * channels {
+            return true;
+        }
         let link = (share * channels).max(self.observed.rate);
         self.probe.current_ns_per_page().is_some_and(|current| {
             f64::from(self.page_size) * channels * 1e9 / link >= SWITCH_MARGIN * current

@@ -851,3 +851,53 @@ fn raw_pages_that_wait_for_the_sender_are_not_probed_against_the_plan() {
     assert!(q.raw_arm(), "{blind_run:?}");
     assert!(run.probes < blind_run.probes, "{run:?} blind {blind_run:?}");
 }
+
+/// A channel that waits for a CPU (78 us a page, where a raw page would
+/// take 66 us of its link share) on a link that all channels together
+/// fill.  `wire` is the migration's wire rate; the connection showed the
+/// link full at 62.5 MB/s (its share) at the start.  Returns the probe
+/// batches sent in 300 batches.
+fn starved_channel_probes(wire: f64) -> u64 {
+    let mut p = policy(Mode::Adaptive);
+    let (period, out) = (10_000_000u64, 218_000u64);
+    let (mut now, mut acked, mut busy) = (0u64, 0u64, 0u64);
+    for batch in 0..300u64 {
+        // Full (busy all the time) for the first 20 batches, then idle
+        // half the time: the channel's own bytes no longer fill the link.
+        let busy_ns = if batch < 20 { period } else { period / 2 };
+        let rate = if batch < 20 { 62_500_000 } else { 21_800_000 };
+        p.update_transport(TransportStats {
+            timestamp_ns: now,
+            busy_us: busy / 1000,
+            bytes_acked: acked,
+            ..TransportStats::default()
+        });
+        if batch % 10 == 0 {
+            p.update_stats(LinkStats {
+                timestamp_ns: now + 1,
+                wire_bytes: (wire * now as f64 / 1e9) as u64,
+                channels: 2,
+                ..LinkStats::default()
+            });
+        }
+        let plan = p.next_plan();
+        if !plan.all_raw() {
+            p.record_mix(&[0, 0, 0, 128, 0]);
+            p.record_class(G, plan.codecs[G.index()], 128, out, 2_000_000);
+        }
+        p.record_batch(now, 2_000_000, 128, out);
+        now += period;
+        busy += busy_ns;
+        acked += rate * period / 1_000_000_000;
+    }
+    p.probe_batches()
+}
+
+#[test]
+fn a_link_the_channels_fill_together_is_not_probed_for_a_starved_channel() {
+    // The channels' compressed bytes fill the link: raw pages of this
+    // channel would take it from the others, whatever its own figures say.
+    assert_eq!(starved_channel_probes(120_000_000.0), 0);
+    // With the link half used, the same channel probes raw.
+    assert!(starved_channel_probes(50_000_000.0) > 0);
+}

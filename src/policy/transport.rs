@@ -203,8 +203,9 @@ pub(super) struct Transport {
     /// Verdicts in a row equal to the latest.
     streak: u32,
     verdicts: u64,
-    /// Whether compressing intervals were judged at least once.
-    judged_compressed: bool,
+    /// Whether the latest judgement of compressing intervals found the
+    /// link full, and the batch number it was made at.
+    compressed_full: Option<(bool, u64)>,
     /// The latest link share measured while the link was full (bytes/s),
     /// and the batch number.
     share: Option<(f64, u64)>,
@@ -250,8 +251,9 @@ impl Transport {
         } else if compressed {
             self.compressed.add(&last, &s);
             if self.compressed.wall_ns >= JUDGE_NS {
-                self.judged_compressed = true;
-                if let Some(rate) = self.compressed.link_share() {
+                let share = self.compressed.link_share();
+                self.compressed_full = Some((share.is_some(), batch));
+                if let Some(rate) = share {
                     self.share = Some((rate, batch));
                 }
                 self.compressed = Account::default();
@@ -299,9 +301,13 @@ impl Transport {
         self.last.is_some()
     }
 
-    /// Whether compressing intervals were judged at least once.
-    pub(super) fn judged_compressed(&self) -> bool {
-        self.judged_compressed
+    /// Whether compressed pages alone filled the link, by the latest
+    /// judgement of compressing intervals, if one was made at most
+    /// `max_age` batches before `batch`.
+    pub(super) fn compressed_full(&self, batch: u64, max_age: u64) -> Option<bool> {
+        self.compressed_full
+            .filter(|&(_, at)| batch.saturating_sub(at) <= max_age)
+            .map(|(full, _)| full)
     }
 
     /// The connection's share of the link (bytes/s), measured while the
@@ -444,14 +450,19 @@ mod tests {
         assert!(t.sampled());
         // 10 ms of 20, then the rest: busy 19 of 20 ms, 2.5 MB acked.
         interval(&mut t, false, acked(10, 10, 1_250_000, false), 1);
-        assert!(!t.judged_compressed(), "10 ms is too little to judge");
+        assert_eq!(
+            t.compressed_full(1, 5),
+            None,
+            "10 ms is too little to judge"
+        );
         interval(&mut t, false, acked(20, 19, 2_500_000, false), 2);
-        assert!(t.judged_compressed());
+        assert_eq!(t.compressed_full(2, 0), Some(true));
         assert_eq!(t.link_share(2, 0), Some(125_000_000.0));
         // Compressing intervals make no raw verdict.
         assert_eq!(t.verdicts(), 0);
         // Busy a tenth of the time: the link had room, the share stands.
         interval(&mut t, false, acked(40, 21, 3_000_000, true), 3);
+        assert_eq!(t.compressed_full(3, 0), Some(false));
         assert_eq!(t.link_share(3, 1), Some(125_000_000.0));
         assert_eq!(t.link_share(3, 0), None, "ages in batches");
         // Busy all the time but app-limited in most samples: the sender
@@ -460,6 +471,7 @@ mod tests {
         interval(&mut t, false, acked(47, 28, 3_100_000, true), 4);
         interval(&mut t, false, acked(54, 35, 3_200_000, true), 5);
         interval(&mut t, false, acked(61, 42, 3_300_000, false), 6);
+        assert_eq!(t.compressed_full(6, 0), Some(false));
         assert_eq!(t.share, Some((125_000_000.0, 2)));
         // A mixed interval counts for neither kind.
         t.on_batch(true);
