@@ -371,13 +371,20 @@ impl Policy {
         // rate seen the last time it was not stands (trusting the new one
         // would spiral: a slower codec lowers the rate, which calls for a
         // slower codec), and so does the last probe, however old.
+        let channels = f64::from(self.stats.channels.max(1));
         let rate = if cpu_bound {
             self.observed.trusted
-        } else {
+        } else if self.observed.rate > 0.0 {
             self.observed.rate
+        } else {
+            // Until the migration's statistics give a wire rate (two
+            // samples 100 ms apart), what the connection delivered stands
+            // in, on the same terms: the channel is not CPU-bound.
+            self.transport
+                .delivered(self.batches, PROBE_TRUST)
+                .map_or(0.0, |r| r * channels)
         };
         let observed = (rate > 0.0).then_some(rate * OBSERVED_HEADROOM);
-        let channels = f64::from(self.stats.channels.max(1));
         // A sampled connection measures its link share while the link is
         // full, from the bytes the peer acknowledged; a probe window's
         // write periods can be flattered by socket buffers (at 1 Gbit/s a
@@ -408,7 +415,7 @@ impl Policy {
             return false;
         }
         if !self.probe.raw_arm() {
-            return !self.raw_cannot_win()
+            return !self.raw_cannot_win(codecs)
                 && PageClass::ALL
                     .iter()
                     .any(|&c| c != PageClass::Fill && codecs[c.index()] != Codec::Raw);
@@ -432,9 +439,11 @@ impl Policy {
 
     /// Whether the channel's connection shows that raw pages cannot beat
     /// the plan, so that a raw probe would only cost bytes:
-    /// - its own compressed bytes filled it, by the latest judgement (at
-    ///   most [`VERDICT_TRUST`] batches old): more bytes over the same
-    ///   link can only be slower;
+    /// - its own compressed bytes kept it busy on the network for at least
+    ///   the plan's ratio (its bytes per page over a page) of the time, by
+    ///   the latest judgement (at most [`VERDICT_TRUST`] batches old): raw
+    ///   pages, 1/ratio times the bytes, would need all of the time or
+    ///   more;
     /// - the channels' compressed bytes together fill the link: the wire
     ///   rate is at least [`LINK_FULL`] of the link as this connection's
     ///   share last measured while it was full, times the channels.  Then
@@ -448,15 +457,15 @@ impl Policy {
     /// A probe window would only measure the link again, through socket
     /// buffers that flatter raw batches.  A sampled connection's first
     /// probe waits for the first judgement of its compressing intervals.
-    fn raw_cannot_win(&self) -> bool {
+    fn raw_cannot_win(&self, codecs: &[Codec; PageClass::COUNT]) -> bool {
         if !self.transport.sampled() {
             return false;
         }
-        match self.transport.compressed_full(self.batches, VERDICT_TRUST) {
-            Some(true) => return true,
+        match self.transport.compressed_busy(self.batches, VERDICT_TRUST) {
+            Some(busy) if busy >= self.plan_ratio(codecs) => return true,
             None if self
                 .transport
-                .compressed_full(self.batches, u64::MAX)
+                .compressed_busy(self.batches, u64::MAX)
                 .is_none() =>
             {
                 return true
@@ -474,6 +483,16 @@ impl Policy {
         self.probe.current_ns_per_page().is_some_and(|current| {
             f64::from(self.page_size) * channels * 1e9 / link >= SWITCH_MARGIN * current
         })
+    }
+
+    /// The bytes per page of the routing `codecs` over a raw page's, by
+    /// the cost estimates and the class mix.
+    fn plan_ratio(&self, codecs: &[Codec; PageClass::COUNT]) -> f64 {
+        let bytes: f64 = PageClass::ALL
+            .iter()
+            .map(|&c| self.table.mix(c) * self.table.get(c, codecs[c.index()]).bytes_per_page)
+            .sum();
+        bytes / f64::from(self.page_size)
     }
 
     /// The cost estimate of `codec` on `class`.

@@ -203,12 +203,15 @@ pub(super) struct Transport {
     /// Verdicts in a row equal to the latest.
     streak: u32,
     verdicts: u64,
-    /// Whether the latest judgement of compressing intervals found the
-    /// link full, and the batch number it was made at.
-    compressed_full: Option<(bool, u64)>,
+    /// The share of wall time the latest judged compressing intervals
+    /// were busy on the network, and the batch number it was judged at.
+    compressed_busy: Option<(f64, u64)>,
     /// The latest link share measured while the link was full (bytes/s),
     /// and the batch number.
     share: Option<(f64, u64)>,
+    /// The bytes/s the peer acknowledged over the latest judged
+    /// compressing intervals, full or not, and the batch number.
+    delivered: Option<(f64, u64)>,
 }
 
 impl Transport {
@@ -251,9 +254,10 @@ impl Transport {
         } else if compressed {
             self.compressed.add(&last, &s);
             if self.compressed.wall_ns >= JUDGE_NS {
-                let share = self.compressed.link_share();
-                self.compressed_full = Some((share.is_some(), batch));
-                if let Some(rate) = share {
+                let a = self.compressed;
+                self.compressed_busy = Some((a.network_ns() as f64 / a.wall_ns as f64, batch));
+                self.delivered = Some((a.acked as f64 * 1e9 / a.wall_ns as f64, batch));
+                if let Some(rate) = a.link_share() {
                     self.share = Some((rate, batch));
                 }
                 self.compressed = Account::default();
@@ -301,19 +305,29 @@ impl Transport {
         self.last.is_some()
     }
 
-    /// Whether compressed pages alone filled the link, by the latest
-    /// judgement of compressing intervals, if one was made at most
-    /// `max_age` batches before `batch`.
-    pub(super) fn compressed_full(&self, batch: u64, max_age: u64) -> Option<bool> {
-        self.compressed_full
+    /// The share of wall time compressed pages kept the connection busy
+    /// on the network, by the latest judgement of compressing intervals,
+    /// if one was made at most `max_age` batches before `batch`.
+    pub(super) fn compressed_busy(&self, batch: u64, max_age: u64) -> Option<f64> {
+        self.compressed_busy
             .filter(|&(_, at)| batch.saturating_sub(at) <= max_age)
-            .map(|(full, _)| full)
+            .map(|(busy, _)| busy)
     }
 
     /// The connection's share of the link (bytes/s), measured while the
     /// link was full at most `max_age` batches before `batch`.
     pub(super) fn link_share(&self, batch: u64, max_age: u64) -> Option<f64> {
         self.share
+            .filter(|&(_, at)| batch.saturating_sub(at) <= max_age)
+            .map(|(rate, _)| rate)
+    }
+
+    /// The bytes/s the peer acknowledged over the latest judged
+    /// compressing intervals, if judged at most `max_age` batches before
+    /// `batch`: what this channel's compressed pages got through, a lower
+    /// bound of its link share.
+    pub(super) fn delivered(&self, batch: u64, max_age: u64) -> Option<f64> {
+        self.delivered
             .filter(|&(_, at)| batch.saturating_sub(at) <= max_age)
             .map(|(rate, _)| rate)
     }
@@ -451,18 +465,20 @@ mod tests {
         // 10 ms of 20, then the rest: busy 19 of 20 ms, 2.5 MB acked.
         interval(&mut t, false, acked(10, 10, 1_250_000, false), 1);
         assert_eq!(
-            t.compressed_full(1, 5),
+            t.compressed_busy(1, 5),
             None,
             "10 ms is too little to judge"
         );
         interval(&mut t, false, acked(20, 19, 2_500_000, false), 2);
-        assert_eq!(t.compressed_full(2, 0), Some(true));
+        assert_eq!(t.compressed_busy(2, 0), Some(0.95));
         assert_eq!(t.link_share(2, 0), Some(125_000_000.0));
+        assert_eq!(t.delivered(2, 0), Some(125_000_000.0));
         // Compressing intervals make no raw verdict.
         assert_eq!(t.verdicts(), 0);
         // Busy a tenth of the time: the link had room, the share stands.
         interval(&mut t, false, acked(40, 21, 3_000_000, true), 3);
-        assert_eq!(t.compressed_full(3, 0), Some(false));
+        assert_eq!(t.compressed_busy(3, 0), Some(0.1));
+        assert_eq!(t.delivered(3, 0), Some(25_000_000.0));
         assert_eq!(t.link_share(3, 1), Some(125_000_000.0));
         assert_eq!(t.link_share(3, 0), None, "ages in batches");
         // Busy all the time but app-limited in most samples: the sender
@@ -471,7 +487,7 @@ mod tests {
         interval(&mut t, false, acked(47, 28, 3_100_000, true), 4);
         interval(&mut t, false, acked(54, 35, 3_200_000, true), 5);
         interval(&mut t, false, acked(61, 42, 3_300_000, false), 6);
-        assert_eq!(t.compressed_full(6, 0), Some(false));
+        assert_eq!(t.compressed_busy(6, 0), Some(1.0));
         assert_eq!(t.share, Some((125_000_000.0, 2)));
         // A mixed interval counts for neither kind.
         t.on_batch(true);
