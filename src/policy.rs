@@ -19,8 +19,9 @@
 //!   since each round then lasts at least half the one before and bytes
 //!   saved now shorten every later round;
 //! - exploration: every [`EXPLORE_EVERY`] batches, a few pages of each class
-//!   take a codec the class does not use, round robin, so estimates stay
-//!   fresh ([`EXPLORE_EVERY_RAW`] while every page goes raw anyway);
+//!   take a codec the class does not use (raw excepted: its cost is any
+//!   class's raw page's), round robin, so estimates stay fresh
+//!   ([`EXPLORE_EVERY_RAW`] while every page goes raw anyway);
 //! - all raw in effect: when the classes the plan would compress make up
 //!   under [`RAW_ENOUGH`] of recent pages, batches skip classification and
 //!   go out raw in one pass;
@@ -64,7 +65,8 @@ pub use transport::{Bottleneck, TransportStats, JUDGE_NS, LINUX_TCP_INFO_MIN_LEN
 const RAW_DISTINCT_BYTES: u32 = 140;
 /// Costs are timed on one batch in this many (and on exploring batches).
 pub const TIMED_EVERY: u64 = 4;
-/// Every this many batches, each class explores one codec it does not use.
+/// Every this many batches, each class explores one codec it does not use
+/// (raw excepted).
 pub const EXPLORE_EVERY: u64 = 8;
 /// Pages of each class an exploring batch gives to the explored codec.
 pub const EXPLORE_PAGES: u32 = 2;
@@ -640,11 +642,13 @@ impl Policy {
             if !exploring {
                 return None;
             }
+            // Raw is never explored: its bytes are a page's, and its time
+            // is any class's raw page's (see [`CostTable::record`]).
             let mut others = self
                 .candidates(class)
                 .iter()
                 .copied()
-                .filter(|&c| c != codecs[class.index()]);
+                .filter(|&c| c != codecs[class.index()] && c != Codec::Raw);
             let count = others.clone().count() as u64;
             let pick = self.cursor[class.index()].checked_rem(count)?;
             others.nth(pick as usize)

@@ -178,7 +178,18 @@ impl CostTable {
         let n = pages as f64;
         // A batch of many pages is worth more than one exploration page.
         let weight = (EWMA_WEIGHT * n / 8.0).clamp(EWMA_WEIGHT / 8.0, EWMA_WEIGHT);
-        self.costs[class.index()][codec.index()].blend(ns as f64 / n, bytes as f64 / n, weight);
+        // A raw page costs the same whatever its class: a copy, a hash and
+        // a page of bytes.  Every class learns it from any class's raw
+        // pages, so raw never needs exploring (which would send whole
+        // pages to find out).
+        let classes: &[PageClass] = if codec == Codec::Raw {
+            &PageClass::ALL
+        } else {
+            std::slice::from_ref(&class)
+        };
+        for c in classes {
+            self.costs[c.index()][codec.index()].blend(ns as f64 / n, bytes as f64 / n, weight);
+        }
     }
 
     /// Feeds one batch's class counts.

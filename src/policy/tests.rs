@@ -128,7 +128,11 @@ fn every_unused_codec_is_explored_within_a_few_batches() {
         let chosen = p.plan().codecs[class.index()];
         for &c in candidates(class) {
             let seen = last_seen[class.index()][c.index()];
-            assert_eq!(seen.is_some(), c != chosen, "{class:?} {c:?}");
+            assert_eq!(
+                seen.is_some(),
+                c != chosen && c != Codec::Raw,
+                "{class:?} {c:?}"
+            );
         }
     }
     // The explored codec takes only the first pages of its class.
@@ -936,4 +940,34 @@ fn before_the_statistics_the_delivered_rate_stands_in_for_the_wire_rate() {
     let run = blind.run(&mut q, 14);
     assert_eq!(q.link_estimate(), None);
     assert_eq!(run.last.codecs[G.index()], Codec::Lz, "{run:?}");
+}
+
+#[test]
+fn raw_pages_of_one_class_teach_every_class_and_raw_is_never_explored() {
+    let mut p = policy(Mode::Adaptive);
+    let before = p.class_cost(G, Codec::Raw);
+    for _ in 0..50 {
+        p.record_class(PageClass::Random, Codec::Raw, 128, 128 * 4100, 128 * 900);
+    }
+    for class in [PageClass::Sparse, PageClass::Similar, G] {
+        let raw = p.class_cost(class, Codec::Raw);
+        assert!(
+            (raw.ns_per_page - 900.0).abs() < 10.0,
+            "{class:?} {raw:?} (was {before:?})"
+        );
+    }
+    // A generic page's LZ cost stays its own.
+    p.record_class(PageClass::Random, Codec::Lz, 128, 128 * 4000, 128 * 5000);
+    assert!(p.class_cost(G, Codec::Lz).bytes_per_page < 3000.0);
+    // Raw is no class's exploring codec, in any mode that explores.
+    for mode in [Mode::Adaptive, Mode::Bytes, Mode::Cpu] {
+        let mut p = policy(mode);
+        for _ in 0..20 * EXPLORE_EVERY {
+            let plan = p.next_plan();
+            assert!(
+                !plan.explore.contains(&Some(Codec::Raw)),
+                "{mode:?} {plan:?}"
+            );
+        }
+    }
 }
