@@ -134,6 +134,31 @@ pub enum Bottleneck {
     Sender,
 }
 
+/// A measurement and the batch number it was made at.  Plain fields, not
+/// an `Option` of a tuple: an optimised read of an empty `Option` may look
+/// at its uninitialised payload before the tag (valgrind flags it).
+#[derive(Debug, Clone, Copy, Default)]
+struct Stamped {
+    value: f64,
+    at: u64,
+    made: bool,
+}
+
+impl Stamped {
+    fn new(value: f64, at: u64) -> Stamped {
+        Stamped {
+            value,
+            at,
+            made: true,
+        }
+    }
+
+    /// The value, if made at most `max_age` batches before `batch`.
+    fn within(&self, batch: u64, max_age: u64) -> Option<f64> {
+        (self.made && batch.saturating_sub(self.at) <= max_age).then_some(self.value)
+    }
+}
+
 /// Sums over the intervals of one kind not judged yet.
 #[derive(Debug, Clone, Copy, Default)]
 struct Account {
@@ -204,14 +229,13 @@ pub(super) struct Transport {
     streak: u32,
     verdicts: u64,
     /// The share of wall time the latest judged compressing intervals
-    /// were busy on the network, and the batch number it was judged at.
-    compressed_busy: Option<(f64, u64)>,
-    /// The latest link share measured while the link was full (bytes/s),
-    /// and the batch number.
-    share: Option<(f64, u64)>,
+    /// were busy on the network.
+    compressed_busy: Stamped,
+    /// The latest link share measured while the link was full (bytes/s).
+    share: Stamped,
     /// The bytes/s the peer acknowledged over the latest judged
-    /// compressing intervals, full or not, and the batch number.
-    delivered: Option<(f64, u64)>,
+    /// compressing intervals, full or not.
+    delivered: Stamped,
 }
 
 impl Transport {
@@ -255,10 +279,11 @@ impl Transport {
             self.compressed.add(&last, &s);
             if self.compressed.wall_ns >= JUDGE_NS {
                 let a = self.compressed;
-                self.compressed_busy = Some((a.network_ns() as f64 / a.wall_ns as f64, batch));
-                self.delivered = Some((a.acked as f64 * 1e9 / a.wall_ns as f64, batch));
+                self.compressed_busy =
+                    Stamped::new(a.network_ns() as f64 / a.wall_ns as f64, batch);
+                self.delivered = Stamped::new(a.acked as f64 * 1e9 / a.wall_ns as f64, batch);
                 if let Some(rate) = a.link_share() {
-                    self.share = Some((rate, batch));
+                    self.share = Stamped::new(rate, batch);
                 }
                 self.compressed = Account::default();
             }
@@ -282,7 +307,7 @@ impl Transport {
         self.verdict = Some((verdict, batch));
         self.verdicts += 1;
         if let Some(rate) = a.link_share() {
-            self.share = Some((rate, batch));
+            self.share = Stamped::new(rate, batch);
         }
         self.raw = Account::default();
     }
@@ -309,17 +334,13 @@ impl Transport {
     /// on the network, by the latest judgement of compressing intervals,
     /// if one was made at most `max_age` batches before `batch`.
     pub(super) fn compressed_busy(&self, batch: u64, max_age: u64) -> Option<f64> {
-        self.compressed_busy
-            .filter(|&(_, at)| batch.saturating_sub(at) <= max_age)
-            .map(|(busy, _)| busy)
+        self.compressed_busy.within(batch, max_age)
     }
 
     /// The connection's share of the link (bytes/s), measured while the
     /// link was full at most `max_age` batches before `batch`.
     pub(super) fn link_share(&self, batch: u64, max_age: u64) -> Option<f64> {
-        self.share
-            .filter(|&(_, at)| batch.saturating_sub(at) <= max_age)
-            .map(|(rate, _)| rate)
+        self.share.within(batch, max_age)
     }
 
     /// The bytes/s the peer acknowledged over the latest judged
@@ -327,9 +348,7 @@ impl Transport {
     /// `batch`: what this channel's compressed pages got through, a lower
     /// bound of its link share.
     pub(super) fn delivered(&self, batch: u64, max_age: u64) -> Option<f64> {
-        self.delivered
-            .filter(|&(_, at)| batch.saturating_sub(at) <= max_age)
-            .map(|(rate, _)| rate)
+        self.delivered.within(batch, max_age)
     }
 
     /// Verdicts made so far.
@@ -488,12 +507,12 @@ mod tests {
         interval(&mut t, false, acked(54, 35, 3_200_000, true), 5);
         interval(&mut t, false, acked(61, 42, 3_300_000, false), 6);
         assert_eq!(t.compressed_busy(6, 0), Some(1.0));
-        assert_eq!(t.share, Some((125_000_000.0, 2)));
+        assert_eq!(t.share.within(2, 0), Some(125_000_000.0));
         // A mixed interval counts for neither kind.
         t.on_batch(true);
         t.on_batch(false);
         t.on_sample(acked(100, 81, 6_000_000, false), 7);
-        assert_eq!(t.share, Some((125_000_000.0, 2)));
+        assert_eq!(t.share.within(2, 0), Some(125_000_000.0));
         // Raw intervals that fill the link measure it too.
         interval(&mut t, true, acked(120, 101, 8_000_000, false), 8);
         assert_eq!(t.verdict(8, 0), Some(Bottleneck::Network));
