@@ -369,6 +369,8 @@ def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
 FRAME_MAGIC = b"MCBC"
 FRAME_HEADER_LEN = 32
 DELTA_TAGS = (0x40, 0x41)  # delta-sparse, delta-lz4 (docs/FORMAT.md §3.4)
+# A zstd member's entry holds its head's index, not a length: no payload.
+ZSTD_MEMBER_TAG = 0x43
 DELTA_BASE_HASH_LEN = 8
 
 
@@ -386,6 +388,8 @@ def delta_spans(payload):
     for i in range(n):
         e = struct.unpack_from("<I", payload, FRAME_HEADER_LEN + 4 * i)[0]
         tag, length = e >> 24, e & 0xFFFFFF
+        if tag == ZSTD_MEMBER_TAG:
+            length = 0
         if tag in DELTA_TAGS and length > 0 and at + length <= len(payload):
             spans.append((i, at, length))
         at += length

@@ -186,6 +186,13 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(fp.delta_spans(b"junk" * 20), [])
         start = 32 + 12 + 50
         self.assertEqual(fp.delta_spans(with_delta), [(1, start, 12), (2, start + 12, 20)])
+        # A zstd member's field names its head (page 1), it has no payload.
+        entries = [(6, 50, 50), (0x42, 30, 30), (0x43, 1, 0), (0x40, 12, 12)]
+        table = b"".join(struct.pack("<I", (t << 24) | f) for t, f, _ in entries)
+        body = b"".join(bytes([0xB0 + i]) * n for i, (_, _, n) in enumerate(entries))
+        head = b"MCBC" + bytes([1, 12]) + struct.pack("<HIII", len(entries), 0, 10, len(body))
+        with_member = head + bytes(32 - len(head)) + table + body
+        self.assertEqual(fp.delta_spans(with_member), [(3, 32 + 16 + 80, 12)])
         pk = [packet(0, plain), packet(1, with_delta), packet(2, plain)]
         data = stream(pk)
         out, inj, _ = relay(data, "delta", trigger=1)
