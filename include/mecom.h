@@ -709,10 +709,8 @@ mecom_status mecom_encoder_encode(struct mecom_encoder *enc,
  * page sent again goes as a delta against the version the destination
  * holds.  Make one per migration, give it to every channel's encoder
  * with mecom_encoder_set_cache(), and release it with mecom_cache_free()
- * (the encoders keep it alive as long as they use it).  The pages'
- * memory is allocated 64 slots at a time, when the first page of those
- * slots comes in; a host that cannot give it leaves those pages out
- * (counted as overflows).
+ * (the encoders keep it alive as long as they use it).  The memory is
+ * allocated here, zeroed.
  *
  * # Safety
  * `out` points to a writable pointer.

@@ -76,8 +76,7 @@ struct Slot {
 /// [`STRIPE`] slots and their pages, back to back.
 struct Stripe {
     slots: Box<[Slot]>,
-    /// The slots' pages; empty until the stripe's first insert.
-    data: Vec<u8>,
+    data: Box<[u8]>,
 }
 
 /// Running totals of a cache (all channels together).
@@ -93,9 +92,8 @@ pub struct CacheCounters {
     pub inserts: u64,
     /// Inserts that replaced another page sent in an earlier round.
     pub evictions: u64,
-    /// Inserts that left the page out: the slot was taken by another page
-    /// sent in the current round, or the host could not give the slot's
-    /// stripe its memory.
+    /// Inserts that found the slot taken by another page sent in the
+    /// current round, and left the page out.
     pub overflows: u64,
     /// Entries dropped because the page was sent another way (all-zero,
     /// or raw without the cache).
@@ -149,14 +147,14 @@ impl PageCache {
         stripes
             .try_reserve_exact(slots.div_ceil(STRIPE))
             .map_err(|_| too_large())?;
-        // A stripe's pages are allocated when its first page comes in, by
-        // the channel that brings it: allocating them here wrote 64 MiB of
-        // zeros (24 ms) before a migration could start.
         for first in (0..slots).step_by(STRIPE) {
             let n = STRIPE.min(slots - first);
+            let mut data = Vec::new();
+            data.try_reserve_exact(n * ps).map_err(|_| too_large())?;
+            data.resize(n * ps, 0);
             stripes.push(Mutex::new(Stripe {
                 slots: vec![Slot::default(); n].into_boxed_slice(),
-                data: Vec::new(),
+                data: data.into_boxed_slice(),
             }));
         }
         Ok(PageCache {
@@ -237,20 +235,9 @@ impl PageCache {
             Some(_) => bump(&self.counters.evictions),
             None => {}
         }
-        let ps = self.page_size;
-        if data.is_empty() {
-            // A host that cannot give the stripe its pages does without
-            // them: the page is just not cached.
-            if data.try_reserve_exact(slots.len() * ps).is_err() {
-                drop(stripe);
-                bump(&self.counters.overflows);
-                return;
-            }
-            data.resize(slots.len() * ps, 0);
-        }
-        let slot = &mut slots[j];
         slot.key = Some(key);
         slot.round = round;
+        let ps = self.page_size;
         data[j * ps..(j + 1) * ps].copy_from_slice(page);
         drop(stripe);
         bump(&self.counters.inserts);
@@ -292,35 +279,6 @@ mod tests {
 
     fn key(index: u64) -> PageKey {
         PageKey { block: 7, index }
-    }
-
-    /// Bytes of page memory the cache holds.
-    fn allocated(cache: &PageCache) -> usize {
-        cache
-            .stripes
-            .iter()
-            .map(|s| s.lock().map_or(0, |s| s.data.len()))
-            .sum()
-    }
-
-    #[test]
-    fn page_memory_comes_a_stripe_at_a_time_with_the_pages() {
-        let cache = PageCache::new(4096, 64 << 20).unwrap();
-        assert_eq!(allocated(&cache), 0);
-        let page = vec![5u8; PS];
-        cache.insert(key(3), 1, &page);
-        assert_eq!(allocated(&cache), STRIPE * PS);
-        // Another slot of the same stripe takes nothing more.
-        cache.insert(key(4), 1, &page);
-        assert_eq!(allocated(&cache), STRIPE * PS);
-        cache.insert(key(3 + STRIPE as u64), 1, &page);
-        assert_eq!(allocated(&cache), 2 * STRIPE * PS);
-        let mut back = vec![0u8; PS];
-        assert!(cache.lookup(key(3), &mut back));
-        assert_eq!(back, page);
-        // A miss in a stripe never filled allocates nothing.
-        assert!(!cache.lookup(key(5 * STRIPE as u64), &mut back));
-        assert_eq!(allocated(&cache), 2 * STRIPE * PS);
     }
 
     #[test]
