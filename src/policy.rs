@@ -81,6 +81,9 @@ pub const EXPLORE_EVERY_RAW: u64 = 32;
 /// every page for: the batch goes out raw in one pass instead.  The class
 /// mix stays fresh through exploring batches, which always classify.
 pub const RAW_ENOUGH: f64 = 0.03;
+/// CPU time to classify one page (`classify::profile`: about 1 µs on the
+/// corpus, this host), for [`RAW_ENOUGH`]'s trade.
+const CLASSIFY_NS: f64 = 1_000.0;
 /// Batches for which a verdict of the connection holds on the raw arm
 /// (where raw intervals renew it all the time).
 pub const VERDICT_TRUST: u64 = PROBE_TRUST;
@@ -550,17 +553,36 @@ impl Policy {
 
     /// Whether the classes `codecs` compress (fill included) made up less
     /// than [`RAW_ENOUGH`] of recent pages (adaptive mode only: the other
-    /// modes send what they are told).
+    /// modes send what they are told), unless the link is known and the
+    /// wire time their compression saves exceeds the channels' time to
+    /// classify every page ([`CLASSIFY_NS`]): on a slow link the few pages
+    /// that compress are worth finding.
     fn raw_in_effect(&self, codecs: &[Codec; PageClass::COUNT]) -> bool {
         if self.mode != Mode::Adaptive || self.pinned.is_some() {
             return false;
         }
-        let compressed: f64 = PageClass::ALL
+        let compressing = PageClass::ALL
             .iter()
-            .filter(|&&c| c == PageClass::Fill || codecs[c.index()] != Codec::Raw)
-            .map(|&c| self.table.mix(c))
+            .filter(|&&c| c == PageClass::Fill || codecs[c.index()] != Codec::Raw);
+        let compressed: f64 = compressing.clone().map(|&c| self.table.mix(c)).sum();
+        if compressed >= RAW_ENOUGH {
+            return false;
+        }
+        let Some(link) = self.link_estimate() else {
+            return true;
+        };
+        let page = f64::from(self.page_size);
+        let saved_bytes: f64 = compressing
+            .map(|&c| {
+                let bytes = match c {
+                    PageClass::Fill => 4.0,
+                    _ => self.table.get(c, codecs[c.index()]).bytes_per_page,
+                };
+                self.table.mix(c) * (page - bytes).max(0.0)
+            })
             .sum();
-        compressed < RAW_ENOUGH
+        let channels = f64::from(self.stats.channels.max(1));
+        saved_bytes * 1e9 / link <= CLASSIFY_NS / channels
     }
 
     /// The plan for the next frame: commits the choices (the base of the
