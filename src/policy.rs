@@ -466,16 +466,16 @@ impl Policy {
         if !self.transport.sampled() {
             return false;
         }
-        match self.transport.compressed_busy(self.batches, VERDICT_TRUST) {
-            Some(busy) if busy >= self.plan_ratio(codecs) => return true,
-            None if self
-                .transport
-                .compressed_busy(self.batches, u64::MAX)
-                .is_none() =>
-            {
-                return true
-            }
-            _ => {}
+        if self
+            .transport
+            .compressed_busy(self.batches, u64::MAX)
+            .is_none()
+        {
+            return true;
+        }
+        let busy = self.transport.compressed_busy(self.batches, VERDICT_TRUST);
+        if busy.is_some_and(|busy| busy >= self.plan_ratio(codecs)) {
+            return true;
         }
         let Some(share) = self.transport.link_share(self.batches, u64::MAX) else {
             return false;

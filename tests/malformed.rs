@@ -701,3 +701,18 @@ fn a_frame_without_pages_binds_a_zero_page_list() {
         })
     );
 }
+
+/// A retired tag names what it was; any other unknown tag is just unknown.
+#[test]
+fn retired_tags_say_what_they_were() {
+    let msg = |tag| Error::UnknownMethod { page: 3, tag }.to_string();
+    assert_eq!(
+        msg(0x07),
+        "page 3: method tag 0x07 (stateless zstd group) is retired"
+    );
+    assert_eq!(
+        msg(0x08),
+        "page 3: method tag 0x08 (zstd member of the nearest head) is retired"
+    );
+    assert_eq!(msg(0x44), "page 3: unknown method tag 0x44");
+}
