@@ -211,6 +211,7 @@ class QMP:
                     raise HarnessError(f"cannot connect to QMP socket {path}")
                 time.sleep(0.05)
         self.sock = s
+        self.proc = proc
         greeting = self._read(timeout=connect_timeout)
         if "QMP" not in greeting:
             raise HarnessError(f"unexpected QMP greeting: {greeting}")
@@ -222,7 +223,7 @@ class QMP:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise HarnessError(f"QMP read timeout on {self.path}")
+                raise HarnessError(f"QMP read timeout on {self.path}{self._stacks()}")
             self.sock.settimeout(left)
             try:
                 data = self.sock.recv(65536)
@@ -236,6 +237,33 @@ class QMP:
         if not line:
             return self._read(max(0.01, deadline - time.monotonic()))
         return json.loads(line)
+
+    def _stacks(self):
+        """Where a QEMU that stopped answering is stuck: its threads'
+        stacks (gdb, when installed) go to a file next to the socket, and
+        each thread's innermost frames into the error."""
+        if self.proc is None or self.proc.poll() is not None or not shutil.which("gdb"):
+            return ""
+        out = self.path + ".stacks.txt"
+        try:
+            text = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-nx",
+                                   "-ex", "thread apply all bt 12"],
+                                  capture_output=True, text=True, timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f" (no stacks: {e})"
+        with open(out, "w") as f:
+            f.write(text)
+        threads, frames = [], []
+        for line in text.splitlines():
+            if line.startswith("Thread "):
+                frames = []
+                threads.append((line.split('"')[1] if '"' in line else line, frames))
+            elif line.startswith("#") and len(frames) < 4:
+                m = re.search(r" in (\S+) \(|^#\d+\s+(\S+) \(", line)
+                if m:
+                    frames.append(m.group(1) or m.group(2))
+        summary = "; ".join(f"{name}: {' < '.join(f)}" for name, f in threads)
+        return f"; threads: {summary} (whole stacks in {out})"
 
     def execute(self, cmd, args=None, timeout=30.0):
         self._id += 1

@@ -4,8 +4,10 @@
 # by scripts/build-qemu.sh for the QEMU part), never by hand.
 set -euo pipefail
 
+# gdb: when a QEMU stops answering QMP, the harness records its threads'
+# stacks (harness/qemu.py), so a hang in CI says where it hangs.
 need=()
-for pkg in pkg-config libzstd-dev gcc make valgrind; do
+for pkg in pkg-config libzstd-dev gcc make valgrind gdb; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
