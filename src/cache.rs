@@ -8,12 +8,22 @@
 //! page can only live in one slot (`(block hash + page index) mod
 //! slots`), so a page never has two entries and an insert that cannot take
 //! the slot leaves the page with none.  Slots come in stripes of
-//! [`STRIPE`], each stripe one allocation under one lock, held for one
-//! page copy: consecutive pages (a batch) share a stripe, and two channels
-//! work on different batches, so they rarely wait for each other; one
-//! lock per slot would cost an allocation and a lock per page.  Within a
-//! sync round a page is in at most one batch (`docs/qemu.md`), so two
-//! channels meet on a slot only for two different pages.
+//! [`STRIPE`] under one lock, held for one page copy: consecutive pages (a
+//! batch) share a stripe, and two channels work on different batches, so
+//! they rarely wait for each other; one lock per slot would cost a lock
+//! per page.  Within a sync round a page is in at most one batch
+//! (`docs/qemu.md`), so two channels meet on a slot only for two different
+//! pages.
+//!
+//! The pages of all slots are one zeroed allocation, so the system backs
+//! it only as slots fill: a cache of tens of MiB costs no time and no
+//! resident memory when it is made, and none at all on a link where every
+//! page goes raw.  (Written page by page, as separate allocations per
+//! stripe, it cost 24 ms and its whole size at the start of every
+//! migration: the allocator hands out recycled memory below 32 MiB, which
+//! calloc must clear.)  The page words are atomics, read and written only
+//! under their stripe's lock, which is what lets the stripes share one
+//! allocation without `unsafe`.
 //!
 //! What keeps an entry equal to the destination's page:
 //! - every page an encoder sends under a placement replaces its entry
@@ -34,6 +44,7 @@
 
 use crate::error::{Error, Result};
 use crate::format;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -62,8 +73,11 @@ pub(crate) fn block_hash(name: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(name)
 }
 
-/// Slots per stripe (one lock, one allocation).
+/// Slots per stripe (one lock).
 const STRIPE: usize = 64;
+
+/// Bytes of a page word in the cache's memory.
+const WORD: usize = 8;
 
 #[derive(Clone, Copy, Default)]
 struct Slot {
@@ -71,12 +85,6 @@ struct Slot {
     key: Option<PageKey>,
     /// The sync round it was inserted in.
     round: u64,
-}
-
-/// [`STRIPE`] slots and their pages, back to back.
-struct Stripe {
-    slots: Box<[Slot]>,
-    data: Box<[u8]>,
 }
 
 /// Running totals of a cache (all channels together).
@@ -123,14 +131,18 @@ fn bump(counter: &AtomicU64) {
 pub struct PageCache {
     page_size: usize,
     slots: usize,
-    stripes: Box<[Mutex<Stripe>]>,
+    /// The slots of each stripe of [`STRIPE`] (the last may hold fewer).
+    stripes: Box<[Mutex<Box<[Slot]>>]>,
+    /// The pages of all slots, slot `i` at words `i * page_size / WORD`..;
+    /// a slot's words are only touched under its stripe's lock.
+    words: Box<[AtomicU64]>,
     counters: AtomicCounters,
 }
 
 impl PageCache {
     /// A cache of `size` bytes of pages of `page_size` bytes: `size /
-    /// page_size` slots, at least one.  The memory is allocated here, once
-    /// (zeroed, so the system backs it only as slots fill).
+    /// page_size` slots, at least one.  The memory is allocated here, once,
+    /// zeroed by the system (see the module doc).
     pub fn new(page_size: u32, size: u64) -> Result<PageCache> {
         format::page_shift(page_size)?;
         let ps = page_size as usize;
@@ -143,24 +155,22 @@ impl PageCache {
         let too_large = || Error::InvalidConfig {
             reason: "page cache too large for this host",
         };
+        let words = slots.checked_mul(ps / WORD).ok_or_else(too_large)?;
+        let words = bytemuck::allocation::try_zeroed_slice_box::<AtomicU64>(words)
+            .map_err(|()| too_large())?;
         let mut stripes = Vec::new();
         stripes
             .try_reserve_exact(slots.div_ceil(STRIPE))
             .map_err(|_| too_large())?;
         for first in (0..slots).step_by(STRIPE) {
             let n = STRIPE.min(slots - first);
-            let mut data = Vec::new();
-            data.try_reserve_exact(n * ps).map_err(|_| too_large())?;
-            data.resize(n * ps, 0);
-            stripes.push(Mutex::new(Stripe {
-                slots: vec![Slot::default(); n].into_boxed_slice(),
-                data: data.into_boxed_slice(),
-            }));
+            stripes.push(Mutex::new(vec![Slot::default(); n].into_boxed_slice()));
         }
         Ok(PageCache {
             page_size: ps,
             slots,
             stripes: stripes.into_boxed_slice(),
+            words,
             counters: AtomicCounters::default(),
         })
     }
@@ -186,8 +196,9 @@ impl PageCache {
         }
     }
 
-    /// The locked stripe of `key`'s slot, and the slot's index in it.
-    fn slot(&self, key: PageKey) -> (MutexGuard<'_, Stripe>, usize) {
+    /// The locked slots of `key`'s stripe, the slot's index in them, and
+    /// the slot's page words (to be touched only while the lock is held).
+    fn slot(&self, key: PageKey) -> (MutexGuard<'_, Box<[Slot]>>, usize, &[AtomicU64]) {
         let i = (key.block.wrapping_add(key.index) % self.slots as u64) as usize;
         let stripe = &self.stripes[i / STRIPE];
         // A panic while a stripe was locked may have left a page half
@@ -195,32 +206,33 @@ impl PageCache {
         let guard = stripe.lock().unwrap_or_else(|poisoned| {
             stripe.clear_poison();
             let mut guard = poisoned.into_inner();
-            guard.slots.fill(Slot::default());
+            guard.fill(Slot::default());
             guard
         });
-        (guard, i % STRIPE)
+        let n = self.page_size / WORD;
+        (guard, i % STRIPE, &self.words[i * n..(i + 1) * n])
     }
 
     /// Copies the last version sent of `key` into `base` (one page);
     /// false when the cache does not hold it.
     pub(crate) fn lookup(&self, key: PageKey, base: &mut [u8]) -> bool {
-        let (stripe, j) = self.slot(key);
-        if stripe.slots[j].key != Some(key) {
-            drop(stripe);
+        let (slots, j, words) = self.slot(key);
+        if slots[j].key != Some(key) {
+            drop(slots);
             bump(&self.counters.misses);
             return false;
         }
-        let ps = self.page_size;
-        base.copy_from_slice(&stripe.data[j * ps..(j + 1) * ps]);
-        drop(stripe);
+        for (out, word) in base.chunks_exact_mut(WORD).zip(words) {
+            out.copy_from_slice(&word.load(Relaxed).to_ne_bytes());
+        }
+        drop(slots);
         bump(&self.counters.hits);
         true
     }
 
     /// Records `page` as the version of `key` sent in sync round `round`.
     pub(crate) fn insert(&self, key: PageKey, round: u64, page: &[u8]) {
-        let (mut stripe, j) = self.slot(key);
-        let Stripe { slots, data } = &mut *stripe;
+        let (mut slots, j, words) = self.slot(key);
         let slot = &mut slots[j];
         match slot.key {
             // The same page again: hot if it was sent the round before.
@@ -228,7 +240,7 @@ impl PageCache {
             Some(k) if k == key => {}
             // A page sent this round may be re-sent next round: keep it.
             Some(_) if slot.round >= round => {
-                drop(stripe);
+                drop(slots);
                 bump(&self.counters.overflows);
                 return;
             }
@@ -237,9 +249,12 @@ impl PageCache {
         }
         slot.key = Some(key);
         slot.round = round;
-        let ps = self.page_size;
-        data[j * ps..(j + 1) * ps].copy_from_slice(page);
-        drop(stripe);
+        for (word, bytes) in words.iter().zip(page.chunks_exact(WORD)) {
+            let mut w = [0u8; WORD];
+            w.copy_from_slice(bytes);
+            word.store(u64::from_ne_bytes(w), Relaxed);
+        }
+        drop(slots);
         bump(&self.counters.inserts);
     }
 
@@ -253,10 +268,10 @@ impl PageCache {
     /// Forgets `key`: the destination's page changed without this cache
     /// seeing the bytes.
     pub(crate) fn invalidate(&self, key: PageKey) {
-        let (mut stripe, j) = self.slot(key);
-        if stripe.slots[j].key == Some(key) {
-            stripe.slots[j].key = None;
-            drop(stripe);
+        let (mut slots, j, _) = self.slot(key);
+        if slots[j].key == Some(key) {
+            slots[j].key = None;
+            drop(slots);
             bump(&self.counters.invalidations);
         }
     }
