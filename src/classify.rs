@@ -103,6 +103,17 @@ impl Thresholds {
     }
 }
 
+impl Thresholds {
+    /// Whether a page that is not a fill is in the random class, as
+    /// [`Thresholds::class`] says, looking at what that needs: the byte
+    /// sample first, which clears most pages, the whole profile only for
+    /// pages with many distinct bytes.
+    pub fn is_random(&self, page: &[u8]) -> bool {
+        distinct_sampled_bytes(page) >= self.random_distinct_bytes
+            && self.class(&profile(page), page.len()) == PageClass::Random
+    }
+}
+
 /// What one page looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Profile {

@@ -6,7 +6,7 @@ mod common;
 
 use common::{page, KINDS};
 use mecom::classify::PageClass;
-use mecom::policy::{Codec, StepClock, EXPLORE_EVERY};
+use mecom::policy::{Codec, StepClock, EXPLORE_EVERY, TIMED_EVERY};
 use mecom::{Config, Decoder, Encoder, LinkStats, Method, Mode};
 
 fn batch(seed: u64) -> Vec<Vec<u8>> {
@@ -203,4 +203,54 @@ fn rare_compressible_pages_go_raw_in_one_pass_until_the_mix_changes() {
     // batch classifies, and the fill page is a tag.
     let lens = rare_compressible_lens(12_500_000);
     assert!(lens[..80].iter().all(|&l| l < full), "{:?}", &lens[..80]);
+}
+
+/// The page table's tags of a frame.
+fn tags(frame: &[u8]) -> Vec<u8> {
+    let n = usize::from(u16::from_le_bytes([frame[6], frame[7]]));
+    frame[32..32 + 4 * n]
+        .chunks_exact(4)
+        .map(|e| e[3])
+        .collect()
+}
+
+#[test]
+fn a_batch_whose_classes_all_take_zstd_is_one_group_unless_timed() {
+    // The random class on zstd too, then on raw: its pages are still
+    // found without classifying the others.
+    let mut random_raw = [Codec::Zstd; PageClass::COUNT];
+    random_raw[PageClass::Random.index()] = Codec::Raw;
+    for codecs in [[Codec::Zstd; PageClass::COUNT], random_raw] {
+        let config = Config::default();
+        let mut enc = Encoder::with_clock(config.clone(), Box::new(StepClock::new(700))).unwrap();
+        let mut dec = Decoder::new(config).unwrap();
+        enc.pin_codecs(Some(codecs));
+        for k in 0..2 * TIMED_EVERY {
+            let pages = batch(k);
+            let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+            let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
+            let len = enc.encode(&refs, &mut frame).unwrap();
+            let mut out = vec![0u8; refs.len() * 4096];
+            dec.decode_into(&frame[..len], &mut out).unwrap();
+            assert_eq!(out, pages.concat());
+            // Timed batches (the first of every TIMED_EVERY) classify, and
+            // their pages of several classes make a group each; the others
+            // skip classifying and send one group.
+            let tags = tags(&frame[..len]);
+            let heads = tags.iter().filter(|&&t| t == 0x42).count();
+            if k % TIMED_EVERY == 0 {
+                assert!(heads > 1, "batch {k}: {heads} groups");
+            } else {
+                assert_eq!(heads, 1, "batch {k}");
+            }
+            // Untimed, raw pages (tag 0) only where the random class goes
+            // raw: with it on zstd they join the one group.  (A timed batch
+            // gives them a group of their own, which does not shrink, so
+            // they go raw either way.)
+            let raw = tags.iter().filter(|&&t| t == Method::Raw as u8).count();
+            if k % TIMED_EVERY != 0 {
+                assert_eq!(raw > 0, codecs == random_raw, "batch {k}: {tags:?}");
+            }
+        }
+    }
 }

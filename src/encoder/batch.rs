@@ -3,9 +3,11 @@
 //! When the plan sends every page raw, one pass copies the pages into their
 //! payload slots and hashes them there.  Otherwise three passes over the
 //! encoder's private copy of the batch:
-//! 1. profile and classify every page and route it to its class's codec,
-//!    or, when the migration's page cache holds the page, to a delta
-//!    against that version;
+//! 1. profile and classify every page and route it to its class's codec
+//!    (when the plan routes the sparse, similar and generic classes to one
+//!    codec, only look for fill and random pages: `Plan::uniform`), or,
+//!    when the migration's page cache holds the page, to a delta against
+//!    that version;
 //! 2. compress the pages routed to zstd as groups, one per class (of at
 //!    most `zstd_group_pages` pages), the next pieces of the channel's zstd
 //!    stream, into a side buffer, demoting a group to LZ when it does not
@@ -26,7 +28,7 @@
 #![forbid(unsafe_code)]
 
 use crate::cache::{PageCache, PageKey};
-use crate::classify;
+use crate::classify::{self, PageClass};
 use crate::codec::delta::{self, DeltaScratch};
 use crate::codec::{lz, sparse, wkdm, zstd_stream::StreamEncoder};
 use crate::config::{Config, LzCodec};
@@ -254,14 +256,33 @@ impl Batch {
         let zstd_on = self.zstd.is_some();
         self.routes.clear();
         self.keys.clear();
+        let uniform = plan.uniform();
         for page in self.pages[..n * ps].chunks_exact(ps) {
-            let p = classify::profile(page);
-            let class = plan.thresholds.class(&p, ps);
-            let mut codec = plan.codec(class, meter.classify(class));
-            if codec == Codec::Zstd && !zstd_on {
-                codec = Codec::Lz;
-            }
-            self.routes.push(match p.fill {
+            let (fill, class, codec) = match uniform {
+                // Sparse, similar and generic take `codec`: only fills and
+                // random pages need telling apart.  The rest are booked to
+                // the generic class (an untimed batch keeps no costs), so
+                // they form one group.
+                Some(codec) => {
+                    let random = plan.codecs[PageClass::Random.index()];
+                    if random != codec && plan.thresholds.is_random(page) {
+                        (None, PageClass::Random, random)
+                    } else {
+                        (classify::fill_word(page), PageClass::Generic, codec)
+                    }
+                }
+                None => {
+                    let p = classify::profile(page);
+                    let class = plan.thresholds.class(&p, ps);
+                    (p.fill, class, plan.codec(class, meter.classify(class)))
+                }
+            };
+            let codec = if codec == Codec::Zstd && !zstd_on {
+                Codec::Lz
+            } else {
+                codec
+            };
+            self.routes.push(match fill {
                 Some(0) => Route::Zero,
                 Some(word) => Route::Fill(word),
                 None => Route::Codec(codec),

@@ -194,7 +194,8 @@ impl Encoder {
         }
         let seed = placement.map_or(0, Placement::seed);
         let plan = self.policy.next_plan();
-        let classified = !plan.all_raw();
+        let all_raw = plan.all_raw();
+        let classified = !all_raw && plan.uniform().is_none();
         self.meter.start(&plan, classified);
         let cache = match (&self.cache, placement) {
             (Some(cache), Some(p)) => {
@@ -212,7 +213,7 @@ impl Encoder {
             }
             _ => None,
         };
-        let written = if classified {
+        let written = if !all_raw {
             self.batch.write(
                 source,
                 seed,

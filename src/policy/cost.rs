@@ -15,7 +15,7 @@ pub fn candidates(class: PageClass) -> &'static [Codec] {
         PageClass::Sparse => &[Codec::Sparse, Codec::Lz, Codec::Zstd, Codec::Raw],
         PageClass::Similar => &[Codec::Wkdm, Codec::Lz, Codec::Zstd, Codec::Raw],
         PageClass::Generic => &[Codec::Lz, Codec::Zstd, Codec::Raw],
-        PageClass::Random => &[Codec::Raw, Codec::Lz],
+        PageClass::Random => &[Codec::Raw, Codec::Lz, Codec::Zstd],
     }
 }
 

@@ -240,7 +240,7 @@ impl Env {
     }
 
     /// The best (scale index, routing) of `candidates` under `scales`,
-    /// with its score (`fastest` bounds the dirty-bound band).  Two passes over the (at most 96) combinations per
+    /// with its score (`fastest` bounds the dirty-bound band).  Two passes over the (at most 144) combinations per
     /// scale, allocating nothing.
     #[allow(clippy::type_complexity)]
     fn best_routing(

@@ -971,3 +971,44 @@ fn raw_pages_of_one_class_teach_every_class_and_raw_is_never_explored() {
         }
     }
 }
+
+#[test]
+fn only_an_untimed_unexplored_plan_with_one_codec_skips_classifying() {
+    let plan = |codecs: [Codec; PageClass::COUNT], explore, timed| Plan {
+        thresholds: Thresholds {
+            sparse: 75,
+            similarity: 75,
+            random_distinct_bytes: RAW_DISTINCT_BYTES,
+        },
+        codecs,
+        explore,
+        explore_pages: EXPLORE_PAGES,
+        timed,
+        zstd_level: 1,
+    };
+    let none = [None; PageClass::COUNT];
+    // The fill class's entry does not count: fills are always tags.
+    let mut zstd = [Codec::Zstd; PageClass::COUNT];
+    zstd[PageClass::Fill.index()] = Codec::Raw;
+    assert_eq!(plan(zstd, none, false).uniform(), Some(Codec::Zstd));
+    assert_eq!(
+        plan([Codec::Lz; PageClass::COUNT], none, false).uniform(),
+        Some(Codec::Lz)
+    );
+    assert_eq!(plan(zstd, none, true).uniform(), None);
+    let mut exploring = none;
+    exploring[PageClass::Random.index()] = Some(Codec::Lz);
+    assert_eq!(plan(zstd, exploring, false).uniform(), None);
+    // The random class may go elsewhere: the encoder still finds it.
+    let mut random_raw = zstd;
+    random_raw[PageClass::Random.index()] = Codec::Raw;
+    assert_eq!(plan(random_raw, none, false).uniform(), Some(Codec::Zstd));
+    let mut mixed = zstd;
+    mixed[PageClass::Similar.index()] = Codec::Wkdm;
+    assert_eq!(plan(mixed, none, false).uniform(), None);
+    // All raw is the raw path's, not this one's.
+    assert_eq!(
+        plan([Codec::Raw; PageClass::COUNT], none, false).uniform(),
+        None
+    );
+}
