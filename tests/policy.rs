@@ -22,15 +22,21 @@ fn batch(seed: u64) -> Vec<Vec<u8>> {
 }
 
 /// Encodes `pages`, decodes the frame, checks the pages come back bit-exact;
-/// returns the frame's length.
-fn round_trip(enc: &mut Encoder, dec: &mut Decoder, pages: &[Vec<u8>]) -> usize {
+/// returns the frame.
+fn frame_of(enc: &mut Encoder, dec: &mut Decoder, pages: &[Vec<u8>]) -> Vec<u8> {
     let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
     let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
     let len = enc.encode(&refs, &mut frame).unwrap();
     let mut out = vec![0u8; refs.len() * 4096];
     dec.decode_into(&frame[..len], &mut out).unwrap();
     assert_eq!(out, pages.concat());
-    len
+    frame.truncate(len);
+    frame
+}
+
+/// [`frame_of`]'s length.
+fn round_trip(enc: &mut Encoder, dec: &mut Decoder, pages: &[Vec<u8>]) -> usize {
+    frame_of(enc, dec, pages).len()
 }
 
 #[test]
@@ -226,17 +232,11 @@ fn a_batch_whose_classes_all_take_zstd_is_one_group_unless_timed() {
         let mut dec = Decoder::new(config).unwrap();
         enc.pin_codecs(Some(codecs));
         for k in 0..2 * TIMED_EVERY {
-            let pages = batch(k);
-            let refs: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
-            let mut frame = vec![0u8; enc.max_frame_len(refs.len())];
-            let len = enc.encode(&refs, &mut frame).unwrap();
-            let mut out = vec![0u8; refs.len() * 4096];
-            dec.decode_into(&frame[..len], &mut out).unwrap();
-            assert_eq!(out, pages.concat());
+            let frame = frame_of(&mut enc, &mut dec, &batch(k));
             // Timed batches (the first of every TIMED_EVERY) classify, and
             // their pages of several classes make a group each; the others
             // skip classifying and send one group.
-            let tags = tags(&frame[..len]);
+            let tags = tags(&frame);
             let heads = tags.iter().filter(|&&t| t == 0x42).count();
             if k % TIMED_EVERY == 0 {
                 assert!(heads > 1, "batch {k}: {heads} groups");
