@@ -401,7 +401,7 @@ def destination_after_cancel(dst, timeout=10):
         if not dst.alive():
             return "exited"
         try:
-            status = dst.qmp.execute("query-migrate", timeout=2).get("status")
+            status = dst.qmp.execute("query-migrate", timeout=2, stacks=False).get("status")
         except Q.HarnessError:
             return "no QMP answer"
         if status in ("failed", "cancelled", "completed") or time.monotonic() > deadline:

@@ -218,12 +218,13 @@ class QMP:
         self.version = greeting["QMP"].get("version", {})
         self.execute("qmp_capabilities")
 
-    def _read(self, timeout):
+    def _read(self, timeout, stacks=True):
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise HarnessError(f"QMP read timeout on {self.path}{self._stacks()}")
+                where = self._stacks() if stacks else ""
+                raise HarnessError(f"QMP read timeout on {self.path}{where}")
             self.sock.settimeout(left)
             try:
                 data = self.sock.recv(65536)
@@ -235,7 +236,7 @@ class QMP:
         line, self._buf = self._buf.split(b"\n", 1)
         line = line.strip()
         if not line:
-            return self._read(max(0.01, deadline - time.monotonic()))
+            return self._read(max(0.01, deadline - time.monotonic()), stacks)
         return json.loads(line)
 
     def _stacks(self):
@@ -265,14 +266,16 @@ class QMP:
         summary = "; ".join(f"{name}: {' < '.join(f)}" for name, f in threads)
         return f"; threads: {summary} (whole stacks in {out})"
 
-    def execute(self, cmd, args=None, timeout=30.0):
+    def execute(self, cmd, args=None, timeout=30.0, stacks=True):
+        """Runs `cmd`; `stacks=False` where no answer is an expected outcome
+        (no gdb then)."""
         self._id += 1
         req = {"execute": cmd, "id": self._id}
         if args:
             req["arguments"] = args
         self.sock.sendall(json.dumps(req).encode() + b"\n")
         while True:
-            msg = self._read(timeout)
+            msg = self._read(timeout, stacks)
             if "event" in msg:
                 self.events.append(msg)
                 continue
