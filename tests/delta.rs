@@ -314,3 +314,35 @@ fn pages_sent_in_an_all_raw_batch_leave_the_cache() {
     assert!(methods.iter().all(|m| !m.is_delta()), "{methods:?}");
     assert_eq!(m.dst, m.ram);
 }
+
+#[test]
+fn a_re_sent_page_with_new_content_stays_in_the_zstd_group() {
+    let cache = Arc::new(PageCache::new(4096, 64 * 4096).unwrap());
+    let mut m = Migration::new(32, Some(cache.clone()));
+    let all: Vec<usize> = (0..32).collect();
+    m.next_round();
+    m.send(&all, &[]).unwrap();
+    // Round 2: even pages change a word, odd pages get unrelated content
+    // (a compile's re-dirtied pages).
+    for i in 0..32 {
+        if i % 2 == 0 {
+            m.ram[i * PS + 40] ^= 0x5a;
+        } else {
+            let kind = [Kind::Text, Kind::Pointers][i % 4 / 2];
+            m.ram[i * PS..(i + 1) * PS].copy_from_slice(&page(kind, PS, 1000 + i as u64));
+        }
+    }
+    m.next_round();
+    let (_, methods) = m.send(&all, &[]).unwrap();
+    assert_eq!(m.dst, m.ram);
+    for (i, method) in methods.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(*method, Method::DeltaSparse, "page {i}: {methods:?}");
+        } else {
+            assert!(
+                matches!(method, Method::Zstd | Method::ZstdMember),
+                "page {i}: {methods:?}"
+            );
+        }
+    }
+}

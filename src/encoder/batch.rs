@@ -7,7 +7,8 @@
 //!    (when the plan routes the sparse, similar and generic classes to one
 //!    codec, only look for fill and random pages: `Plan::uniform`), or,
 //!    when the migration's page cache holds the page, to a delta against
-//!    that version;
+//!    that version (made here for a page the zstd tier would take, which
+//!    stays in its group unless the delta is small);
 //! 2. compress the pages routed to zstd as groups, one per class (of at
 //!    most `zstd_group_pages` pages), the next pieces of the channel's zstd
 //!    stream, into a side buffer, demoting a group to LZ when it does not
@@ -77,6 +78,9 @@ enum Route {
     /// A page whose last version the destination holds (in `bases`): a
     /// delta, unless this codec makes it smaller.
     Delta(Codec),
+    /// A delta made in pass 1 (for a page the zstd tier would take), of
+    /// this method and length, in the page's slot of `bases`.
+    DeltaMade(Method, usize),
 }
 
 /// The page cache as one frame uses it: which pages it names and which
@@ -292,13 +296,40 @@ impl Batch {
         let Some(c) = cache else {
             return;
         };
+        // A delta must beat what the zstd tier makes of a page of the
+        // classes it takes (0.23-0.35 of a page on the corpus): it is made
+        // here, and a page whose delta is larger stays in the group
+        // instead of going to LZ.  (Re-dirtied pages with unrelated new
+        // content, as under a compile, then cost one try, not a delta, an
+        // LZ pass and the tier's ratio lost.)
+        let zstd_delta_limit = ps / DELTA_BEATS_ZSTD;
         for (i, route) in self.routes.iter_mut().enumerate() {
-            if let Route::Codec(codec) = *route {
-                let base = &mut self.bases[i * ps..(i + 1) * ps];
-                if c.cache.lookup(c.keys[i], base) {
-                    *route = Route::Delta(codec);
-                }
+            let Route::Codec(codec) = *route else {
+                continue;
+            };
+            let base = &mut self.bases[i * ps..(i + 1) * ps];
+            if !c.cache.lookup(c.keys[i], base) {
+                continue;
             }
+            *route = if codec != Codec::Zstd {
+                Route::Delta(codec)
+            } else {
+                let page = &self.pages[i * ps..(i + 1) * ps];
+                let made = delta::encode(
+                    page,
+                    base,
+                    &mut self.delta_out,
+                    zstd_delta_limit,
+                    &mut self.delta,
+                );
+                match made {
+                    Some((method, len)) => {
+                        base[..len].copy_from_slice(&self.delta_out[..len]);
+                        Route::DeltaMade(method, len)
+                    }
+                    None => Route::Codec(Codec::Zstd),
+                }
+            };
         }
     }
 
@@ -398,7 +429,7 @@ impl Batch {
         self.wrote_delta = false;
         for i in 0..n {
             let key = self.keys[i];
-            let is_delta = matches!(self.routes[i], Route::Delta(_));
+            let is_delta = matches!(self.routes[i], Route::Delta(_) | Route::DeltaMade(..));
             if is_delta && meter.timed() {
                 // Deltas are not the class codec's cost.
                 meter.end_run(clock.now_ns());
@@ -426,7 +457,10 @@ impl Batch {
             counters.method_bytes[slot] += len as u64;
             if !matches!(
                 self.routes[i],
-                Route::GroupHead(_) | Route::GroupMember(_) | Route::Delta(_)
+                Route::GroupHead(_)
+                    | Route::GroupMember(_)
+                    | Route::Delta(_)
+                    | Route::DeltaMade(..)
             ) {
                 meter.page(key, len);
             }
@@ -463,6 +497,10 @@ impl Batch {
                 (Method::Zstd, len)
             }
             Route::Codec(codec) => encode_with(codec, lz, page, &mut out[pos..pos + ps], lz_state),
+            Route::DeltaMade(method, len) => {
+                out[pos..pos + len].copy_from_slice(&self.bases[i * ps..i * ps + len]);
+                (method, len)
+            }
             Route::Delta(codec) => {
                 let base = &self.bases[i * ps..(i + 1) * ps];
                 let window = &mut out[pos..pos + ps];
@@ -485,6 +523,10 @@ impl Batch {
         }
     }
 }
+
+/// A page the zstd tier would take goes as a delta only when the delta is
+/// at most 1/`DELTA_BEATS_ZSTD` of a page.
+const DELTA_BEATS_ZSTD: usize = 4;
 
 /// A delta of at most 1/`DELTA_CLEARLY_SMALL` of a page is sent without
 /// trying the page's own codec: a page codec rarely gets a page below 1/16
