@@ -39,6 +39,10 @@ Scenarios (see docs/libvirt.md):
                           fails ("Mapped-ram only available for non-compressed
                           non-TLS multifd migration")
 
+Every patched-libvirt migration with cbc's page cache on also checks that
+virsh domjobinfo shows it (libvirt patch 0005: Compression cache, data,
+pages, misses, overflows; the cache size as QEMU reports it).
+
 Each check prints a "PASS: ..." or "FAIL: ..." line on stdout; the exit
 status is 1 if any check failed.  Needs root.  Standard library only.
 """
@@ -342,6 +346,16 @@ def heartbeats(text):
     return [int(m.group(1)) for m in re.finditer(HEARTBEAT + r" (\d+)", text)]
 
 
+def capacity_bytes(text):
+    """Bytes of a capacity as virsh prints it ("64.000 MiB"), or None."""
+    units = {"B": 0, "bytes": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}
+    try:
+        value, unit = text.split()
+        return round(float(value) * (1 << units[unit]))
+    except (AttributeError, ValueError, KeyError):
+        return None
+
+
 def ram_file(daemon, timeout=10):
     """The guest RAM file of the (single) running domain of a daemon."""
     deadline = time.monotonic() + timeout
@@ -474,6 +488,16 @@ def live_migrate(tag, src, dst, dom, cur, run_dir, virsh_args, expect, via_globa
         res["src_ram_normal_bytes"] = ram.get("normal-bytes")
         res["src_ram_total"] = ram.get("total")
     log(f"{tag}: jobinfo {res['jobinfo']}")
+    # cbc's page cache in libvirt's compression statistics (patch 0005).
+    cache = (s_src.cbc or {}).get("cache-size", 0)
+    if method == "cbc" and not via_global and cache:
+        shown = {k: jobinfo.get(k) for k in ("Compression cache", "Compressed data",
+                                             "Compressed pages", "Compression cache misses",
+                                             "Compression overflows")}
+        res["jobinfo_cbc_cache"] = shown
+        check(f"{tag}: domjobinfo shows cbc's page cache of {mib(cache)} and its deltas",
+              None not in shown.values() and capacity_bytes(shown["Compression cache"]) == cache,
+              json.dumps(shown))
     if ram and method == "none":
         sent, pages = ram.get("transferred", 0), ram.get("normal-bytes", 0)
         log(f"{tag}: sent {mib(sent)} for {mib(pages)} of pages (no compression)")
