@@ -71,6 +71,10 @@ METHODS["cbc-adaptive-delta"] = ("cbc", {"multifd-cbc-mode": "adaptive",
                                         "multifd-cbc-cache-size": 64 << 20})
 METHODS["cbc-adaptive-nodelta"] = ("cbc", {"multifd-cbc-mode": "adaptive",
                                           "multifd-cbc-cache-size": 0})
+# A cache as large as the default guest's RAM (384 MiB): a working set
+# larger than the default 64 MiB cache misses it on most re-sent pages.
+METHODS["cbc-adaptive-delta-384m"] = ("cbc", {"multifd-cbc-mode": "adaptive",
+                                             "multifd-cbc-cache-size": 384 << 20})
 
 # Memwrite (random data) dirty rates of the main matrix, MiB/s of dirtied
 # pages.  Under TCG on the 2-core machine the random writer reaches about
