@@ -112,6 +112,35 @@ impl Thresholds {
         distinct_sampled_bytes(page) >= self.random_distinct_bytes
             && self.class(&profile(page), page.len()) == PageClass::Random
     }
+
+    /// The class [`Thresholds::class`] gives a page, where the similar
+    /// and generic classes need not be told apart (both come out as
+    /// generic), and the random and sparse classes only when `random` and
+    /// `sparse` say so (else they come out as generic too); with the
+    /// repeated word of a fill page.  It looks at no more than that needs:
+    /// a repeated word (a few compares for most pages), the zero bytes
+    /// (one vectorised pass) only for `sparse`, the byte sample only for
+    /// `random`, never the word similarity of the other pages.
+    pub fn coarse(&self, page: &[u8], random: bool, sparse: bool) -> (PageClass, Option<u32>) {
+        let zeros = sparse.then(|| count_zero_bytes(page));
+        let fill = match zeros {
+            Some(z) if z as usize == page.len() => Some(0),
+            Some(z) if !(z as usize).is_multiple_of(page.len() / 4) => None,
+            _ => fill_word(page),
+        };
+        if fill.is_some() {
+            return (PageClass::Fill, fill);
+        }
+        // The order of `class`: random before sparse.
+        if random && self.is_random(page) {
+            return (PageClass::Random, None);
+        }
+        if zeros.is_some_and(|z| percent(z, page.len()) >= u32::from(self.sparse)) {
+            (PageClass::Sparse, None)
+        } else {
+            (PageClass::Generic, None)
+        }
+    }
 }
 
 /// What one page looks like.
@@ -133,7 +162,7 @@ pub struct Profile {
 impl Profile {
     /// Zero bytes as a percentage of the page.
     pub fn zero_percent(&self, page_len: usize) -> u32 {
-        (u64::from(self.zero_bytes) * 100 / page_len as u64) as u32
+        percent(self.zero_bytes, page_len)
     }
 
     /// Similar words as a percentage of the sampled words.
@@ -142,6 +171,11 @@ impl Profile {
             .checked_div(self.sampled_words)
             .unwrap_or(0)
     }
+}
+
+/// `part` as a whole percentage of `whole` (rounded down).
+fn percent(part: u32, whole: usize) -> u32 {
+    (u64::from(part) * 100 / whole as u64) as u32
 }
 
 /// Profiles a page (length a multiple of 64 bytes, at least 4096).
@@ -371,5 +405,50 @@ mod tests {
             .take(4096)
             .collect();
         assert!(profile(&text).distinct_bytes < 40);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn coarse_agrees_with_the_whole_classifier(
+            kind in 0u8..6,
+            seed in proptest::prelude::any::<u32>(),
+            zeros in 0usize..4097,
+            sparse_threshold in 0u8..101,
+            random in proptest::prelude::any::<bool>(),
+            sparse in proptest::prelude::any::<bool>(),
+        ) {
+            // Random words, small integers, text, a fill word, all zero;
+            // then the first `zeros` bytes cleared (sparse pages, and
+            // pages on both sides of every threshold).
+            let mut x = seed | 1;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x
+            };
+            let mut page = match kind {
+                0 => words((0..1024).map(|_| next())),
+                1 => words((0..1024).map(|_| next() % 300)),
+                2 => (0..4096).map(|_| b"etaoin shrdlu"[(next() % 13) as usize]).collect(),
+                3 => words(std::iter::repeat_n(seed, 1024)),
+                4 => vec![0u8; 4096],
+                _ => words((0..1024).map(|i| if i % 7 == 0 { next() } else { 0 })),
+            };
+            page[..zeros].fill(0);
+            let t = Thresholds {
+                sparse: sparse_threshold,
+                similarity: 75,
+                random_distinct_bytes: 120,
+            };
+            let p = profile(&page);
+            let want = match t.class(&p, page.len()) {
+                PageClass::Fill => (PageClass::Fill, p.fill),
+                PageClass::Random if random => (PageClass::Random, None),
+                PageClass::Sparse if sparse => (PageClass::Sparse, None),
+                _ => (PageClass::Generic, None),
+            };
+            proptest::prop_assert_eq!(t.coarse(&page, random, sparse), want);
+        }
     }
 }

@@ -153,25 +153,22 @@ impl Plan {
                 .all(|&c| c == PageClass::Fill || self.codecs[c.index()] == Codec::Raw)
     }
 
-    /// The codec the sparse, similar and generic classes all take, when
-    /// that is one codec (not raw) and the batch is neither timed nor
-    /// exploring.  Classifying would then only tell fills and random pages
-    /// from the rest, so the encoder does only that: a page is looked at
-    /// for a repeated word (a few compares for most pages) and, when the
-    /// random class goes elsewhere, for the byte variety of a sample
-    /// ([`Thresholds::is_random`]), against ~1 µs for a whole profile; and
-    /// the zstd tier takes those pages as one group (one flush, not one
-    /// per class).  Timed batches still classify, which keeps the class
-    /// mix and per-class costs current.
+    /// The codec the similar and generic classes both take, when that is
+    /// one codec (not raw) and the batch is neither timed nor exploring.
+    /// Classifying would then only tell fill pages, and the random and
+    /// sparse ones when their classes go elsewhere, from the rest, so the
+    /// encoder does only that ([`Thresholds::coarse`]: a repeated word, the
+    /// zero bytes, the byte variety of a sample, never the word similarity
+    /// that takes most of a profile's ~1 µs); and the zstd tier takes the
+    /// rest as one group (one flush, not one per class).  Timed batches
+    /// still classify, which keeps the class mix and per-class costs
+    /// current.
     pub fn uniform(&self) -> Option<Codec> {
         if self.timed || self.explore.iter().any(Option::is_some) {
             return None;
         }
         let codec = self.codecs[PageClass::Generic.index()];
-        let same = [PageClass::Sparse, PageClass::Similar]
-            .iter()
-            .all(|c| self.codecs[c.index()] == codec);
-        (codec != Codec::Raw && same).then_some(codec)
+        (codec != Codec::Raw && self.codecs[PageClass::Similar.index()] == codec).then_some(codec)
     }
 
     /// The codec for the `seen`-th page (from 0) of `class` in the batch.

@@ -226,7 +226,9 @@ fn a_batch_whose_classes_all_take_zstd_is_one_group_unless_timed() {
     // found without classifying the others.
     let mut random_raw = [Codec::Zstd; PageClass::COUNT];
     random_raw[PageClass::Random.index()] = Codec::Raw;
-    for codecs in [[Codec::Zstd; PageClass::COUNT], random_raw] {
+    let mut sparse_own = random_raw;
+    sparse_own[PageClass::Sparse.index()] = Codec::Sparse;
+    for codecs in [[Codec::Zstd; PageClass::COUNT], random_raw, sparse_own] {
         let config = Config::default();
         let mut enc = Encoder::with_clock(config.clone(), Box::new(StepClock::new(700))).unwrap();
         let mut dec = Decoder::new(config).unwrap();
@@ -249,7 +251,14 @@ fn a_batch_whose_classes_all_take_zstd_is_one_group_unless_timed() {
             // they go raw either way.)
             let raw = tags.iter().filter(|&&t| t == Method::Raw as u8).count();
             if k % TIMED_EVERY != 0 {
-                assert_eq!(raw > 0, codecs == random_raw, "batch {k}: {tags:?}");
+                assert_eq!(
+                    raw > 0,
+                    codecs != [Codec::Zstd; PageClass::COUNT],
+                    "batch {k}: {tags:?}"
+                );
+                // Sparse pages (tag 3) only where their class takes it.
+                let sparse = tags.iter().filter(|&&t| t == Method::Sparse as u8).count();
+                assert_eq!(sparse > 0, codecs == sparse_own, "batch {k}: {tags:?}");
             }
         }
     }

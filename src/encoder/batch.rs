@@ -4,8 +4,8 @@
 //! payload slots and hashes them there.  Otherwise three passes over the
 //! encoder's private copy of the batch:
 //! 1. profile and classify every page and route it to its class's codec
-//!    (when the plan routes the sparse, similar and generic classes to one
-//!    codec, only look for fill and random pages: `Plan::uniform`), or,
+//!    (when the plan routes the similar and generic classes to one codec,
+//!    tell only fill, random and sparse pages apart: `Plan::uniform`), or,
 //!    when the migration's page cache holds the page, to a delta against
 //!    that version (made here for a page the zstd tier would take, which
 //!    stays in its group unless the delta is small);
@@ -263,17 +263,22 @@ impl Batch {
         let uniform = plan.uniform();
         for page in self.pages[..n * ps].chunks_exact(ps) {
             let (fill, class, codec) = match uniform {
-                // Sparse, similar and generic take `codec`: only fills and
-                // random pages need telling apart.  The rest are booked to
-                // the generic class (an untimed batch keeps no costs), so
-                // they form one group.
+                // Similar and generic take `codec`: only fills, and random
+                // and sparse pages whose classes go elsewhere, need telling
+                // apart.  The rest are booked to the generic class (an
+                // untimed batch keeps no costs), so they form one group.
                 Some(codec) => {
-                    let random = plan.codecs[PageClass::Random.index()];
-                    if random != codec && plan.thresholds.is_random(page) {
-                        (None, PageClass::Random, random)
-                    } else {
-                        (classify::fill_word(page), PageClass::Generic, codec)
-                    }
+                    let elsewhere = |c: PageClass| plan.codecs[c.index()] != codec;
+                    let (class, fill) = plan.thresholds.coarse(
+                        page,
+                        elsewhere(PageClass::Random),
+                        elsewhere(PageClass::Sparse),
+                    );
+                    let codec = match class {
+                        PageClass::Random | PageClass::Sparse => plan.codecs[class.index()],
+                        _ => codec,
+                    };
+                    (fill, class, codec)
                 }
                 None => {
                     let p = classify::profile(page);

@@ -1003,6 +1003,10 @@ fn only_an_untimed_unexplored_plan_with_one_codec_skips_classifying() {
     let mut random_raw = zstd;
     random_raw[PageClass::Random.index()] = Codec::Raw;
     assert_eq!(plan(random_raw, none, false).uniform(), Some(Codec::Zstd));
+    // So may the sparse class (the encoder counts zero bytes then).
+    let mut sparse_own = random_raw;
+    sparse_own[PageClass::Sparse.index()] = Codec::Sparse;
+    assert_eq!(plan(sparse_own, none, false).uniform(), Some(Codec::Zstd));
     let mut mixed = zstd;
     mixed[PageClass::Similar.index()] = Codec::Wkdm;
     assert_eq!(plan(mixed, none, false).uniform(), None);
