@@ -19,7 +19,7 @@
 //! it only as slots fill: a cache of tens of MiB costs no time and no
 //! resident memory when it is made, and none at all on a link where every
 //! page goes raw.  (Written page by page, as separate allocations per
-//! stripe, it cost 24 ms and its whole size at the start of every
+//! stripe, it cost 24-55 ms and its whole size at the start of every
 //! migration: the allocator hands out recycled memory below 32 MiB, which
 //! calloc must clear.)  The page words are atomics, read and written only
 //! under their stripe's lock, which is what lets the stripes share one
@@ -44,7 +44,6 @@
 
 use crate::error::{Error, Result};
 use crate::format;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -223,7 +222,7 @@ impl PageCache {
             return false;
         }
         for (out, word) in base.chunks_exact_mut(WORD).zip(words) {
-            out.copy_from_slice(&word.load(Relaxed).to_ne_bytes());
+            out.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
         }
         drop(slots);
         bump(&self.counters.hits);
@@ -252,7 +251,7 @@ impl PageCache {
         for (word, bytes) in words.iter().zip(page.chunks_exact(WORD)) {
             let mut w = [0u8; WORD];
             w.copy_from_slice(bytes);
-            word.store(u64::from_ne_bytes(w), Relaxed);
+            word.store(u64::from_ne_bytes(w), Ordering::Relaxed);
         }
         drop(slots);
         bump(&self.counters.inserts);
@@ -390,5 +389,10 @@ mod tests {
         assert!(PageCache::new(4096, 4095).is_err());
         assert!(PageCache::new(1000, 1 << 20).is_err());
         assert!(PageCache::new(65536, 65536).is_ok());
+        // Memory the host cannot give is an error, not an abort.
+        assert!(matches!(
+            PageCache::new(4096, u64::MAX),
+            Err(Error::InvalidConfig { .. })
+        ));
     }
 }

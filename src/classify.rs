@@ -108,7 +108,7 @@ impl Thresholds {
     /// [`Thresholds::class`] says, looking at what that needs: the byte
     /// sample first, which clears most pages, the whole profile only for
     /// pages with many distinct bytes.
-    pub fn is_random(&self, page: &[u8]) -> bool {
+    fn is_random(&self, page: &[u8]) -> bool {
         distinct_sampled_bytes(page) >= self.random_distinct_bytes
             && self.class(&profile(page), page.len()) == PageClass::Random
     }
@@ -124,9 +124,8 @@ impl Thresholds {
     pub fn coarse(&self, page: &[u8], random: bool, sparse: bool) -> (PageClass, Option<u32>) {
         let zeros = sparse.then(|| count_zero_bytes(page));
         let fill = match zeros {
-            Some(z) if z as usize == page.len() => Some(0),
-            Some(z) if !(z as usize).is_multiple_of(page.len() / 4) => None,
-            _ => fill_word(page),
+            Some(z) => fill_given_zeros(page, z),
+            None => fill_word(page),
         };
         if fill.is_some() {
             return (PageClass::Fill, fill);
@@ -173,6 +172,20 @@ impl Profile {
     }
 }
 
+/// The word `page` repeats, if any, knowing it holds `zeros` zero bytes:
+/// all zero is word 0, and only a count a fill word can make needs the
+/// word compare.
+fn fill_given_zeros(page: &[u8], zeros: u32) -> Option<u32> {
+    if zeros as usize == page.len() {
+        Some(0)
+    } else if (zeros as usize).is_multiple_of(page.len() / 4) {
+        // A fill word with k zero bytes makes exactly k * words zero bytes.
+        fill_word(page)
+    } else {
+        None
+    }
+}
+
 /// `part` as a whole percentage of `whole` (rounded down).
 fn percent(part: u32, whole: usize) -> u32 {
     (u64::from(part) * 100 / whole as u64) as u32
@@ -181,14 +194,7 @@ fn percent(part: u32, whole: usize) -> u32 {
 /// Profiles a page (length a multiple of 64 bytes, at least 4096).
 pub fn profile(page: &[u8]) -> Profile {
     let zero_bytes = count_zero_bytes(page);
-    let fill = if zero_bytes as usize == page.len() {
-        Some(0)
-    } else if (zero_bytes as usize).is_multiple_of(page.len() / 4) {
-        // A fill word with k zero bytes makes exactly k * words zero bytes.
-        fill_word(page)
-    } else {
-        None
-    };
+    let fill = fill_given_zeros(page, zero_bytes);
     let (similar_words, sampled_words) = sampled_similarity(page);
     Profile {
         zero_bytes,
