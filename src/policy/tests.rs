@@ -637,6 +637,35 @@ fn a_fast_unknown_link_is_probed_and_then_takes_raw_pages() {
 }
 
 #[test]
+fn a_fast_link_whose_channels_wait_for_pages_stays_raw() {
+    // 10 Gbit/s on a small host: the migration thread hands out a batch
+    // every 4 ms, and every nanosecond a channel spends encoding delays
+    // the next batch as much (the CPU is shared).  The wire rate, 0.26
+    // GB/s, is the pages' supply, not the link; the connection's bytes per
+    // busy second show the link.  Compressing would only add work before
+    // the pages.
+    let mut sim = Sim::costly_codecs(10.0 * GBIT as f64);
+    sim.idle_ns = 4_000_000;
+    sim.starve = 1.0;
+    sim.receiver_ns = 100.0;
+    sim.sampled = true;
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 1000);
+    assert!(p.observed_rate() < 0.25 * sim.link, "{}", p.observed_rate());
+    let link = p.link_estimate().expect("a measured link");
+    assert!(link > 0.9 * sim.link, "link estimate {link}");
+    assert_eq!(run.last.codecs[G.index()], Codec::Raw, "{run:?}");
+    let raw = sim.pinned(Codec::Raw, 1000);
+    assert!(run.seconds < 1.05 * raw, "{run:?} raw {raw}");
+    // From its first batch: a sampled connection measures the link with
+    // raw pages; an unsampled one compresses until a probe says otherwise.
+    let mut fresh = policy(Mode::Adaptive);
+    fresh.update_transport(TransportStats::default());
+    assert!(fresh.next_plan().all_raw());
+    assert!(!policy(Mode::Adaptive).next_plan().all_raw());
+}
+
+#[test]
 fn a_slow_link_keeps_compressing_and_probes_cost_little() {
     // 1 Gbit/s and a costly zstd: once zstd's cost is measured, LZ is the
     // choice and the link is the bottleneck.  Raw probes are slower from
@@ -779,10 +808,9 @@ fn raw_pages_held_up_by_the_receiver_settle_the_raw_arm() {
 #[test]
 fn a_network_limited_raw_window_leaves_the_choice_to_the_figures() {
     // 4.3 Gbit/s with a fast destination: LZ is CPU-bound (2.05 ms a
-    // batch) and keeps the connection busy 40 % of the time, less than its
-    // ratio (0.42), so raw is probed; raw batches fill the link (1.95 ms a
-    // batch), a network verdict, which settles nothing: the figures (and
-    // the link the raw intervals measured) decide, for raw.
+    // batch), raw batches fill the link (1.95 ms a batch), a network
+    // verdict, which settles nothing: the figures (and the link the raw
+    // intervals measured) decide, and they are within 5 % of each other.
     let mut sim = Sim::costly_codecs(4.3 * GBIT as f64);
     sim.zstd.ns_per_page = 40_000.0;
     sim.receiver_ns = 100.0;
@@ -790,15 +818,18 @@ fn a_network_limited_raw_window_leaves_the_choice_to_the_figures() {
     let mut p = policy(Mode::Adaptive);
     let run = sim.run(&mut p, 2000);
     assert_eq!(p.bottleneck(), Some(Bottleneck::Network));
-    assert_eq!(run.last.codecs[G.index()], Codec::Raw, "{run:?}");
-    let raw = sim.pinned(Codec::Raw, 2000);
-    assert!(run.seconds < 1.05 * raw, "{run:?} raw {raw}");
+    assert!(!p.raw_arm(), "{run:?}");
+    let best = sim
+        .pinned(Codec::Raw, 2000)
+        .min(sim.pinned(Codec::Lz, 2000));
+    assert!(run.seconds < 1.06 * best, "{run:?} best pinned {best}");
     // At 2.5 Gbit/s LZ keeps the connection busy 68 % of the time: raw,
-    // 2.4x the bytes, cannot win, and is not probed.
+    // 2.4x the bytes, cannot win; once the raw pages that measured the
+    // link are behind, at most one probe window tries it.
     sim.link = 2.5 * GBIT as f64;
     let mut p = policy(Mode::Adaptive);
     let run = sim.run(&mut p, 2000);
-    assert_eq!(run.probes, 0, "{run:?}");
+    assert!(run.probes <= u64::from(PROBE_BATCHES), "{run:?}");
     assert_eq!(run.last.codecs[G.index()], Codec::Lz, "{run:?}");
 }
 
@@ -832,14 +863,14 @@ fn a_link_filled_by_compressed_pages_is_measured_and_never_probed_raw() {
     let blind_run = blind.run(&mut q, 1000);
     assert!(blind_run.probes > 0, "{blind_run:?}");
 
-    // At 10 Gbit/s the same codecs leave the link idle most of the time:
-    // probes go on and find raw faster.
+    // At 10 Gbit/s the raw pages that measure the link leave it idle most
+    // of the time: they stay raw.
     let mut fast = Sim::costly_codecs(10.0 * GBIT as f64);
     fast.receiver_ns = 100.0;
     fast.sampled = true;
     let mut r = policy(Mode::Adaptive);
     let run = fast.run(&mut r, 500);
-    assert!(r.raw_arm(), "{run:?}");
+    assert!(run.last.all_raw(), "{run:?}");
 }
 
 #[test]
@@ -921,16 +952,20 @@ fn before_the_statistics_the_delivered_rate_stands_in_for_the_wire_rate() {
     // 1 Gbit/s, pages handed out every 6.5 ms: the connection is busy half
     // the time (not full, no share), the channel a third (not CPU-bound).
     // What the connection delivered is then what the wire rate will say,
-    // 100 ms later: a link where zstd's bytes pay.
+    // 100 ms later, and its bytes per busy second are the link: one where
+    // zstd's bytes pay.
     let mut sim = Sim::costly_codecs(GBIT as f64);
     sim.idle_ns = 3_000_000;
     sim.receiver_ns = 100.0;
     sim.sampled = true;
     let mut p = policy(Mode::Adaptive);
-    let run = sim.run(&mut p, 14);
+    let run = sim.run(&mut p, 13);
     assert!(run.seconds < 0.1, "{run:?}");
     let link = p.link_estimate().expect("the delivered rate");
-    assert!(link < sim.link, "a lower bound: {link}");
+    assert!(link <= 1.001 * sim.link, "a lower bound: {link}");
+    let delivered = p.transport.delivered(p.batches, u64::MAX).expect("judged") * 2.0;
+    assert!(delivered < 0.6 * sim.link, "half busy: {delivered}");
+    assert!(link > 0.95 * sim.link, "the busy rate: {link}");
     assert_eq!(run.last.codecs[G.index()], Codec::Zstd, "{run:?}");
     // Unsampled, the link is unknown and the cheapest codec that
     // compresses goes.
