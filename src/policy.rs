@@ -361,6 +361,7 @@ impl Policy {
             }
         }
         self.last_batch = Some((start_ns, busy_ns));
+        self.transport.on_written(out_bytes);
         self.probe
             .on_batch(self.batches, start_ns, out_bytes, pages);
     }
@@ -428,8 +429,9 @@ impl Policy {
             self.probe.estimate(self.batches, cpu_bound)
         }
         .map(|r| r * channels);
-        // A connection's bytes per busy second stay where the wire rate
-        // falls because the channels wait for pages or a CPU.  Times the
+        // A connection's bytes per busy second under raw pages stay where
+        // the wire rate falls because the channels wait for pages or a
+        // CPU.  Times the
         // channels it is the link while the link is full (all connections
         // busy at once, each with its share); while it is not, busy times
         // need not overlap and it may be up to that many times the link,
@@ -591,19 +593,22 @@ impl Policy {
 
     /// Whether the channel sends raw pages until its connection has
     /// measured the link: adaptive, not pinned, no `max-bandwidth`, a
-    /// sampled connection and no link estimate yet.  Raw pages cost the
-    /// least CPU, so on a fast link the measuring is free, and their
-    /// first [`transport::BUSY_JUDGE_NS`] of busy time give the link (on a
-    /// slow link that takes as long in wall time, plus what the socket
-    /// buffers took meanwhile: a few raw batches, once).  Compressing
-    /// blind costs every batch a codec's time until a probe shows raw is
-    /// faster, on a 384 MiB guest at 10 Gbit/s the first 100–150 ms of a
-    /// 0.3 s migration.
+    /// sampled connection, no link estimate yet, and the link has kept up
+    /// with the raw batches so far.  Raw pages cost the least CPU, so on a
+    /// fast link the measuring is free, and their first
+    /// [`transport::FIRST_BUSY_JUDGE_NS`] of busy time give the link.  A
+    /// link that falls a batch behind is slower than raw pages come (every
+    /// further raw batch would wait in the socket buffers): the channel
+    /// then compresses blind, as one without samples does, until the busy
+    /// time measures it.  Compressing blind from the start cost every batch
+    /// a codec's time until a probe showed raw faster, on a 384 MiB guest
+    /// at 10 Gbit/s the first 100–150 ms of a 0.3 s migration.
     fn measuring_link(&self) -> bool {
         self.mode == Mode::Adaptive
             && self.pinned.is_none()
             && self.stats.bandwidth == 0
             && self.transport.sampled()
+            && !self.transport.backlogged()
             && self.link_estimate().is_none()
     }
 

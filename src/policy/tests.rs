@@ -663,6 +663,22 @@ fn a_fast_link_whose_channels_wait_for_pages_stays_raw() {
     fresh.update_transport(TransportStats::default());
     assert!(fresh.next_plan().all_raw());
     assert!(!policy(Mode::Adaptive).next_plan().all_raw());
+    // A link that falls a raw batch behind ends the raw start before the
+    // busy time measures it (no busy time is given here).
+    let mut slow = policy(Mode::Adaptive);
+    let at = |ms: u64, acked: u64| TransportStats {
+        timestamp_ns: ms * 1_000_000,
+        bytes_acked: acked,
+        ..TransportStats::default()
+    };
+    slow.update_transport(at(0, 0));
+    for (ms, acked) in [(1, 400_000), (2, 600_000), (3, 650_000)] {
+        assert!(slow.next_plan().all_raw(), "{ms} ms");
+        slow.record_batch(ms * 1_000_000, 100_000, 128, 524_832);
+        slow.update_transport(at(ms, acked));
+    }
+    assert_eq!(slow.link_estimate(), None);
+    assert!(!slow.next_plan().all_raw());
 }
 
 #[test]
@@ -949,11 +965,12 @@ fn a_link_the_channels_fill_together_is_not_probed_for_a_starved_channel() {
 
 #[test]
 fn before_the_statistics_the_delivered_rate_stands_in_for_the_wire_rate() {
-    // 1 Gbit/s, pages handed out every 6.5 ms: the connection is busy half
-    // the time (not full, no share), the channel a third (not CPU-bound).
-    // What the connection delivered is then what the wire rate will say,
-    // 100 ms later, and its bytes per busy second are the link: one where
-    // zstd's bytes pay.
+    // 1 Gbit/s, pages handed out every 6.5 ms: compressed, the connection
+    // is busy half the time (not full, no share), the channel a third (not
+    // CPU-bound).  What the connection delivered is then what the wire rate
+    // will say, 100 ms later; the raw pages that measured the link first
+    // kept it busy three quarters of the time, so their bytes over wall
+    // time stand for it: a link where zstd's bytes pay.
     let mut sim = Sim::costly_codecs(GBIT as f64);
     sim.idle_ns = 3_000_000;
     sim.receiver_ns = 100.0;
@@ -965,7 +982,7 @@ fn before_the_statistics_the_delivered_rate_stands_in_for_the_wire_rate() {
     assert!(link <= 1.001 * sim.link, "a lower bound: {link}");
     let delivered = p.transport.delivered(p.batches, u64::MAX).expect("judged") * 2.0;
     assert!(delivered < 0.6 * sim.link, "half busy: {delivered}");
-    assert!(link > 0.95 * sim.link, "the busy rate: {link}");
+    assert!(link > 0.7 * sim.link, "the raw pages' rate: {link}");
     assert_eq!(run.last.codecs[G.index()], Codec::Zstd, "{run:?}");
     // Unsampled, the link is unknown and the cheapest codec that
     // compresses goes.

@@ -39,17 +39,18 @@
 //! share of it, known after [`JUDGE_NS`] instead of after two 100 ms
 //! migration statistics.
 //!
-//! Every interval, whatever it sent, also measures the network: the bytes
-//! the peer acknowledged over the time the connection was busy on it (busy
-//! and not held by the receiver's window).  While busy the connection
-//! moved bytes no faster than the link allows, so the link is at least
-//! that fast; the time the receiver held it is left out, because
-//! compressing cannot speed up a receiver that also has to decode (bytes
-//! that still trickled through then make the figure higher: towards raw,
-//! right for a receiver-bound channel).  Unlike the wire rate over wall
-//! time, this figure does not fall when the channel waits for pages or
-//! for a CPU (on a small host the TCG vCPU, the migration thread and the
-//! destination share the cores): the connection is idle then, not slow.
+//! Raw intervals also give the link's rate where the wire rate cannot: the
+//! bytes the peer acknowledged over the time the connection was busy.
+//! While busy the connection moved bytes no faster than the path (link
+//! and receiver) allows, so the path is at least that fast, and unlike the
+//! wire rate over wall time this figure does not fall when the channel
+//! waits for pages or for a CPU (on a small host the TCG vCPU, the
+//! migration thread and the destination share the cores): the connection
+//! is idle then, not slow.  Only raw intervals count: raw pages are the
+//! most bytes a channel sends, so a connection that idles under them has
+//! a link to spare; compressed pages leave a slow link idle too, and there
+//! the jiffies in busy time made the figure up to 3x the link (at 1 Gbit/s
+//! that sent pages to LZ instead of zstd).
 
 #![forbid(unsafe_code)]
 
@@ -57,7 +58,8 @@
 /// the chrono statistics in jiffies (1–10 ms), so shorter sums are noise.
 pub const JUDGE_NS: u64 = 20_000_000;
 
-/// Busy time summed before the bytes per busy second are taken.  Linux
+/// Busy time of raw intervals summed before the bytes per busy second
+/// are taken.  Linux
 /// accounts busy time in jiffies (4 ms at Debian's HZ=250), so a
 /// connection busy in bursts shorter than a jiffy counts a whole one at
 /// some and none at others: the sum is right on average, and two jiffies
@@ -66,6 +68,13 @@ pub const JUDGE_NS: u64 = 20_000_000;
 /// busy a tenth of the time reaches it in 80 ms of wall time, where the
 /// full [`JUDGE_NS`] would take 200 ms.
 pub const BUSY_JUDGE_NS: u64 = 8_000_000;
+
+/// The first figure is taken after one jiffy: until then a channel sends
+/// raw pages to measure the link, and on a slow link each jiffy of waiting
+/// is another raw batch in the socket buffers (at 1 Gbit/s the wait for two
+/// jiffies cost 6–7 raw batches per channel, 3 MB).  A first figure that
+/// is off goes with the next one, 8 ms of busy time later.
+pub const FIRST_BUSY_JUDGE_NS: u64 = 4_000_000;
 
 /// Share of a compressing interval's wall time the connection must be
 /// busy on the network (not held by the receiver) for the link to count as
@@ -258,10 +267,17 @@ pub(super) struct Transport {
     /// The bytes/s the peer acknowledged over the latest judged
     /// compressing intervals, full or not.
     delivered: Stamped,
-    /// Every interval since the last busy rate, and the latest busy rate:
-    /// bytes acknowledged per second busy on the network.
+    /// The raw intervals since the last busy rate, and the latest busy
+    /// rate: bytes acknowledged per second busy.
     busy: Account,
     busy_rate: Stamped,
+    /// Bytes the channel wrote since the connection's first sample, the
+    /// peer's acknowledged count then, the latest batch's bytes, and
+    /// whether a sample found the link behind by more than that batch.
+    written: u64,
+    acked_base: u64,
+    last_written: u64,
+    backlogged: bool,
 }
 
 impl Transport {
@@ -285,6 +301,8 @@ impl Transport {
         let (raw, compressed) = (planned && self.raw_since, planned && self.compressed_since);
         self.batches_since = 0;
         let Some(last) = self.last.replace(s) else {
+            self.acked_base = s.bytes_acked;
+            self.written = 0;
             return;
         };
         let went_back = s.timestamp_ns < last.timestamp_ns
@@ -295,12 +313,34 @@ impl Transport {
             self.raw = Account::default();
             self.compressed = Account::default();
             self.busy = Account::default();
+            self.acked_base = s.bytes_acked;
+            self.written = 0;
             return;
         }
-        self.busy.add(&last, &s);
-        if self.busy.network_ns() >= BUSY_JUDGE_NS {
+        let acked = s.bytes_acked - self.acked_base;
+        if self.written.saturating_sub(acked) > self.last_written {
+            self.backlogged = true;
+        }
+        if raw {
+            self.busy.add(&last, &s);
+        }
+        let enough = if self.busy_rate.made {
+            BUSY_JUDGE_NS
+        } else {
+            FIRST_BUSY_JUDGE_NS
+        };
+        if self.busy.busy_ns >= enough {
+            // A connection busy half the time or more is near its link
+            // share over wall time already, and that is an exact lower
+            // bound, where jiffies can inflate the busy time's figure.  The
+            // busy time is for connections that idle.
             let a = self.busy;
-            self.busy_rate = Stamped::new(a.acked as f64 * 1e9 / a.network_ns() as f64, batch);
+            let time = if 2 * a.busy_ns >= a.wall_ns {
+                a.wall_ns
+            } else {
+                a.busy_ns
+            };
+            self.busy_rate = Stamped::new(a.acked as f64 * 1e9 / time as f64, batch);
             self.busy = Account::default();
         }
         if raw {
@@ -345,6 +385,21 @@ impl Transport {
         self.raw = Account::default();
     }
 
+    /// Counts the bytes of a batch the channel is about to write.
+    pub(super) fn on_written(&mut self, bytes: u64) {
+        self.written = self.written.saturating_add(bytes);
+        self.last_written = bytes;
+    }
+
+    /// Whether a sample found more of the channel's bytes unacknowledged
+    /// than its latest batch: the link did not take one batch before the
+    /// next was written.  Byte counters, not jiffies: at 10 Gbit/s raw
+    /// batches were acknowledged before the next sample (a few kB behind),
+    /// at 1 Gbit/s the third raw batch found 0.65 MB behind.
+    pub(super) fn backlogged(&self) -> bool {
+        self.backlogged
+    }
+
     /// The latest verdict, if made at most `max_age` batches before
     /// `batch`.
     pub(super) fn verdict(&self, batch: u64, max_age: u64) -> Option<Bottleneck> {
@@ -385,7 +440,9 @@ impl Transport {
     }
 
     /// The bytes/s the peer acknowledged per second the connection was
-    /// busy on the network, over the latest [`BUSY_JUDGE_NS`] of such time,
+    /// busy in raw intervals, over the latest [`BUSY_JUDGE_NS`] of such
+    /// time ([`FIRST_BUSY_JUDGE_NS`] for the first figure; over their wall
+    /// time when busy half of it or more),
     /// if that ended at most `max_age` batches before `batch`: the link's
     /// rate however long the channel waited between its writes.
     pub(super) fn busy_rate(&self, batch: u64, max_age: u64) -> Option<f64> {
@@ -420,31 +477,56 @@ mod tests {
     }
 
     #[test]
-    fn the_busy_rate_counts_bytes_per_second_busy_on_the_network() {
+    fn the_busy_rate_counts_bytes_per_second_busy_under_raw_pages() {
         let mut t = Transport::default();
         let at = |ms: u64, busy: u64, receiver: u64, acked: u64| TransportStats {
             bytes_acked: acked,
             ..sample(ms, busy, receiver)
         };
         t.on_sample(at(0, 0, 0, 0), 0);
-        // 100 ms of wall time, 6 ms busy of which 2 ms held by the
-        // receiver: 4 ms on the network, not yet enough.
-        interval(&mut t, true, at(100, 6, 2, 4_000_000), 1);
+        // 100 ms of raw pages, 3 ms busy: not yet enough.
+        interval(&mut t, true, at(100, 3, 1, 3_000_000), 1);
         assert_eq!(t.busy_rate(1, 0), None);
-        // Mixed intervals count too: 4 more ms on the network, 4 MB more.
+        // A mixed interval does not count.
         t.on_batch(true);
         t.on_batch(false);
-        t.on_sample(at(200, 10, 2, 8_000_000), 3);
-        assert_eq!(t.busy_rate(3, 0), Some(1e9));
-        // It stands until measured again, then only the new intervals count.
-        interval(&mut t, false, at(250, 12, 2, 9_000_000), 4);
-        assert_eq!(t.busy_rate(100, u64::MAX), Some(1e9));
-        interval(&mut t, false, at(300, 20, 4, 24_000_000), 5);
-        assert_eq!(t.busy_rate(5, 0), Some(2e9));
+        t.on_sample(at(200, 9, 1, 5_000_000), 3);
+        assert_eq!(t.busy_rate(3, 0), None);
+        // One more busy ms of raw pages (the receiver's time included):
+        // the first figure needs 4 ms, 6 MB in 4 ms.
+        interval(&mut t, true, at(300, 10, 2, 8_000_000), 4);
+        assert_eq!(t.busy_rate(4, 0), Some(1.5e9));
+        // It stands until measured again, over 8 ms from then on, and only
+        // the new intervals count.
+        interval(&mut t, true, at(350, 12, 2, 9_000_000), 5);
+        assert_eq!(t.busy_rate(100, u64::MAX), Some(1.5e9));
+        interval(&mut t, true, at(400, 18, 2, 24_000_000), 6);
+        assert_eq!(t.busy_rate(6, 0), Some(2e9));
         // A connection that went back starts over.
-        interval(&mut t, true, at(310, 0, 0, 0), 6);
-        interval(&mut t, true, at(320, 7, 0, 1_000_000), 7);
-        assert_eq!(t.busy_rate(7, u64::MAX), Some(2e9));
+        interval(&mut t, true, at(410, 0, 0, 0), 7);
+        interval(&mut t, true, at(420, 7, 0, 1_000_000), 8);
+        assert_eq!(t.busy_rate(8, u64::MAX), Some(2e9));
+        // Busy 9 ms of 10: the rate over wall time, an exact lower bound.
+        let mut t = Transport::default();
+        t.on_sample(at(0, 0, 0, 0), 0);
+        interval(&mut t, true, at(10, 9, 0, 5_000_000), 1);
+        assert_eq!(t.busy_rate(1, 0), Some(5e8));
+    }
+
+    #[test]
+    fn a_link_a_batch_behind_the_writes_is_backlogged() {
+        let mut t = Transport::default();
+        let at = |acked: u64| TransportStats {
+            bytes_acked: acked,
+            ..TransportStats::default()
+        };
+        t.on_sample(at(1_000), 0);
+        for (acked, behind) in [(400_000, false), (600_000, false), (650_000, true)] {
+            t.on_batch(true);
+            t.on_written(524_832);
+            t.on_sample(at(1_000 + acked), 1);
+            assert_eq!(t.backlogged(), behind, "{acked}");
+        }
     }
 
     #[test]
