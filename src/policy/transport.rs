@@ -67,14 +67,14 @@ pub const JUDGE_NS: u64 = 20_000_000;
 /// better to tell a 10 Gbit/s link from a codec's 0.5 GB/s).  A connection
 /// busy a tenth of the time reaches it in 80 ms of wall time, where the
 /// full [`JUDGE_NS`] would take 200 ms.
-pub const BUSY_JUDGE_NS: u64 = 8_000_000;
+pub(super) const BUSY_JUDGE_NS: u64 = 8_000_000;
 
 /// The first figure is taken after one jiffy: until then a channel sends
 /// raw pages to measure the link, and on a slow link each jiffy of waiting
 /// is another raw batch in the socket buffers (at 1 Gbit/s the wait for two
 /// jiffies cost 6–7 raw batches per channel, 3 MB).  A first figure that
 /// is off goes with the next one, 8 ms of busy time later.
-pub const FIRST_BUSY_JUDGE_NS: u64 = 4_000_000;
+pub(super) const FIRST_BUSY_JUDGE_NS: u64 = 4_000_000;
 
 /// Share of a compressing interval's wall time the connection must be
 /// busy on the network (not held by the receiver) for the link to count as
