@@ -257,7 +257,13 @@ int main(void)
         st = mecom_encoder_encode(enc, src, offsets, NPAGES, NULL, frame, cap, &len);
         CHECK(st == MECOM_STATUS_OK, "encode: %s: %s", mecom_status_str(st),
               mecom_encoder_last_error(enc));
-        CHECK(len > 0 && len < (size_t)NPAGES * PAGE, "frame length %zu", len);
+        /*
+         * Without max-bandwidth a sampled connection sends its pages raw
+         * until it has measured the link (here it never does: the samples
+         * are zeroed); with the link known the pages compress.
+         */
+        CHECK(len > 0 && (stats.bandwidth == 0 || len < (size_t)NPAGES * PAGE),
+              "round %u frame length %zu", round, len);
         st = mecom_decoder_decode(dec, frame, len, dst, offsets, NPAGES, NULL);
         CHECK(st == MECOM_STATUS_OK, "decode: %s: %s", mecom_status_str(st),
               mecom_decoder_last_error(dec));
