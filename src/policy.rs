@@ -43,15 +43,6 @@ mod decide;
 mod level;
 mod meter;
 mod probe;
-/// `codecs` with every class but fill sent raw (fill pages cost four
-/// bytes whatever the link).
-fn raw_but_fill(codecs: &[Codec; PageClass::COUNT]) -> [Codec; PageClass::COUNT] {
-    PageClass::ALL.map(|c| match c {
-        PageClass::Fill => codecs[c.index()],
-        _ => Codec::Raw,
-    })
-}
-
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -431,14 +422,14 @@ impl Policy {
         .map(|r| r * channels);
         // A connection's bytes per busy second under raw pages stay where
         // the wire rate falls because the channels wait for pages or a
-        // CPU.  Times the
-        // channels it is the link while the link is full (all connections
-        // busy at once, each with its share); while it is not, busy times
-        // need not overlap and it may be up to that many times the link,
-        // which leans to fewer compressing passes: the right way while the
-        // link waits, and raw's bytes, once they fill it, measure it again.
-        // It stands until measured again, however old: a link that got
-        // slower keeps the connection busier and so is measured sooner.
+        // CPU.  Times the channels it is the link while the link is full
+        // (all connections busy at once, each with its share); while it is
+        // not, busy times need not overlap and it may be up to that many
+        // times the link, which leans to fewer compressing passes: the
+        // right way while the link waits, and raw's bytes, once they fill
+        // it, measure it again.  It stands until measured again, however
+        // old: a link that got slower keeps the connection busier and so
+        // is measured sooner.
         let busy = self
             .transport
             .busy_rate(self.batches, u64::MAX)
@@ -810,4 +801,13 @@ impl Policy {
     fn env(&self) -> Env {
         Env::new(&self.stats, self.measured_link(), f64::from(self.page_size))
     }
+}
+
+/// `codecs` with every class but fill sent raw (fill pages cost four
+/// bytes whatever the link).
+fn raw_but_fill(codecs: &[Codec; PageClass::COUNT]) -> [Codec; PageClass::COUNT] {
+    PageClass::ALL.map(|c| match c {
+        PageClass::Fill => codecs[c.index()],
+        _ => Codec::Raw,
+    })
 }

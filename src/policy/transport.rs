@@ -322,8 +322,29 @@ impl Transport {
             self.backlogged = true;
         }
         if raw {
+            self.raw.add(&last, &s);
+            if self.raw.wall_ns >= JUDGE_NS {
+                self.judge_raw(batch);
+            }
             self.busy.add(&last, &s);
+            self.judge_busy(batch);
+        } else if compressed {
+            self.compressed.add(&last, &s);
+            if self.compressed.wall_ns >= JUDGE_NS {
+                let a = self.compressed;
+                self.compressed_busy =
+                    Stamped::new(a.network_ns() as f64 / a.wall_ns as f64, batch);
+                self.delivered = Stamped::new(a.acked as f64 * 1e9 / a.wall_ns as f64, batch);
+                if let Some(rate) = a.link_share() {
+                    self.share = Stamped::new(rate, batch);
+                }
+                self.compressed = Account::default();
+            }
         }
+    }
+
+    /// Takes the busy rate once the raw intervals summed enough busy time.
+    fn judge_busy(&mut self, batch: u64) {
         let enough = if self.busy_rate.made {
             BUSY_JUDGE_NS
         } else {
@@ -342,24 +363,6 @@ impl Transport {
             };
             self.busy_rate = Stamped::new(a.acked as f64 * 1e9 / time as f64, batch);
             self.busy = Account::default();
-        }
-        if raw {
-            self.raw.add(&last, &s);
-            if self.raw.wall_ns >= JUDGE_NS {
-                self.judge_raw(batch);
-            }
-        } else if compressed {
-            self.compressed.add(&last, &s);
-            if self.compressed.wall_ns >= JUDGE_NS {
-                let a = self.compressed;
-                self.compressed_busy =
-                    Stamped::new(a.network_ns() as f64 / a.wall_ns as f64, batch);
-                self.delivered = Stamped::new(a.acked as f64 * 1e9 / a.wall_ns as f64, batch);
-                if let Some(rate) = a.link_share() {
-                    self.share = Stamped::new(rate, batch);
-                }
-                self.compressed = Account::default();
-            }
         }
     }
 
