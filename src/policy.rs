@@ -90,6 +90,14 @@ pub const VERDICT_TRUST: u64 = PROBE_TRUST;
 /// Share of the link (as measured while it was full) the wire rate must
 /// reach for the link to count as full with compressed pages.
 const LINK_FULL: f64 = 0.9;
+/// How many times a plan's encode time a raw page's time on the link
+/// must be for raw pages to count as unable to win without a probe.  A
+/// compressing channel's page can take more wall time than its encode
+/// time when the host's cores are all busy (the next batch waits for a
+/// migration thread that got less CPU); twice allows for a channel whose
+/// every encode nanosecond costs the host another.  At 1 Gbit/s a raw
+/// page takes 2 channels 65 µs, several times any codec's time.
+const CONTENTION: f64 = 2.0;
 /// Weight of a new sample in the observed link rate.
 const RATE_WEIGHT: f64 = 0.25;
 /// Weight of a new batch in the busy fraction.
@@ -468,10 +476,7 @@ impl Policy {
                 return false;
             }
         }
-        let encode_ns: f64 = PageClass::ALL
-            .iter()
-            .map(|&c| self.table.mix(c) * self.table.get(c, codecs[c.index()]).ns_per_page)
-            .sum();
+        let encode_ns = self.plan_encode_ns(codecs);
         self.probe
             .current_ns_per_page()
             .is_some_and(|raw| encode_ns < SWITCH_MARGIN * raw)
@@ -492,7 +497,15 @@ impl Policy {
     ///   bytes would take the link from the other channels;
     /// - or the link (that share times the channels, or the wire rate when
     ///   that is higher: the link got faster) carries a raw page of every
-    ///   channel in at least [`SWITCH_MARGIN`] of the plan's time per page.
+    ///   channel in at least [`SWITCH_MARGIN`] of the plan's time per page;
+    /// - or, whether or not the link was ever full, the link's capacity
+    ///   (that share, or the bytes per busy second of raw pages, as the
+    ///   raw start measures them, times the channels) carries a raw page
+    ///   of every channel in at least [`CONTENTION`] times the plan's
+    ///   encode time per page.  The time per page a channel measures also
+    ///   holds its waits for pages, which raw pages would wait for as
+    ///   well: in the late rounds of a 1 Gbit/s migration the channels
+    ///   waited, probed raw, and switched to it.
     ///
     /// A probe window would only measure the link again, through socket
     /// buffers that flatter raw batches.  A sampled connection's first
@@ -512,17 +525,42 @@ impl Policy {
         if busy.is_some_and(|busy| busy >= self.plan_ratio(codecs)) {
             return true;
         }
-        let Some(share) = self.transport.link_share(self.batches, u64::MAX) else {
-            return false;
-        };
         let channels = f64::from(self.stats.channels.max(1));
-        if self.observed.rate >= LINK_FULL * share * channels {
-            return true;
+        let raw_wire_ns = |link: f64| f64::from(self.page_size) * channels * 1e9 / link;
+        if let Some(share) = self.transport.link_share(self.batches, u64::MAX) {
+            if self.observed.rate >= LINK_FULL * share * channels {
+                return true;
+            }
+            let link = (share * channels).max(self.observed.rate);
+            if self
+                .probe
+                .current_ns_per_page()
+                .is_some_and(|current| raw_wire_ns(link) >= SWITCH_MARGIN * current)
+            {
+                return true;
+            }
         }
-        let link = (share * channels).max(self.observed.rate);
-        self.probe.current_ns_per_page().is_some_and(|current| {
-            f64::from(self.page_size) * channels * 1e9 / link >= SWITCH_MARGIN * current
+        // Only figures that measure the link's capacity can say raw pages
+        // would not get through faster; the wire rate is a lower bound.
+        let capacity = [
+            self.transport.link_share(self.batches, u64::MAX),
+            self.transport.busy_rate(self.batches, u64::MAX),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::max);
+        capacity.is_some_and(|share| {
+            raw_wire_ns(share * channels) >= CONTENTION * self.plan_encode_ns(codecs)
         })
+    }
+
+    /// The plan's encode time per page (ns), by the cost estimates and
+    /// the class mix: what a channel cannot beat on this plan.
+    fn plan_encode_ns(&self, codecs: &[Codec; PageClass::COUNT]) -> f64 {
+        PageClass::ALL
+            .iter()
+            .map(|&c| self.table.mix(c) * self.table.get(c, codecs[c.index()]).ns_per_page)
+            .sum()
     }
 
     /// The bytes per page of the routing `codecs` over a raw page's, by
@@ -665,6 +703,14 @@ impl Policy {
             && self.transport.verdict(self.batches, 1) == Some(Bottleneck::Receiver)
         {
             self.probe.settle_raw();
+        }
+        // A raw window's own raw intervals measure the link's capacity;
+        // once that shows raw cannot win, the window's remaining batches
+        // would only send more bytes (in the late rounds of a 1 Gbit/s
+        // migration, waits for pages made raw and plan periods look alike,
+        // and a window ran to its end).
+        if self.probe.probing() && !self.probe.raw_arm() && self.raw_cannot_win(&codecs) {
+            self.probe.end_raw_window();
         }
         let wanted = self.wants_probe(&codecs);
         let probing = self.probe.on_plan(self.batches, wanted);

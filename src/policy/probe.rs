@@ -273,6 +273,16 @@ impl Probe {
         }
     }
 
+    /// Ends a running raw window at once: the connection showed that raw
+    /// pages cannot beat the plan (see `Policy::raw_cannot_win`), so the
+    /// rest of the window would only cost bytes.  Its figures are dropped
+    /// and the current arm stays.
+    pub(super) fn end_raw_window(&mut self) {
+        if self.window_pos.is_some() && !self.raw_arm {
+            self.aborted = true;
+        }
+    }
+
     /// Makes all-raw the current arm at once, without a window's figures
     /// or a confirmation: the connection showed that raw is the fastest
     /// there is (see [`super::transport`]).  A running window is dropped.

@@ -682,6 +682,89 @@ fn a_fast_link_whose_channels_wait_for_pages_stays_raw() {
 }
 
 #[test]
+fn a_slow_link_known_from_busy_time_is_never_probed_raw() {
+    // 1 Gbit/s, and the migration thread hands out a batch every 12 ms:
+    // the link is never full (no share of it is measured), and compressed
+    // pages keep the connection busy less than their ratio of the time, so
+    // neither of those says raw cannot win.  The busy time of the raw
+    // start measured the link, though, and a raw page takes a channel's
+    // share of it 65 µs, four times LZ's encode time: a raw probe would
+    // only send four times the bytes (at 1 Gbit/s in QEMU, the late rounds
+    // of a migration probed raw and switched to it).
+    let mut sim = Sim::costly_codecs(GBIT as f64);
+    sim.sampled = true;
+    sim.idle_ns = 12_000_000;
+    let mut p = policy(Mode::Adaptive);
+    let run = sim.run(&mut p, 1000);
+    let link = p.link_estimate().expect("a measured link");
+    assert!(link < 1.1 * sim.link, "link estimate {link}");
+    assert_ne!(run.last.codecs[G.index()], Codec::Raw, "{run:?}");
+    assert_eq!(run.probes, 0, "{run:?}");
+}
+
+/// A channel on 1 Gbit/s (62.5 MB/s its share) that gets a batch every
+/// 10 ms whatever it sends: its raw start fell behind before the busy
+/// time gave a figure, and compressed, the link is never full, so a raw
+/// window starts without a figure of the link.  In the window the link
+/// carries raw bytes busy all the time, and the busy time measures it.
+/// Returns the probe batches of 200 batches.
+fn raw_window_without_a_link_figure() -> u64 {
+    let mut p = policy(Mode::Adaptive);
+    p.update_stats(LinkStats {
+        timestamp_ns: 1,
+        channels: 2,
+        ..LinkStats::default()
+    });
+    let period = 10_000_000u64;
+    let (mut now, mut acked, mut busy, mut written) = (0u64, 0u64, 0u64, 0u64);
+    for batch in 0..200u64 {
+        p.update_transport(TransportStats {
+            timestamp_ns: now,
+            busy_us: busy / 1000,
+            bytes_acked: acked,
+            ..TransportStats::default()
+        });
+        let plan = p.next_plan();
+        let out = if plan.all_raw() { 524_832 } else { 131_000 };
+        if !plan.all_raw() {
+            p.record_mix(&[0, 0, 0, 128, 0]);
+            p.record_class(G, plan.codecs[G.index()], 128, out, 1_280_000);
+        }
+        p.record_batch(
+            now,
+            if plan.all_raw() { 50_000 } else { 1_280_000 },
+            128,
+            out,
+        );
+        written += out;
+        now += period;
+        if batch < 3 {
+            // The raw start: the link falls behind, no busy time yet.
+            acked += 200_000;
+        } else if plan.all_raw() {
+            // Busy all of the period, at the link share.
+            busy += period;
+            acked = (acked + 625_000).min(written);
+        } else {
+            // Compressed: busy a fifth of the time.
+            busy += period / 5;
+            acked = written.min(acked + 625_000);
+        }
+    }
+    p.probe_batches()
+}
+
+#[test]
+fn a_raw_window_ends_once_its_raw_pages_measure_a_slow_link() {
+    // Once the window's raw pages have shown the link (a raw page takes
+    // a channel 65 µs, the plan's encode 10 µs), its other batches would
+    // only send four times the bytes.
+    let probes = raw_window_without_a_link_figure();
+    assert!(probes > 0, "a window started");
+    assert!(probes <= 3, "{probes} probe batches");
+}
+
+#[test]
 fn a_slow_link_keeps_compressing_and_probes_cost_little() {
     // 1 Gbit/s and a costly zstd: once zstd's cost is measured, LZ is the
     // choice and the link is the bottleneck.  Raw probes are slower from
@@ -901,7 +984,7 @@ fn raw_pages_that_wait_for_the_sender_are_not_probed_against_the_plan() {
     sim.sampled = true;
     let mut p = policy(Mode::Adaptive);
     let run = sim.run(&mut p, 3000);
-    assert!(p.raw_arm(), "{run:?}");
+    assert!(run.last.all_raw(), "{run:?}");
     assert_eq!(p.bottleneck(), Some(Bottleneck::Sender));
 
     let mut blind = sim;
@@ -915,9 +998,10 @@ fn raw_pages_that_wait_for_the_sender_are_not_probed_against_the_plan() {
 /// A channel that waits for a CPU (78 us a page, where a raw page would
 /// take 66 us of its link share) on a link that all channels together
 /// fill.  `wire` is the migration's wire rate; the connection showed the
-/// link full at 62.5 MB/s (its share) at the start.  Returns the probe
-/// batches sent in 300 batches.
-fn starved_channel_probes(wire: f64) -> u64 {
+/// link full at 62.5 MB/s (its share) at the start; `encode_ns` is the
+/// plan's encode time per batch of 128 pages.  Returns the probe batches
+/// sent in 300 batches.
+fn starved_channel_probes(wire: f64, encode_ns: u64) -> u64 {
     let mut p = policy(Mode::Adaptive);
     let (period, out) = (10_000_000u64, 218_000u64);
     let (mut now, mut acked, mut busy) = (0u64, 0u64, 0u64);
@@ -944,9 +1028,9 @@ fn starved_channel_probes(wire: f64) -> u64 {
         let plan = p.next_plan();
         if !plan.all_raw() {
             p.record_mix(&[0, 0, 0, 128, 0]);
-            p.record_class(G, plan.codecs[G.index()], 128, out, 2_000_000);
+            p.record_class(G, plan.codecs[G.index()], 128, out, encode_ns);
         }
-        p.record_batch(now, 2_000_000, 128, out);
+        p.record_batch(now, encode_ns, 128, out);
         now += period;
         busy += busy_ns;
         acked += rate * period / 1_000_000_000;
@@ -958,9 +1042,13 @@ fn starved_channel_probes(wire: f64) -> u64 {
 fn a_link_the_channels_fill_together_is_not_probed_for_a_starved_channel() {
     // The channels' compressed bytes fill the link: raw pages of this
     // channel would take it from the others, whatever its own figures say.
-    assert_eq!(starved_channel_probes(120_000_000.0), 0);
-    // With the link half used, the same channel probes raw.
-    assert!(starved_channel_probes(50_000_000.0) > 0);
+    assert_eq!(starved_channel_probes(120_000_000.0, 2_000_000), 0);
+    // With the link half used, a channel whose plan encodes a page in
+    // 39 us probes raw: the time it waits may be its own CPU's.
+    assert!(starved_channel_probes(50_000_000.0, 5_000_000) > 0);
+    // One that encodes a page in 16 us does not: a raw page needs four
+    // times that on its link share, more than any contention explains.
+    assert_eq!(starved_channel_probes(50_000_000.0, 2_000_000), 0);
 }
 
 #[test]
