@@ -130,11 +130,23 @@ impl Thresholds {
         if fill.is_some() {
             return (PageClass::Fill, fill);
         }
-        // The order of `class`: random before sparse.
-        if random && self.is_random(page) {
-            return (PageClass::Random, None);
+        // The order of `class`: random before sparse, so a page with the
+        // zeros of a sparse one is still random when its other bytes are
+        // (a sparse threshold below `RANDOM_MAX_ZERO_PERCENT`), and then
+        // generic when its class is not looked for.
+        let zero_percent = zeros.map(|z| percent(z, page.len()));
+        let sparse_zeros = zero_percent.is_some_and(|z| z >= u32::from(self.sparse));
+        let may_be_random =
+            random || sparse_zeros && zero_percent.is_some_and(|z| z < RANDOM_MAX_ZERO_PERCENT);
+        if may_be_random && self.is_random(page) {
+            let class = if random {
+                PageClass::Random
+            } else {
+                PageClass::Generic
+            };
+            return (class, None);
         }
-        if zeros.is_some_and(|z| percent(z, page.len()) >= u32::from(self.sparse)) {
+        if sparse_zeros {
             (PageClass::Sparse, None)
         } else {
             (PageClass::Generic, None)
