@@ -527,7 +527,8 @@ impl Policy {
         }
         let channels = f64::from(self.stats.channels.max(1));
         let raw_wire_ns = |link: f64| f64::from(self.page_size) * channels * 1e9 / link;
-        if let Some(share) = self.transport.link_share(self.batches, u64::MAX) {
+        let share = self.transport.link_share(self.batches, u64::MAX);
+        if let Some(share) = share {
             if self.observed.rate >= LINK_FULL * share * channels {
                 return true;
             }
@@ -542,15 +543,12 @@ impl Policy {
         }
         // Only figures that measure the link's capacity can say raw pages
         // would not get through faster; the wire rate is a lower bound.
-        let capacity = [
-            self.transport.link_share(self.batches, u64::MAX),
-            self.transport.busy_rate(self.batches, u64::MAX),
-        ]
-        .into_iter()
-        .flatten()
-        .reduce(f64::max);
-        capacity.is_some_and(|share| {
-            raw_wire_ns(share * channels) >= CONTENTION * self.plan_encode_ns(codecs)
+        let capacity = [share, self.transport.busy_rate(self.batches, u64::MAX)]
+            .into_iter()
+            .flatten()
+            .reduce(f64::max);
+        capacity.is_some_and(|per_channel| {
+            raw_wire_ns(per_channel * channels) >= CONTENTION * self.plan_encode_ns(codecs)
         })
     }
 

@@ -31,6 +31,8 @@
 //! [`ABORT_AFTER`]) took longer per page than the current arm: early raw
 //! batches can only look faster than they are, so that settles the
 //! question (on a slow link a probe costs a few batches, not a window).
+//! The policy also ends a raw window ([`Probe::end_raw_window`]) once the
+//! connection's measured capacity shows raw pages cannot win.
 //!
 //! Windows come at doubling intervals, from [`PROBE_FIRST`] on, up to
 //! [`PROBE_INTERVAL_MAX`] batches apart, so they cost a few percent and
