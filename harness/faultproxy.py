@@ -47,6 +47,10 @@ compressed stream without breaking TCP:
                destination holds, tags 0x40/0x41): its base hash or its
                body; only packets whose frame holds a delta page count
                towards the trigger
+    dedup      one bit inverted inside the payload of a dedup page (a
+               reference to another page the destination holds, tag
+               0x44): the source page's offset or its hash; only packets
+               whose frame holds a dedup page count towards the trigger
 
 What follows the fault on its channel is counted in `fired` (data packets
 and sync packets after it), so a harness can tell a dropped frame that a
@@ -88,7 +92,7 @@ PAGES_PER_PACKET = 128   # MULTIFD_PACKET_SIZE / 4 KiB target pages
 MAX_PAYLOAD = 64 << 20
 
 KINDS = ("flip", "truncate", "reset", "duplicate", "reorder", "replace", "replay", "length",
-         "drop", "drop-last", "offset", "zero-list", "zero-only", "delta")
+         "drop", "drop-last", "offset", "zero-list", "zero-only", "delta", "dedup")
 FLAG_SYNC = 1             # MULTIFD_FLAG_SYNC
 FINAL_IDLE_S = 1.0        # drop-last: a sync followed by this much silence is the last
 
@@ -335,8 +339,8 @@ def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
         return None
     if kind in ("offset", "zero-list"):
         return _move_page(inj, channel, packet_num, packet, payload)
-    if kind == "delta":
-        spans = delta_spans(payload)
+    if kind in ("delta", "dedup"):
+        spans = tag_spans(payload, DELTA_TAGS if kind == "delta" else DEDUP_TAGS)
         if not spans:
             with inj.lock:
                 inj.trigger = inj.seen + 1
@@ -346,8 +350,11 @@ def _apply(inj, channel, packet_num, packet, payload, last_payload, held):
         bit = rng.randrange(8)
         p = bytearray(payload)
         p[at] ^= 1 << bit
-        inj.record(channel, packet_num, page=page, offset=at, bit=bit,
-                   in_base_hash=at - start < DELTA_BASE_HASH_LEN, payload_len=n)
+        if kind == "delta":
+            where = {"in_base_hash": at - start < DELTA_BASE_HASH_LEN}
+        else:
+            where = {"in_source_offset": at - start < DEDUP_OFFSET_LEN}
+        inj.record(channel, packet_num, page=page, offset=at, bit=bit, payload_len=n, **where)
         return bytes(packet) + bytes(p)
     if kind == "length":
         choice = rng.randrange(3)
@@ -372,12 +379,14 @@ DELTA_TAGS = (0x40, 0x41)  # delta-sparse, delta-lz4 (docs/FORMAT.md §3.4)
 # A zstd member's entry holds its head's index, not a length: no payload.
 ZSTD_MEMBER_TAG = 0x43
 DELTA_BASE_HASH_LEN = 8
+DEDUP_TAGS = (0x44,)  # dedup reference (docs/FORMAT.md §3.5)
+DEDUP_OFFSET_LEN = 8
 
 
-def delta_spans(payload):
-    """(page, offset, length) of every delta page's payload in a cbc frame
-    (docs/FORMAT.md §1: a 32-byte header, a 4-byte entry per page, the
-    payloads in table order); [] for anything else."""
+def tag_spans(payload, tags):
+    """(page, offset, length) of the payload of every page whose tag is in
+    `tags` in a cbc frame (docs/FORMAT.md §1: a 32-byte header, a 4-byte
+    entry per page, the payloads in table order); [] for anything else."""
     if len(payload) < FRAME_HEADER_LEN or payload[:4] != FRAME_MAGIC:
         return []
     n = struct.unpack_from("<H", payload, 6)[0]
@@ -390,7 +399,7 @@ def delta_spans(payload):
         tag, length = e >> 24, e & 0xFFFFFF
         if tag == ZSTD_MEMBER_TAG:
             length = 0
-        if tag in DELTA_TAGS and length > 0 and at + length <= len(payload):
+        if tag in tags and length > 0 and at + length <= len(payload):
             spans.append((i, at, length))
         at += length
     return spans

@@ -195,9 +195,10 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
     dst, port = new_destination(opts, g, workdir, run_id, name, channels)
     proxy = faultproxy.FaultProxy(port, faultproxy.Injector(kind, trigger, seed))
     observer = None
-    if kind == "delta":
-        # Deltas need frames that classify their pages; on a loopback link
-        # the adaptive mode sends most batches raw.
+    if kind in ("delta", "dedup"):
+        # Deltas and dedup references need frames that classify their
+        # pages; on a loopback link the adaptive mode sends most batches
+        # raw.
         src.qmp.execute("migrate-set-parameters", {"multifd-cbc-mode": "fixed"})
     if kind == "drop-last":
         # Stop the source before its final RAM round; from there on the
@@ -225,7 +226,7 @@ def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_tri
         dst.stop()
         if observer is not None:
             set_capability(src, "pause-before-switchover", False)
-        if kind == "delta":
+        if kind in ("delta", "dedup"):
             mode = M.method_params(opts, "cbc", channels, "src").get("multifd-cbc-mode", "adaptive")
             src.qmp.execute("migrate-set-parameters", {"multifd-cbc-mode": mode})
     inj = res.get("injected") or {}

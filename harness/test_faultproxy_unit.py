@@ -48,6 +48,15 @@ def payloads(n, size=100):
     return [packet(i, bytes([i + 1]) * size) for i in range(n)]
 
 
+
+def cbc_frame(tags_lens, features):
+    """A cbc frame (docs/FORMAT.md §1) of pages with these (tag, length)
+    entries, each payload a run of one byte, and these feature bits."""
+    table = b"".join(struct.pack("<I", (t << 24) | n) for t, n in tags_lens)
+    body = b"".join(bytes([0xA0 + i]) * n for i, (_, n) in enumerate(tags_lens))
+    head = b"MCBC" + bytes([1, 12]) + struct.pack("<HIII", len(tags_lens), 0, features, len(body))
+    return head + bytes(32 - len(head)) + table + body
+
 class RelayTest(unittest.TestCase):
     def test_no_fault_is_identity(self):
         pk = payloads(3)
@@ -176,23 +185,21 @@ class RelayTest(unittest.TestCase):
 
     def test_delta_flips_a_bit_inside_a_delta_page_only(self):
         def frame(tags_lens):
-            table = b"".join(struct.pack("<I", (t << 24) | n) for t, n in tags_lens)
-            body = b"".join(bytes([0xA0 + i]) * n for i, (_, n) in enumerate(tags_lens))
-            head = b"MCBC" + bytes([1, 12]) + struct.pack("<HIII", len(tags_lens), 0, 6, len(body))
-            return head + bytes(32 - len(head)) + table + body
+            return cbc_frame(tags_lens, features=6)
         plain = frame([(6, 50), (1, 0)])
         with_delta = frame([(6, 50), (0x40, 12), (0x41, 20)])
-        self.assertEqual(fp.delta_spans(plain), [])
-        self.assertEqual(fp.delta_spans(b"junk" * 20), [])
+        self.assertEqual(fp.tag_spans(plain, fp.DELTA_TAGS), [])
+        self.assertEqual(fp.tag_spans(b"junk" * 20, fp.DELTA_TAGS), [])
         start = 32 + 12 + 50
-        self.assertEqual(fp.delta_spans(with_delta), [(1, start, 12), (2, start + 12, 20)])
+        self.assertEqual(fp.tag_spans(with_delta, fp.DELTA_TAGS),
+                         [(1, start, 12), (2, start + 12, 20)])
         # A zstd member's field names its head (page 1), it has no payload.
         entries = [(6, 50, 50), (0x42, 30, 30), (0x43, 1, 0), (0x40, 12, 12)]
         table = b"".join(struct.pack("<I", (t << 24) | f) for t, f, _ in entries)
         body = b"".join(bytes([0xB0 + i]) * n for i, (_, _, n) in enumerate(entries))
         head = b"MCBC" + bytes([1, 12]) + struct.pack("<HIII", len(entries), 0, 10, len(body))
         with_member = head + bytes(32 - len(head)) + table + body
-        self.assertEqual(fp.delta_spans(with_member), [(3, 32 + 16 + 80, 12)])
+        self.assertEqual(fp.tag_spans(with_member, fp.DELTA_TAGS), [(3, 32 + 16 + 80, 12)])
         pk = [packet(0, plain), packet(1, with_delta), packet(2, plain)]
         data = stream(pk)
         out, inj, _ = relay(data, "delta", trigger=1)
@@ -203,6 +210,27 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(inj.fired["packet_num"], 1)
         # Without a delta page the fault never fires.
         out, inj, _ = relay(stream([packet(0, plain), packet(1, plain)]), "delta")
+        self.assertIsNone(inj.fired)
+
+    def test_dedup_flips_a_bit_inside_a_dedup_page_only(self):
+        def frame(tags_lens):
+            return cbc_frame(tags_lens, features=18)
+        plain = frame([(6, 50), (0x40, 12)])
+        with_dedup = frame([(6, 50), (0x40, 12), (0x44, 16)])
+        self.assertEqual(fp.tag_spans(plain, fp.DEDUP_TAGS), [])
+        start = 32 + 12 + 50 + 12
+        self.assertEqual(fp.tag_spans(with_dedup, fp.DEDUP_TAGS), [(2, start, 16)])
+        pk = [packet(0, plain), packet(1, with_dedup)]
+        data = stream(pk)
+        out, inj, _ = relay(data, "dedup", trigger=1)
+        diff = [i for i in range(len(data)) if out[i] != data[i]]
+        self.assertEqual(len(diff), 1)
+        at = fp.INIT_LEN + len(pk[0][0]) + len(pk[0][1]) + len(pk[1][0])
+        self.assertTrue(at + start <= diff[0] < at + start + 16, diff)
+        self.assertEqual(inj.fired["packet_num"], 1)
+        self.assertIn("in_source_offset", inj.fired)
+        # A delta page is no dedup page: the fault never fires.
+        out, inj, _ = relay(stream([packet(0, plain), packet(1, plain)]), "dedup")
         self.assertIsNone(inj.fired)
 
     def test_drop_leaves_out_the_whole_trigger_packet(self):

@@ -174,6 +174,11 @@ impl PageCache {
         })
     }
 
+    /// Number of pages the cache holds at most.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
     /// Page size of the cached pages.
     pub fn page_size(&self) -> usize {
         self.page_size
@@ -227,6 +232,17 @@ impl PageCache {
         drop(slots);
         bump(&self.counters.hits);
         true
+    }
+
+    /// Whether the cache holds `key` with exactly the bytes of `page` (a
+    /// dedup source checked before use; not counted as a lookup).
+    pub(crate) fn holds(&self, key: PageKey, page: &[u8]) -> bool {
+        let (slots, j, words) = self.slot(key);
+        slots[j].key == Some(key)
+            && words
+                .iter()
+                .zip(page.chunks_exact(WORD))
+                .all(|(word, bytes)| word.load(Ordering::Relaxed).to_ne_bytes() == bytes)
     }
 
     /// Records `page` as the version of `key` sent in sync round `round`.

@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::codec::dedup;
 use crate::codec::delta::{self, DeltaError, BASE_HASH_LEN};
 use crate::codec::zstd_stream::{StreamDecoder, StreamError, FLAGS_LEN};
 use crate::codec::{lz, sparse, wkdm, DecodeResult};
@@ -31,8 +32,8 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, Header, Placement, ENTRY_LEN, FEATURE_DELTA, FEATURE_PLACEMENT, FEATURE_STREAM,
-    HEADER_LEN,
+    self, Header, Placement, ENTRY_LEN, FEATURE_DEDUP, FEATURE_DELTA, FEATURE_PLACEMENT,
+    FEATURE_STREAM, HEADER_LEN,
 };
 use crate::method::Method;
 use std::time::Instant;
@@ -49,6 +50,24 @@ pub(crate) trait PageSink {
     /// the caller read there, to be verified, or the version a delta
     /// applies to.
     fn get_page(&self, index: usize, dst: &mut [u8]);
+    /// Copies the page at `offset` of the frame's block as it stands into
+    /// `dst` (a dedup page's source), or says why there is none: the sink
+    /// knows no block, the page is not inside it, or it overlaps a page of
+    /// the frame (which the destination may hold old or new, depending on
+    /// how the frame is read, so [`dedup_source`] refuses it).
+    fn get_block_page(&self, offset: u64, dst: &mut [u8]) -> DecodeResult;
+}
+
+/// Checks a dedup source at `offset` against the frame's page `offsets`
+/// (pages of `len` bytes) before it is read: a page of the frame itself is
+/// refused.  Raw pages read in place are already new when the others are
+/// decoded, so a source among them would decode differently whole and in
+/// parts; the encoder never names one.
+pub(crate) fn dedup_source(offset: u64, offsets: &[u64], len: usize) -> DecodeResult {
+    if offsets.iter().any(|&o| o.abs_diff(offset) < len as u64) {
+        return Err("dedup source is a page of its own frame");
+    }
+    Ok(())
 }
 
 impl PageSink for [&mut [u8]] {
@@ -60,6 +79,50 @@ impl PageSink for [&mut [u8]] {
     }
     fn get_page(&self, index: usize, dst: &mut [u8]) {
         dst.copy_from_slice(self[index]);
+    }
+    fn get_block_page(&self, _offset: u64, _dst: &mut [u8]) -> DecodeResult {
+        Err("dedup page without its block (see Decoder::decode_in_block)")
+    }
+}
+
+/// The pages of a frame in their places in one memory block, which dedup
+/// pages read their sources from.
+struct InBlock<'a> {
+    block: &'a mut [u8],
+    offsets: &'a [u64],
+}
+
+impl InBlock<'_> {
+    /// The range of the page at `offset`, if it lies inside the block.
+    fn range(&self, offset: u64, len: usize) -> Option<std::ops::Range<usize>> {
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(len)?;
+        (end <= self.block.len()).then_some(start..end)
+    }
+}
+
+impl PageSink for InBlock<'_> {
+    fn len(&self) -> usize {
+        self.offsets.len()
+    }
+    // `decode_in_block` checked every offset against the block.
+    fn put_page(&mut self, index: usize, page: &[u8]) {
+        if let Some(r) = self.range(self.offsets[index], page.len()) {
+            self.block[r].copy_from_slice(page);
+        }
+    }
+    fn get_page(&self, index: usize, dst: &mut [u8]) {
+        if let Some(r) = self.range(self.offsets[index], dst.len()) {
+            dst.copy_from_slice(&self.block[r]);
+        }
+    }
+    fn get_block_page(&self, offset: u64, dst: &mut [u8]) -> DecodeResult {
+        dedup_source(offset, self.offsets, dst.len())?;
+        let r = self
+            .range(offset, dst.len())
+            .ok_or("dedup source outside the block")?;
+        dst.copy_from_slice(&self.block[r]);
+        Ok(())
     }
 }
 
@@ -80,6 +143,9 @@ impl PageSink for Contiguous<'_> {
     fn get_page(&self, index: usize, dst: &mut [u8]) {
         let ps = self.page_size;
         dst.copy_from_slice(&self.out[index * ps..(index + 1) * ps]);
+    }
+    fn get_block_page(&self, _offset: u64, _dst: &mut [u8]) -> DecodeResult {
+        Err("dedup page without its block (see Decoder::decode_in_block)")
     }
 }
 
@@ -231,6 +297,35 @@ impl Decoder {
     ) -> Result<FrameInfo> {
         self.check_page_lens(pages)?;
         self.decode_to(frame, pages, Some(placement))
+    }
+
+    /// Decodes `frame` like [`Decoder::decode_placed`] into the pages of
+    /// `block` (the memory block the placement names) at the placement's
+    /// offsets.  Only this call decodes dedup pages
+    /// ([`crate::Method::Dedup`]), which copy another page of the block.
+    /// Every offset must leave a whole page inside `block`.  On error
+    /// `block` is not written.
+    pub fn decode_in_block(
+        &mut self,
+        frame: &[u8],
+        placement: &Placement,
+        block: &mut [u8],
+    ) -> Result<FrameInfo> {
+        let ps = self.page_size as u64;
+        let fits = |&o: &u64| {
+            o.checked_add(ps)
+                .is_some_and(|end| end <= block.len() as u64)
+        };
+        if !placement.offsets.iter().all(fits) {
+            return Err(Error::InvalidArgument {
+                reason: "a page offset lies outside the block",
+            });
+        }
+        let mut sink = InBlock {
+            block,
+            offsets: placement.offsets,
+        };
+        self.decode_to(frame, &mut sink, Some(placement))
     }
 
     /// Decodes `frame` into `out`, pages back to back; returns how many.
@@ -531,6 +626,7 @@ impl Decoder {
     fn check_table(&mut self, table: &[u8], in_place: bool, features: u32) -> Result<usize> {
         let delta = features & FEATURE_DELTA != 0;
         let stream = features & FEATURE_STREAM != 0;
+        let dedup_on = features & FEATURE_DEDUP != 0;
         let ps = self.page_size;
         let n = table.len() / ENTRY_LEN;
         self.entries.clear();
@@ -562,6 +658,7 @@ impl Decoder {
                 // one byte (LZ4); never a whole page.
                 Method::DeltaSparse => delta && (BASE_HASH_LEN + 2..ps).contains(&len),
                 Method::DeltaLz4 => delta && (BASE_HASH_LEN + 1..ps).contains(&len),
+                Method::Dedup => dedup_on && len == dedup::LEN,
             };
             if !valid {
                 return Err(Error::CorruptPage {
@@ -573,6 +670,8 @@ impl Decoder {
                         "delta page in a frame without the delta feature"
                     } else if method == Method::Zstd && !stream {
                         "zstd group in a frame without the stream feature"
+                    } else if method == Method::Dedup && !dedup_on {
+                        "dedup page in a frame without the dedup feature"
                     } else {
                         "payload length not valid for this method"
                     },
@@ -648,6 +747,22 @@ impl Decoder {
                 },
                 // Written by its group's head.
                 Method::ZstdMember => Ok(()),
+                Method::Dedup => match dedup::decode(src, ps)
+                    .and_then(|(offset, hash)| sink.get_block_page(offset, page).map(|()| hash))
+                {
+                    Err(reason) => Err(reason),
+                    Ok(expected) => {
+                        let found = xxhash_rust::xxh3::xxh3_64(page);
+                        if found != expected {
+                            return Err(Error::BaseMismatch {
+                                page: i,
+                                expected,
+                                found,
+                            });
+                        }
+                        Ok(())
+                    }
+                },
                 Method::DeltaSparse | Method::DeltaLz4 => {
                     sink.get_page(i, page);
                     match delta::decode(e.method, src, page, &mut self.xor) {

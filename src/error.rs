@@ -119,15 +119,16 @@ pub enum Error {
         /// What was wrong.
         reason: &'static str,
     },
-    /// A delta page does not apply: the destination's version of the page
-    /// is not the one the source made the delta against (the source's page
-    /// cache and the destination disagree).
+    /// A delta or dedup page does not apply: the destination's version of
+    /// its base (the page itself for a delta, the source page for a dedup
+    /// reference) is not the one the source encoded against (the source's
+    /// page cache and the destination disagree).
     BaseMismatch {
         /// Index of the page in the frame.
         page: usize,
-        /// Hash of the version the delta was made against.
+        /// Hash of the version the page was encoded against.
         expected: u64,
-        /// Hash of the destination's page.
+        /// Hash of the destination's base.
         found: u64,
     },
     /// A zstd group continues a stream this decoder does not hold: the
@@ -227,7 +228,7 @@ impl fmt::Display for Error {
                 found,
             } => write!(
                 f,
-                "page {page}: delta made against version {expected:#018x} of the page, the destination holds {found:#018x}"
+                "page {page}: encoded against version {expected:#018x} of its base page, the destination holds {found:#018x}"
             ),
             Error::ChecksumMismatch { expected, computed } => write!(
                 f,

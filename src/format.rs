@@ -55,8 +55,15 @@ pub const FEATURE_DELTA: u32 = 1 << 2;
 ///
 /// [`Method::Zstd`]: crate::Method::Zstd
 pub const FEATURE_STREAM: u32 = 1 << 3;
+/// Feature bit: some pages are dedup references ([`Method::Dedup`]) to
+/// another page of the frame's block that the destination already holds,
+/// so the frame decodes only after the channel's earlier frames.  Only
+/// bound frames may set it: the placement names the block.
+///
+/// [`Method::Dedup`]: crate::Method::Dedup
+pub const FEATURE_DEDUP: u32 = 1 << 4;
 /// Feature bits this decoder understands.
-pub const KNOWN_FEATURES: u32 = FEATURE_PLACEMENT | FEATURE_DELTA | FEATURE_STREAM;
+pub const KNOWN_FEATURES: u32 = FEATURE_PLACEMENT | FEATURE_DELTA | FEATURE_STREAM | FEATURE_DEDUP;
 /// Feature bits that once had a meaning and never get another: bit 0 was
 /// `RAW_UNCHECKED` (raw pages outside the checksum), retired because a
 /// flipped raw page then decoded without error.  A frame that sets one is
@@ -198,6 +205,11 @@ impl Header {
                 reason: "a delta frame must be bound to a placement",
             });
         }
+        if features & FEATURE_DEDUP != 0 && features & FEATURE_PLACEMENT == 0 {
+            return Err(Error::InvalidArgument {
+                reason: "a dedup frame must be bound to a placement",
+            });
+        }
         let mut checksum = [0u8; 8];
         checksum.copy_from_slice(&bytes[24..32]);
         Ok(Header {
@@ -308,10 +320,10 @@ mod tests {
             Err(Error::UnsupportedVersion { version: 2 })
         );
         let mut b = buf;
-        b[12] = 16;
+        b[12] = 32;
         assert_eq!(
             Header::parse(&b),
-            Err(Error::UnsupportedFeature { features: 16 })
+            Err(Error::UnsupportedFeature { features: 32 })
         );
         // A retired bit is named as such, even next to unknown ones.
         let mut b = buf;

@@ -71,6 +71,7 @@ pub use policy::{LinkStats, TransportStats};
 
 /// Page-level codecs, exposed for benchmarks and the `mecom` tool.
 pub mod codecs {
+    pub use crate::codec::dedup;
     pub use crate::codec::delta;
     pub use crate::codec::lz::{lz4_decode, lz4_encode, lz4_max_len, lzo_decode, lzo_encode};
     pub use crate::codec::sparse;

@@ -12,7 +12,9 @@
 //! |             | using them sets the header's delta feature bit                 |
 //! | `0x42-0x43` | head and member of a zstd group in the channel's stream        |
 //! |             | (below); a frame holding a group sets the stream feature bit   |
-//! | `0x44-0x7f` | reserved for further stateful methods (dedup references)       |
+//! | `0x44`      | dedup: a reference to another page of the frame's block that  |
+//! |             | the destination holds; a frame using it sets the dedup bit     |
+//! | `0x45-0x7f` | reserved for further stateful methods                          |
 //! | `0x80-0xff` | reserved                                                       |
 //!
 //! A decoder rejects any tag it does not know with
@@ -56,6 +58,10 @@ pub enum Method {
     /// A page whose bytes live in an earlier zstd group: empty payload, the
     /// entry's length field holds the page index of the group's head.
     ZstdMember = 0x43,
+    /// A page equal to another page of the same block that the destination
+    /// already holds: the payload is that page's offset in the block and
+    /// the hash of its bytes.
+    Dedup = 0x44,
 }
 
 /// Tags that once had a meaning and never get another; refused as unknown
@@ -73,7 +79,7 @@ impl Method {
     /// Every method, in tag order.
     ///
     /// cbindgen:ignore
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 12] = [
         Method::Raw,
         Method::Zero,
         Method::Fill,
@@ -85,6 +91,7 @@ impl Method {
         Method::DeltaLz4,
         Method::Zstd,
         Method::ZstdMember,
+        Method::Dedup,
     ];
 
     /// Parses a wire tag; returns the tag back when it is unknown.
@@ -110,12 +117,13 @@ impl Method {
     /// The counter slot pages of this method are counted under: the slot
     /// of its tag for the stateless ones, zstd heads and members in slot 7
     /// (the zstd tier's slot since version 1), the delta methods in the
-    /// slots after the stateless ones.
+    /// slots after the stateless ones, then dedup references.
     pub fn counter_slot(self) -> usize {
         match self {
             Method::Zstd | Method::ZstdMember => 7,
             Method::DeltaSparse => 9,
             Method::DeltaLz4 => 10,
+            Method::Dedup => 11,
             m => m as usize,
         }
     }
@@ -133,6 +141,7 @@ impl Method {
             Method::Zstd | Method::ZstdMember => c"zstd",
             Method::DeltaSparse => c"delta-sparse",
             Method::DeltaLz4 => c"delta-lz4",
+            Method::Dedup => c"dedup",
         }
     }
 
@@ -165,7 +174,7 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_tag(m.tag()), Ok(m));
         }
-        for tag in RETIRED_TAGS.into_iter().chain(9..=0x3f).chain(0x44..=255) {
+        for tag in RETIRED_TAGS.into_iter().chain(9..=0x3f).chain(0x45..=255) {
             assert_eq!(Method::from_tag(tag), Err(tag));
         }
     }
@@ -176,7 +185,8 @@ mod tests {
         assert_eq!(slot_name(8), "unknown");
         assert_eq!(slot_name(9), "delta-sparse");
         assert_eq!(slot_name(10), "delta-lz4");
-        assert_eq!(slot_name(11), "unknown");
+        assert_eq!(slot_name(11), "dedup");
+        assert_eq!(slot_name(12), "unknown");
         assert_eq!(slot_name(7), "zstd");
         assert_eq!(Method::ZstdMember.counter_slot(), 7);
         assert_eq!(Method::Zstd.counter_slot(), 7);

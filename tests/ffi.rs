@@ -83,17 +83,39 @@ fn ram_block(pages: usize) -> (Vec<u8>, Vec<u64>) {
 
 /// Encodes the pages of `ram` at `offsets` into one frame through the C ABI.
 fn encode_frame(enc: *mut mecom_encoder, ram: &[u8], offsets: &[u64]) -> Vec<u8> {
+    encode_frame_placed(enc, ram, offsets, ptr::null())
+}
+
+/// The placement of a frame of block `pc.ram` without zero pages.
+fn pc_ram() -> mecom_placement {
+    let block: &'static [u8] = b"pc.ram";
+    mecom_placement {
+        block: block.as_ptr(),
+        block_len: block.len(),
+        zero_offsets: ptr::null(),
+        n_zero: 0,
+    }
+}
+
+/// [`encode_frame`] bound to `placement` (NULL: none).
+fn encode_frame_placed(
+    enc: *mut mecom_encoder,
+    ram: &[u8],
+    offsets: &[u64],
+    placement: *const mecom_placement,
+) -> Vec<u8> {
     let n = offsets.len() as u32;
     let mut frame = vec![0u8; mecom_max_frame_len(n, 4096)];
     let mut len = 0usize;
-    // SAFETY: `ram` holds every page at `offsets`; `frame` is its own length.
+    // SAFETY: `ram` holds every page at `offsets`; `frame` is its own
+    // length; `placement` is NULL or a valid placement.
     let st = unsafe {
         mecom_encoder_encode(
             enc,
             ram.as_ptr(),
             offsets.as_ptr(),
             n,
-            ptr::null(),
+            placement,
             frame.as_mut_ptr(),
             frame.len(),
             &mut len,
@@ -145,6 +167,7 @@ fn encode_decode_through_host_and_offsets() {
                 frame.as_ptr(),
                 len,
                 dst.as_mut_ptr(),
+                dst.len(),
                 offsets.as_ptr(),
                 128,
                 ptr::null(),
@@ -193,6 +216,7 @@ fn a_bad_frame_fails_with_a_named_status_and_writes_nothing() {
             frame.as_ptr(),
             len,
             dst.as_mut_ptr(),
+            dst.len(),
             offsets.as_ptr(),
             16,
             ptr::null(),
@@ -219,6 +243,7 @@ fn a_bad_frame_fails_with_a_named_status_and_writes_nothing() {
             frame.as_ptr(),
             len,
             dst.as_mut_ptr(),
+            dst.len(),
             offsets.as_ptr(),
             15,
             ptr::null(),
@@ -319,6 +344,7 @@ fn null_and_invalid_arguments_are_statuses() {
                 ptr::null(),
                 0,
                 ptr::null_mut(),
+                0,
                 ptr::null(),
                 0,
                 ptr::null(),
@@ -522,6 +548,7 @@ fn transport_samples_are_statuses_and_never_fail_a_batch() {
                 frame.as_ptr(),
                 frame.len(),
                 out.as_mut_ptr(),
+                out.len(),
                 offsets.as_ptr(),
                 offsets.len() as u32,
                 ptr::null(),
@@ -554,6 +581,7 @@ fn every_mode_is_accepted_and_round_trips() {
                     frame.as_ptr(),
                     frame.len(),
                     dst.as_mut_ptr(),
+                    dst.len(),
                     offsets.as_ptr(),
                     16,
                     ptr::null(),
@@ -609,6 +637,7 @@ fn read_in_parts_placed(
             buf.len(),
             head,
             dst.as_mut_ptr(),
+            dst.len(),
             offsets.as_ptr(),
             n,
             placement,
@@ -647,6 +676,7 @@ fn read_in_parts_placed(
             buf.as_ptr(),
             buffered,
             dst.as_mut_ptr(),
+            dst.len(),
             offsets.as_ptr(),
             n,
         )
@@ -733,6 +763,7 @@ fn a_frame_with_the_retired_feature_bit_is_refused() {
             frame.as_ptr(),
             frame.len(),
             dst.as_mut_ptr(),
+            dst.len(),
             offsets.as_ptr(),
             16,
             ptr::null(),
@@ -787,6 +818,7 @@ fn begin_parts_checks_its_buffers() {
                 buf_len,
                 head,
                 dst.as_mut_ptr(),
+                dst.len(),
                 offsets.as_ptr(),
                 8,
                 ptr::null(),
@@ -850,6 +882,7 @@ fn a_placement_binds_the_packet_header_into_the_checksum() {
                 frame.as_ptr(),
                 frame.len(),
                 dst.as_mut_ptr(),
+                dst.len(),
                 offs.as_ptr(),
                 16,
                 p,
@@ -963,6 +996,7 @@ fn a_zero_page_packet_is_bound_by_a_frame_without_pages() {
                 buf.len(),
                 buf.len(),
                 dst.as_mut_ptr(),
+                dst.len(),
                 no_offsets.as_ptr(),
                 0,
                 p,
@@ -983,6 +1017,7 @@ fn a_zero_page_packet_is_bound_by_a_frame_without_pages() {
                 buf.as_ptr(),
                 buffered,
                 dst.as_mut_ptr(),
+                dst.len(),
                 no_offsets.as_ptr(),
                 0,
             )
@@ -1017,33 +1052,9 @@ fn a_shared_cache_sends_re_sent_pages_as_deltas_through_the_c_abi() {
         assert_eq!(mecom_encoder_set_cache(b.enc, cache), mecom_status::Ok);
     }
     let (mut src, offsets) = ram_block(64);
-    let block = b"pc.ram";
-    let placement = mecom_placement {
-        block: block.as_ptr(),
-        block_len: block.len(),
-        zero_offsets: ptr::null(),
-        n_zero: 0,
-    };
-    let encode = |enc: *mut mecom_encoder, src: &[u8]| {
-        let mut frame = vec![0u8; mecom_max_frame_len(64, 4096)];
-        let mut len = 0usize;
-        // SAFETY: `src` holds every page at `offsets`.
-        let st = unsafe {
-            mecom_encoder_encode(
-                enc,
-                src.as_ptr(),
-                offsets.as_ptr(),
-                64,
-                &placement,
-                frame.as_mut_ptr(),
-                frame.len(),
-                &mut len,
-            )
-        };
-        assert_eq!(st, mecom_status::Ok);
-        frame.truncate(len);
-        frame
-    };
+    let placement = pc_ram();
+    let encode =
+        |enc: *mut mecom_encoder, src: &[u8]| encode_frame_placed(enc, src, &offsets, &placement);
     let mut dst = vec![0u8; src.len()];
     // Round 1 on channel a, round 2 on channel b.
     let first = encode(a.enc, &src);
@@ -1090,7 +1101,8 @@ fn a_shared_cache_sends_re_sent_pages_as_deltas_through_the_c_abi() {
         mecom_method_slot(Method::DeltaLz4.tag().into()),
         Method::DeltaLz4.counter_slot() as u32
     );
-    assert_eq!(mecom_method_slot(0x44), MECOM_METHOD_SLOTS as u32);
+    assert_eq!(mecom_method_slot(0x44), 11);
+    assert_eq!(mecom_method_slot(0x45), MECOM_METHOD_SLOTS as u32);
     // The retired stateless zstd group and member are unknown; the
     // stream's head and member count in the zstd slot.
     assert_eq!(mecom_method_slot(0x07), MECOM_METHOD_SLOTS as u32);
@@ -1117,4 +1129,117 @@ fn a_shared_cache_sends_re_sent_pages_as_deltas_through_the_c_abi() {
             mecom_status::Ok
         );
     }
+}
+
+/// QEMU's path with dedup: a page equal to one the channel sent since its
+/// last SYNC goes as a 16-byte reference, which the destination resolves
+/// in the block `host_len` bounds; after mecom_encoder_synced() it does
+/// not.
+#[test]
+fn duplicate_pages_go_as_references_through_the_c_abi() {
+    let cfg = config();
+    let pair = Pair::new(&cfg);
+    let mut cache = ptr::null_mut();
+    // SAFETY: valid out pointer, then live handles; NULL is a status.
+    unsafe {
+        assert_eq!(mecom_cache_new(4096, 1 << 20, &mut cache), mecom_status::Ok);
+        assert_eq!(
+            mecom_encoder_set_dedup(pair.enc, true),
+            mecom_status::InvalidArgument
+        );
+        assert_eq!(mecom_encoder_set_cache(pair.enc, cache), mecom_status::Ok);
+        assert_eq!(mecom_encoder_set_dedup(pair.enc, true), mecom_status::Ok);
+        assert_eq!(
+            mecom_encoder_set_dedup(ptr::null_mut(), true),
+            mecom_status::NullParameter
+        );
+        assert_eq!(
+            mecom_encoder_synced(ptr::null_mut()),
+            mecom_status::NullParameter
+        );
+        mecom_cache_free(cache);
+    }
+    // Pages 0..32 of the block, then 32..64 equal to them.
+    let mut src = Vec::new();
+    for i in 0..64 {
+        src.extend_from_slice(&page(KINDS[i % KINDS.len()], 4096, i as u64 % 32 + 11));
+    }
+    let placement = pc_ram();
+    let encode = |offsets: &[u64]| encode_frame_placed(pair.enc, &src, offsets, &placement);
+    let dedup = |enc| counters(enc).method_pages[Method::Dedup.counter_slot()];
+    let first: Vec<u64> = (0..32).map(|i| i * 4096).collect();
+    let second: Vec<u64> = (32..64).map(|i| i * 4096).collect();
+    let mut dst = vec![0u8; src.len()];
+    let frame = encode(&first);
+    let first_len = frame.len();
+    let (st, _) = read_in_parts_placed(pair.dec, &frame, &mut dst, &first, &placement, |_| {});
+    assert_eq!(st, mecom_status::Ok, "{}", dec_error(pair.dec));
+    let frame = encode(&second);
+    // The 24 that are neither zero nor fill (cheaper as they are), but for
+    // a rare collision in the index.
+    assert!(dedup(pair.enc) >= 22, "{}", dedup(pair.enc));
+    assert!(
+        frame.len() * 4 < first_len,
+        "{} vs {first_len}",
+        frame.len()
+    );
+
+    // A block too short for the pages is refused before anything is read.
+    let mut head = frame.clone();
+    let mut short = vec![0u8; 40 * 4096];
+    let mut niov = 0usize;
+    let mut buffered = 0usize;
+    let mut iov = vec![
+        mecom_iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0
+        };
+        mecom_frame_max_iov(32)
+    ];
+    // SAFETY: `head` holds the whole frame; `short` is its own length.
+    let st = unsafe {
+        mecom_decoder_begin_parts(
+            pair.dec,
+            head.as_mut_ptr(),
+            head.len(),
+            head.len(),
+            short.as_mut_ptr(),
+            short.len(),
+            second.as_ptr(),
+            32,
+            &placement,
+            iov.as_mut_ptr(),
+            iov.len(),
+            &mut niov,
+            &mut buffered,
+        )
+    };
+    assert_eq!(st, mecom_status::InvalidArgument);
+    assert!(
+        dec_error(pair.dec).contains("host_len"),
+        "{}",
+        dec_error(pair.dec)
+    );
+
+    let (st, _) = read_in_parts_placed(pair.dec, &frame, &mut dst, &second, &placement, |_| {});
+    assert_eq!(st, mecom_status::Ok, "{}", dec_error(pair.dec));
+    assert_eq!(dst, src);
+    let mut c = std::mem::MaybeUninit::<mecom_counters>::uninit();
+    // SAFETY: a live decoder and a writable out pointer.
+    let st = unsafe { mecom_decoder_counters(pair.dec, c.as_mut_ptr()) };
+    assert_eq!(st, mecom_status::Ok);
+    // SAFETY: written on success.
+    let c = unsafe { c.assume_init() };
+    assert_eq!(
+        c.method_pages[Method::Dedup.counter_slot()],
+        dedup(pair.enc)
+    );
+
+    // After a sync point the same pages are no sources.
+    let before = dedup(pair.enc);
+    // SAFETY: a live encoder.
+    assert_eq!(unsafe { mecom_encoder_synced(pair.enc) }, mecom_status::Ok);
+    let third: Vec<u64> = (0..32).map(|i| i * 4096).collect();
+    encode(&third);
+    assert_eq!(dedup(pair.enc), before);
 }

@@ -207,9 +207,9 @@ fn malformed_frames_give_their_exact_error() {
         ),
         (
             "unknown tag",
-            Box::new(|f| f[entry_at(1) + 3] = 0x44),
+            Box::new(|f| f[entry_at(1) + 3] = 0x45),
             4,
-            Error::UnknownMethod { page: 1, tag: 0x44 },
+            Error::UnknownMethod { page: 1, tag: 0x45 },
         ),
         (
             "retired tag: the stateless zstd group",
@@ -714,5 +714,5 @@ fn retired_tags_say_what_they_were() {
         msg(0x08),
         "page 3: method tag 0x08 (zstd member of the nearest head) is retired"
     );
-    assert_eq!(msg(0x44), "page 3: unknown method tag 0x44");
+    assert_eq!(msg(0x45), "page 3: unknown method tag 0x45");
 }

@@ -313,6 +313,16 @@ pub fn codec_decoders(data: &[u8]) -> Outcome {
         if delta_decoders(data, ps) {
             outcome = Outcome::Decoded;
         }
+        // A dedup reference: exactly its length, a page-aligned source;
+        // one that parses is the encoding of what it parsed to.
+        if let Ok((offset, hash)) = codecs::dedup::decode(data, ps) {
+            assert_eq!(offset % ps as u64, 0, "dedup source not aligned");
+            assert!(
+                codecs::dedup::encode(offset, hash)[..] == data[..],
+                "dedup reference re-encodes differently"
+            );
+            outcome = Outcome::Decoded;
+        }
     }
     outcome
 }
@@ -400,6 +410,7 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
                 frame.as_ptr(),
                 frame.len(),
                 block.as_mut_ptr().add(ps),
+                block.len() - 2 * ps,
                 offsets.as_ptr(),
                 n as u32,
                 placement_ptr,
@@ -460,18 +471,19 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
     let config = Config::default();
     let mut reference = fresh_decoder(&config);
     let mut pages = vec![0u8; n * ps];
-    let expected = {
+    // Bound, the reference decodes into a copy of the block between the
+    // guard pages, where dedup pages find their sources as the C ABI's do.
+    let mut ref_block = vec![SENTINEL; block.len() - 2 * ps];
+    let expected = if placement_ptr.is_null() {
         let mut slices: Vec<&mut [u8]> = pages.chunks_exact_mut(ps).collect();
-        if placement_ptr.is_null() {
-            reference.decode(frame, &mut slices)
-        } else {
-            let placement = mecom::Placement {
-                block: block_name,
-                offsets: &offsets,
-                zero_offsets: &[],
-            };
-            reference.decode_placed(frame, &placement, &mut slices)
-        }
+        reference.decode(frame, &mut slices)
+    } else {
+        let placement = mecom::Placement {
+            block: block_name,
+            offsets: &offsets,
+            zero_offsets: &[],
+        };
+        reference.decode_in_block(frame, &placement, &mut ref_block)
     };
     // SAFETY: a live handle; the text is read before the next call on it.
     let text = unsafe { std::ffi::CStr::from_ptr(ffi::mecom_decoder_last_error(dec)) };
@@ -491,9 +503,13 @@ pub fn ffi_decode(data: &[u8]) -> Outcome {
         Ok(_) => {
             assert_eq!(status, ffi::mecom_status::Ok, "the Rust decoder accepted");
             let mut want = vec![SENTINEL; block.len()];
-            for (i, page) in pages.chunks_exact(ps).enumerate() {
-                let at = ps + offsets[i] as usize;
-                want[at..at + ps].copy_from_slice(page);
+            if placement_ptr.is_null() {
+                for (i, page) in pages.chunks_exact(ps).enumerate() {
+                    let at = ps + offsets[i] as usize;
+                    want[at..at + ps].copy_from_slice(page);
+                }
+            } else {
+                want[ps..ps + ref_block.len()].copy_from_slice(&ref_block);
             }
             assert!(block == want, "guest RAM differs from the decoded pages");
             let again = decode(&mut block);
@@ -570,6 +586,8 @@ fn ffi_parts(
     let mut iov = vec![empty; ffi::mecom_frame_max_iov(n as u32)];
     let (mut niov, mut buffered) = (usize::MAX, usize::MAX);
     let host = block[ps..].as_mut_ptr();
+    // The block QEMU would name: everything between the guard pages.
+    let host_len = block.len() - 2 * ps;
     // SAFETY: a live handle used by this thread only; `buf` is `buf.len()`
     // bytes of which `head` are filled; `offsets` holds `n` values, each
     // page within `block` after the guard page (see ffi_offsets); `iov`
@@ -582,6 +600,7 @@ fn ffi_parts(
             buf.len(),
             head,
             host,
+            host_len,
             offsets.as_ptr(),
             n as u32,
             placement,
@@ -630,6 +649,7 @@ fn ffi_parts(
             buf.as_ptr(),
             buffered,
             host,
+            host_len,
             offsets.as_ptr(),
             n as u32,
         )
@@ -1683,6 +1703,46 @@ fn seed_configs(page_size: u32, max_pages: usize) -> Vec<Config> {
     ]
 }
 
+/// An `ffi_decode` input whose frame decodes through a dedup page: two
+/// pages at offsets 0 and one page, bound, the first a reference to the
+/// block's page at offset two pages (all [`SENTINEL`] bytes there, as the
+/// whole block is before the decode), the second all-zero.  The encoder
+/// never names a fill page, so this frame is made by hand.
+pub fn ffi_dedup_seed() -> Vec<u8> {
+    use mecom::format::{FEATURE_DEDUP, FEATURE_PLACEMENT, HEADER_LEN};
+    let ps = 4096usize;
+    let offsets = [0u64, ps as u64];
+    let placement = mecom::Placement {
+        block: b"pc.ram",
+        offsets: &offsets,
+        zero_offsets: &[],
+    };
+    let mut pages = vec![SENTINEL; ps];
+    pages.resize(2 * ps, 0);
+    let payload = codecs::dedup::encode(2 * ps as u64, xxhash_rust::xxh3::xxh3_64(&pages[..ps]));
+    let mut head = [0u8; HEADER_LEN];
+    Header {
+        page_shift: 12,
+        page_count: 2,
+        sequence: 0,
+        features: FEATURE_PLACEMENT | FEATURE_DEDUP,
+        payload_len: payload.len() as u32,
+        checksum: xxhash_rust::xxh3::xxh3_64_with_seed(&pages, placement.seed()),
+    }
+    .write(&mut head);
+    let mut frame = head.to_vec();
+    frame.extend_from_slice(&mecom::format::pack_entry(
+        Method::Dedup.tag(),
+        payload.len(),
+    ));
+    frame.extend_from_slice(&mecom::format::pack_entry(Method::Zero.tag(), 0));
+    frame.extend_from_slice(&payload);
+    // Two pages, contiguous, bound to their placement (ffi_decode's bytes).
+    let mut input = vec![1u8, 8];
+    input.extend_from_slice(&frame);
+    input
+}
+
 /// Seed inputs for every target, `per_target` each, from `seed`: real frames
 /// of mixed pages (with the selector bytes the raw targets read), codec
 /// payloads of real pages, and random byte strings for the structured
@@ -1739,5 +1799,6 @@ pub fn seed_inputs(seed: u64, per_target: usize) -> Vec<(&'static str, Vec<u8>)>
             seeds.push((target, (0..len).map(|_| rng.byte()).collect()));
         }
     }
+    seeds.push(("ffi_decode", ffi_dedup_seed()));
     seeds
 }

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dedup;
 pub mod delta;
 pub mod lz;
 pub mod sparse;

@@ -5,8 +5,10 @@
 //! encoder's private copy of the batch:
 //! 1. profile and classify every page and route it to its class's codec
 //!    (when the plan routes the similar and generic classes to one codec,
-//!    tell only fill, random and sparse pages apart: `Plan::uniform`), or,
-//!    when the migration's page cache holds the page, to a delta against
+//!    tell only fill, random and sparse pages apart: `Plan::uniform`), or
+//!    to a dedup reference when the channel sent an equal page of the
+//!    block since its last sync point ([`DedupIndex`]), or, when the
+//!    migration's page cache holds the page, to a delta against
 //!    that version (made here for a page the zstd tier would take, which
 //!    stays in its group unless the delta is small);
 //! 2. compress the pages routed to zstd as groups, one per class (of at
@@ -18,7 +20,7 @@
 //!    from a delta to the page's own codec when that is smaller), and
 //!    hash the pages.
 //!
-//! Then every page goes into the cache as sent.
+//! Then every page goes into the cache as sent, and into the dedup index.
 //!
 //! The checksum covers every page, raw ones included.  Every buffer is
 //! sized at construction for `max_pages`; encoding allocates nothing
@@ -28,8 +30,10 @@
 
 #![forbid(unsafe_code)]
 
+use super::dedup::DedupIndex;
 use crate::cache::{PageCache, PageKey};
 use crate::classify::{self, PageClass};
+use crate::codec::dedup;
 use crate::codec::delta::{self, DeltaScratch};
 use crate::codec::{lz, sparse, wkdm, zstd_stream::StreamEncoder};
 use crate::config::{Config, LzCodec};
@@ -81,6 +85,9 @@ enum Route {
     /// A delta made in pass 1 (for a page the zstd tier would take), of
     /// this method and length, in the page's slot of `bases`.
     DeltaMade(Method, usize),
+    /// Equal to this page of the block, which the destination holds: a
+    /// reference.
+    Dedup(PageKey),
 }
 
 /// The page cache as one frame uses it: which pages it names and which
@@ -147,6 +154,13 @@ pub(crate) struct Batch {
     wrote_delta: bool,
     /// Whether the current frame holds a zstd group.
     wrote_stream: bool,
+    /// The channel's dedup sources.
+    dedup: DedupIndex,
+    /// The hash of each page of the frame looked up in `dedup`, to record
+    /// it there once sent.
+    hashes: Vec<Option<u64>>,
+    /// Whether the current frame holds a dedup page.
+    wrote_dedup: bool,
 }
 
 impl Batch {
@@ -181,7 +195,20 @@ impl Batch {
             delta: DeltaScratch::new(page_size),
             wrote_delta: false,
             wrote_stream: false,
+            dedup: DedupIndex::default(),
+            hashes: Vec::with_capacity(config.max_pages),
+            wrote_dedup: false,
         })
+    }
+
+    /// Uses `index` for dedup (an index of no slots turns dedup off).
+    pub(crate) fn set_dedup(&mut self, index: DedupIndex) {
+        self.dedup = index;
+    }
+
+    /// The channel passed a sync point (see [`DedupIndex`]).
+    pub(crate) fn synced(&mut self) {
+        self.dedup.synced();
     }
 
     /// The payloads when the plan sends every page raw (a link probe, or a
@@ -199,6 +226,7 @@ impl Batch {
         let (n, ps) = (source.len(), self.page_size);
         self.wrote_delta = false;
         self.wrote_stream = false;
+        self.wrote_dedup = false;
         let table_end = format::head_len(n);
         let payload = &mut out[table_end..table_end + n * ps];
         for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
@@ -248,6 +276,11 @@ impl Batch {
             // frame is decoded.
             for (page, &key) in self.pages[..n * ps].chunks_exact(ps).zip(c.keys) {
                 c.cache.insert(key, c.round, page);
+            }
+            for (hash, &key) in self.hashes.iter().zip(c.keys) {
+                if let Some(hash) = *hash {
+                    self.dedup.record(hash, key);
+                }
             }
         }
         written
@@ -301,6 +334,7 @@ impl Batch {
         let Some(c) = cache else {
             return;
         };
+        self.find_duplicates(n, c);
         // A delta must beat what the zstd tier makes of a page of the
         // classes it takes (0.23-0.35 of a page on the corpus): it is made
         // here, and a page whose delta is larger stays in the group
@@ -335,6 +369,33 @@ impl Batch {
                     None => Route::Codec(Codec::Zstd),
                 }
             };
+        }
+    }
+
+    /// Routes each page equal to a page the channel sent since its last
+    /// sync point (same block, bytes compared in the cache) to a dedup
+    /// reference.  Pages already in this frame are not sources: the
+    /// destination writes them only after the whole frame decoded.
+    fn find_duplicates(&mut self, n: usize, c: &CacheUse) {
+        let ps = self.page_size;
+        self.hashes.clear();
+        self.hashes.resize(n, None);
+        if !self.dedup.is_on() {
+            return;
+        }
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            if !matches!(route, Route::Codec(_)) {
+                continue;
+            }
+            let page = &self.pages[i * ps..(i + 1) * ps];
+            let hash = xxhash_rust::xxh3::xxh3_64(page);
+            self.hashes[i] = Some(hash);
+            let key = c.keys[i];
+            if let Some(src) = self.dedup.find(hash, key.block) {
+                if src != key && c.cache.holds(src, page) {
+                    *route = Route::Dedup(src);
+                }
+            }
         }
     }
 
@@ -417,6 +478,11 @@ impl Batch {
         self.wrote_stream
     }
 
+    /// Whether the last frame written holds a dedup page.
+    pub(crate) fn wrote_dedup(&self) -> bool {
+        self.wrote_dedup
+    }
+
     /// Pass 3: the page table and payloads, and the checksum of the pages.
     fn write_pages(
         &mut self,
@@ -432,11 +498,15 @@ impl Batch {
         let mut pos = table_end;
         let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(seed);
         self.wrote_delta = false;
+        self.wrote_dedup = false;
         for i in 0..n {
             let key = self.keys[i];
-            let is_delta = matches!(self.routes[i], Route::Delta(_) | Route::DeltaMade(..));
+            let is_delta = matches!(
+                self.routes[i],
+                Route::Delta(_) | Route::DeltaMade(..) | Route::Dedup(_)
+            );
             if is_delta && meter.timed() {
-                // Deltas are not the class codec's cost.
+                // Deltas and references are not the class codec's cost.
                 meter.end_run(clock.now_ns());
             } else if meter.starts_run(key) {
                 meter.switch(key, clock.now_ns());
@@ -449,6 +519,7 @@ impl Batch {
             // group members.
             let (method, len) = self.write_page(i, out, pos);
             self.wrote_delta |= method.is_delta();
+            self.wrote_dedup |= method == Method::Dedup;
             hasher.update(&self.pages[i * ps..(i + 1) * ps]);
             // A member's length field names its head; its payload is empty.
             let field = match self.routes[i] {
@@ -466,6 +537,7 @@ impl Batch {
                     | Route::GroupMember(_)
                     | Route::Delta(_)
                     | Route::DeltaMade(..)
+                    | Route::Dedup(_)
             ) {
                 meter.page(key, len);
             }
@@ -505,6 +577,12 @@ impl Batch {
             Route::DeltaMade(method, len) => {
                 out[pos..pos + len].copy_from_slice(&self.bases[i * ps..i * ps + len]);
                 (method, len)
+            }
+            Route::Dedup(src) => {
+                let hash = self.hashes[i].unwrap_or_default();
+                let reference = dedup::encode(src.index * ps as u64, hash);
+                out[pos..pos + dedup::LEN].copy_from_slice(&reference);
+                (Method::Dedup, dedup::LEN)
             }
             Route::Delta(codec) => {
                 let base = &self.bases[i * ps..(i + 1) * ps];

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+mod dedup;
 
 use crate::cache::{block_hash, PageCache, PageKey};
 use crate::classify::PageClass;
@@ -17,11 +18,13 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, Header, Placement, FEATURE_DELTA, FEATURE_PLACEMENT, FEATURE_STREAM, HEADER_LEN,
+    self, Header, Placement, FEATURE_DEDUP, FEATURE_DELTA, FEATURE_PLACEMENT, FEATURE_STREAM,
+    HEADER_LEN,
 };
 use crate::policy::{Clock, Codec, LinkStats, Meter, Plan, Policy, TransportStats, WallClock};
 pub(crate) use batch::PageSource;
 use batch::{Batch, CacheUse, Metering};
+use dedup::DedupIndex;
 use std::sync::Arc;
 
 /// Encodes batches of pages into frames.  One per channel; not `Sync`.
@@ -85,6 +88,39 @@ impl Encoder {
         }
         self.cache = cache;
         Ok(())
+    }
+
+    /// Turns dedup on or off: with a cache ([`Encoder::set_cache`]), a
+    /// page equal to one this channel sent since its last sync point, in
+    /// the same block, is sent as a reference to it
+    /// ([`crate::Method::Dedup`]).  The caller must then report every
+    /// sync point ([`Encoder::synced`]); between two of them a page must
+    /// be sent at most once, on any channel, and the destination must
+    /// decode a channel's frames in order (QEMU's multifd guarantees both;
+    /// `docs/DESIGN.md` §7).  The index has four slots per page of
+    /// the cache; it is allocated here.
+    pub fn set_dedup(&mut self, on: bool) -> Result<()> {
+        let entries = match (&self.cache, on) {
+            // Four slots per cached page keep hash collisions in the
+            // direct-mapped index rare (1 in 8 pages at 1 slot per page).
+            (Some(cache), true) => cache.slots().saturating_mul(4),
+            (None, true) => {
+                return Err(Error::InvalidArgument {
+                    reason: "dedup needs a page cache (set_cache first)",
+                })
+            }
+            (_, false) => 0,
+        };
+        self.batch.set_dedup(DedupIndex::new(entries)?);
+        Ok(())
+    }
+
+    /// The channel passed a sync point: every frame encoded before it is
+    /// decoded before any frame after it, on every channel.  Pages sent
+    /// before it stop being dedup sources, since another channel may send
+    /// them again after it.
+    pub fn synced(&mut self) {
+        self.batch.synced();
     }
 
     /// The configuration the encoder was made with.
@@ -245,6 +281,9 @@ impl Encoder {
         }
         if self.batch.wrote_stream() {
             features |= FEATURE_STREAM;
+        }
+        if self.batch.wrote_dedup() {
+            features |= FEATURE_DEDUP;
         }
         let header = Header {
             page_shift: self.shift,

@@ -22,6 +22,7 @@ mod status;
 pub use status::mecom_status;
 
 use crate::cache::{CacheCounters, PageCache};
+use crate::codec::DecodeResult;
 use crate::config::{Config, LzCodec, Mode};
 use crate::counters::Counters;
 use crate::decoder::{self, Decoder, PageSink, Part};
@@ -724,6 +725,50 @@ pub unsafe extern "C" fn mecom_encoder_set_cache(
     handle.call(|e| e.set_cache(shared))
 }
 
+/// Turns dedup on (`on` true) or off: with a cache set, a page equal to one
+/// this channel sent since its last sync point, in the same block, goes as
+/// a reference to it (MECOM_METHOD_DEDUP).  The caller must then call
+/// mecom_encoder_synced() at every sync point of the channel, send a page
+/// at most once between two sync points (on any channel), and have the
+/// destination decode each channel's frames in order; QEMU's multifd does
+/// the last two.  MECOM_STATUS_INVALID_ARGUMENT when `on` and no cache is
+/// set.
+///
+/// # Safety
+/// `enc` is a live encoder used by no other thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_set_dedup(
+    enc: *mut mecom_encoder,
+    on: bool,
+) -> mecom_status {
+    if enc.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*enc).0 };
+    handle.call(|e| e.set_dedup(on))
+}
+
+/// Tells the encoder that its channel passed a sync point (QEMU: the
+/// channel sent a SYNC packet): every frame encoded before it is decoded
+/// before any frame after it, on every channel.  Pages sent before it stop
+/// being dedup sources.
+///
+/// # Safety
+/// `enc` is a live encoder used by no other thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn mecom_encoder_synced(enc: *mut mecom_encoder) -> mecom_status {
+    if enc.is_null() {
+        return mecom_status::NullParameter;
+    }
+    // SAFETY: non-NULL, live and exclusively ours for the call by contract.
+    let handle = unsafe { &mut (*enc).0 };
+    handle.call(|e| {
+        e.synced();
+        Ok(())
+    })
+}
+
 /// Gives the encoder the migration's latest statistics.
 ///
 /// # Safety
@@ -887,7 +932,9 @@ pub unsafe extern "C" fn mecom_decoder_free(dec: *mut mecom_decoder) {
 }
 
 /// Decodes one frame of exactly `frame_len` bytes into `n_pages` pages, page
-/// i at `host + offsets[i]`.  `n_pages` must equal the frame's page count,
+/// i at `host + offsets[i]`, inside the block of `host_len` bytes at `host`
+/// (a page offset past it is MECOM_STATUS_INVALID_ARGUMENT; a dedup page
+/// copies its source from the block).  `n_pages` must equal the frame's page count,
 /// and frames of one channel must be decoded in the order they were encoded.
 /// Everything in the frame is checked; destination pages are written only
 /// after the whole frame decoded and its checksum matched, so on any error
@@ -901,14 +948,15 @@ pub unsafe extern "C" fn mecom_decoder_free(dec: *mut mecom_decoder) {
 /// `dec` is a live decoder used by no other thread during the call; `frame`
 /// points to `frame_len` readable bytes; `offsets` to `n_pages` readable
 /// values; `placement` is NULL or valid as described at
-/// `mecom_placement`; for every i `host + offsets[i]` points to
-/// `page_size` writable bytes that do not overlap `frame`.
+/// `mecom_placement`; `host` points to `host_len` readable and writable
+/// bytes that do not overlap `frame`.
 #[no_mangle]
 pub unsafe extern "C" fn mecom_decoder_decode(
     dec: *mut mecom_decoder,
     frame: *const u8,
     frame_len: usize,
     host: *mut u8,
+    host_len: usize,
     offsets: *const u64,
     n_pages: u32,
     placement: *const mecom_placement,
@@ -919,7 +967,10 @@ pub unsafe extern "C" fn mecom_decoder_decode(
             dec,
             frame,
             frame_len,
-            host,
+            Block {
+                host,
+                len: host_len,
+            },
             offsets,
             n_pages,
             DecodeCall::Whole(placement),
@@ -935,10 +986,29 @@ enum DecodeCall {
     FinishParts,
 }
 
-/// Guest pages at `host + offsets[i]`, written and read with one copy
-/// each, never through a slice over guest memory.
-struct GuestPagesMut<'a> {
+/// A memory block of the destination: `len` bytes at `host` (QEMU: a
+/// RAMBlock's host memory and used length).
+#[derive(Clone, Copy)]
+struct Block {
     host: *mut u8,
+    len: usize,
+}
+
+impl Block {
+    /// Whether a whole page of `page_size` bytes at `offset` lies inside.
+    fn holds(self, offset: u64, page_size: usize) -> bool {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(page_size))
+            .is_some_and(|end| end <= self.len)
+    }
+}
+
+/// Guest pages at `host + offsets[i]` of one block, written and read with
+/// one copy each, never through a slice over guest memory.  Every offset
+/// leaves a whole page inside the block (checked when the sink is made).
+struct GuestPagesMut<'a> {
+    block: Block,
     offsets: &'a [u64],
 }
 
@@ -949,25 +1019,52 @@ impl PageSink for GuestPagesMut<'_> {
 
     fn put_page(&mut self, index: usize, page: &[u8]) {
         let offset = self.offsets[index] as usize;
-        // SAFETY: by the contract of the mecom_decoder_* call that made
-        // this sink, `host + offsets[i]` is `page_size` writable bytes not
-        // overlapping the frame; `page` is one page of the decoder's own
-        // scratch buffer.  Raw copies (no `&mut` slices) keep even a
-        // repeated offset free of aliasing.
+        // SAFETY: the block is `len` writable bytes at `host` not
+        // overlapping the frame (contract of the mecom_decoder_* call that
+        // made this sink), and `offsets[i] + page_size <= len` was checked
+        // then; `page` is one page of the decoder's own scratch buffer.
+        // Raw copies (no `&mut` slices) keep even a repeated offset free
+        // of aliasing.
         unsafe {
-            ptr::copy_nonoverlapping(page.as_ptr(), self.host.wrapping_add(offset), page.len())
+            ptr::copy_nonoverlapping(
+                page.as_ptr(),
+                self.block.host.wrapping_add(offset),
+                page.len(),
+            )
         };
     }
 
     fn get_page(&self, index: usize, dst: &mut [u8]) {
         let offset = self.offsets[index] as usize;
-        // SAFETY: by contract `host + offsets[i]` is `page_size` readable
-        // bytes (the raw page the caller read there), not overlapping
-        // `dst`, one page of the decoder's own scratch buffer.  The
-        // destination guest does not run during the load.
+        // SAFETY: as in put_page, `host + offsets[i]` is `page_size`
+        // readable bytes inside the block, not overlapping `dst`, one page
+        // of the decoder's own scratch buffer.  The destination guest does
+        // not run during the load.
         unsafe {
-            ptr::copy_nonoverlapping(self.host.wrapping_add(offset), dst.as_mut_ptr(), dst.len())
+            ptr::copy_nonoverlapping(
+                self.block.host.wrapping_add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
         };
+    }
+
+    fn get_block_page(&self, offset: u64, dst: &mut [u8]) -> DecodeResult {
+        decoder::dedup_source(offset, self.offsets, dst.len())?;
+        if !self.block.holds(offset, dst.len()) {
+            return Err("dedup source outside the block");
+        }
+        // SAFETY: the page at `offset` lies inside the block's `len`
+        // readable bytes (checked just above), and `dst` is one page of
+        // the decoder's own scratch buffer, not guest memory.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                self.block.host.wrapping_add(offset as usize),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        };
+        Ok(())
     }
 }
 
@@ -980,12 +1077,12 @@ unsafe fn decode_guest(
     dec: *mut mecom_decoder,
     frame: *const u8,
     frame_len: usize,
-    host: *mut u8,
+    block: Block,
     offsets: *const u64,
     n_pages: u32,
     call: DecodeCall,
 ) -> mecom_status {
-    if dec.is_null() || frame.is_null() || host.is_null() || offsets.is_null() {
+    if dec.is_null() || frame.is_null() || block.host.is_null() || offsets.is_null() {
         return mecom_status::NullParameter;
     }
     // SAFETY: non-NULL, live and exclusively ours for the call by contract.
@@ -1003,14 +1100,26 @@ unsafe fn decode_guest(
         },
         DecodeCall::FinishParts => None,
     };
-    let mut sink = GuestPagesMut { host, offsets };
+    let mut sink = GuestPagesMut { block, offsets };
     handle.call(|d| {
+        pages_in_block(block, offsets, d.config().page_size as usize)?;
         match call {
             DecodeCall::Whole(_) => d.decode_to(frame, &mut sink, placement.as_ref()),
             DecodeCall::FinishParts => d.finish_parts_to(frame, &mut sink),
         }
         .map(|_| ())
     })
+}
+
+/// Refuses page offsets that leave no whole page inside `block`.
+fn pages_in_block(block: Block, offsets: &[u64], page_size: usize) -> crate::Result<()> {
+    if offsets.iter().all(|&o| block.holds(o, page_size)) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            reason: "a page offset lies outside the block (host_len)",
+        })
+    }
 }
 
 /// Writes one iovec per part: buffered runs at `buf + offset`, raw pages
@@ -1046,7 +1155,8 @@ fn fill_iovecs(
 /// mecom_frame_head_len(n_pages) bytes (`head_len` may be more), which is
 /// checked as mecom_decoder_decode() checks it.  On success `iov[0..*niov)`
 /// tells where the rest of the frame goes, in wire order: a raw page
-/// straight into `host + offsets[i]` (one page), the other payloads into
+/// straight into `host + offsets[i]` (one page, inside the block of
+/// `host_len` bytes at `host`, as for mecom_decoder_decode()), the other payloads into
 /// `buf` right after the head, consecutive ones in one iovec; read them
 /// with one readv().  `*buffered_len` receives the bytes of `buf` then in
 /// use: pass it to mecom_decoder_finish_parts().  `placement` is as for
@@ -1070,6 +1180,7 @@ pub unsafe extern "C" fn mecom_decoder_begin_parts(
     buf_len: usize,
     head_len: usize,
     host: *mut u8,
+    host_len: usize,
     offsets: *const u64,
     n_pages: u32,
     placement: *const mecom_placement,
@@ -1108,6 +1219,11 @@ pub unsafe extern "C" fn mecom_decoder_begin_parts(
     };
     let (mut end, mut count) = (0, 0);
     let status = handle.call(|d| {
+        let block = Block {
+            host,
+            len: host_len,
+        };
+        pages_in_block(block, offsets, d.config().page_size as usize)?;
         end = d.begin_parts(head, offsets.len(), placement.as_ref())?;
         let parts = d.parts();
         if end > buf_len {
@@ -1154,6 +1270,7 @@ pub unsafe extern "C" fn mecom_decoder_finish_parts(
     buf: *const u8,
     buf_len: usize,
     host: *mut u8,
+    host_len: usize,
     offsets: *const u64,
     n_pages: u32,
 ) -> mecom_status {
@@ -1163,7 +1280,10 @@ pub unsafe extern "C" fn mecom_decoder_finish_parts(
             dec,
             buf,
             buf_len,
-            host,
+            Block {
+                host,
+                len: host_len,
+            },
             offsets,
             n_pages,
             DecodeCall::FinishParts,

@@ -15,6 +15,8 @@
 
 #define PAGE 4096u
 #define NPAGES 128u
+/* Bytes of the destination block: room for the spread-out offsets. */
+#define DSTLEN ((size_t)NPAGES * 2 * PAGE)
 
 static int failures;
 
@@ -105,7 +107,7 @@ static mecom_status read_in_parts(mecom_decoder *dec, const uint8_t *wire,
 
     CHECK(mecom_frame_max_iov(NPAGES) <= 2 * NPAGES + 1, "max_iov");
     memcpy(rbuf, wire, head);
-    st = mecom_decoder_begin_parts(dec, rbuf, cap, head, dst, offsets,
+    st = mecom_decoder_begin_parts(dec, rbuf, cap, head, dst, DSTLEN, offsets,
                                    NPAGES, where, (mecom_iovec *)iov,
                                    mecom_frame_max_iov(NPAGES), &niov,
                                    &buffered);
@@ -124,7 +126,7 @@ static mecom_status read_in_parts(mecom_decoder *dec, const uint8_t *wire,
         }
     }
     CHECK(rpos == wlen, "parts: read %zu of %zu", rpos, wlen);
-    return mecom_decoder_finish_parts(dec, rbuf, buffered, dst, offsets,
+    return mecom_decoder_finish_parts(dec, rbuf, buffered, dst, DSTLEN, offsets,
                                       NPAGES);
 }
 
@@ -192,7 +194,8 @@ static void parts_round_trip(const mecom_config *cfg, const uint8_t *src,
     }
     CHECK(in_place > 0, "no page went in place");
     /* finish without begin is a status */
-    st = mecom_decoder_finish_parts(dec, rbuf, len, dst, offsets, NPAGES);
+    st = mecom_decoder_finish_parts(dec, rbuf, len, dst, DSTLEN, offsets,
+                                    NPAGES);
     CHECK(st == MECOM_STATUS_INVALID_ARGUMENT, "finish without begin: %s",
           mecom_status_str(st));
     mecom_encoder_free(enc);
@@ -264,7 +267,8 @@ int main(void)
          */
         CHECK(len > 0 && (stats.bandwidth == 0 || len < (size_t)NPAGES * PAGE),
               "round %u frame length %zu", round, len);
-        st = mecom_decoder_decode(dec, frame, len, dst, offsets, NPAGES, NULL);
+        st = mecom_decoder_decode(dec, frame, len, dst, DSTLEN, offsets, NPAGES,
+                                  NULL);
         CHECK(st == MECOM_STATUS_OK, "decode: %s: %s", mecom_status_str(st),
               mecom_decoder_last_error(dec));
         for (i = 0; i < NPAGES; i++) {
@@ -290,7 +294,8 @@ int main(void)
     CHECK(st == MECOM_STATUS_OK, "encode");
     frame[24] ^= 0x40;      /* the checksum */
     memset(dst, 0xAA, (size_t)NPAGES * 2 * PAGE);
-    st = mecom_decoder_decode(dec, frame, len, dst, offsets, NPAGES, NULL);
+    st = mecom_decoder_decode(dec, frame, len, dst, DSTLEN, offsets, NPAGES,
+                                  NULL);
     CHECK(st != MECOM_STATUS_OK, "corrupt frame accepted");
     printf("corrupt frame: %s: %s\n", mecom_status_str(st), mecom_decoder_last_error(dec));
     for (i = 0; i < NPAGES * 2 * PAGE; i++) {
@@ -302,7 +307,8 @@ int main(void)
     /* Truncations of every length fail cleanly. */
     frame[24] ^= 0x40;
     for (i = 0; i < len; i += 97) {
-        st = mecom_decoder_decode(dec, frame, i, dst, offsets, NPAGES, NULL);
+        st = mecom_decoder_decode(dec, frame, i, dst, DSTLEN, offsets, NPAGES,
+                                  NULL);
         CHECK(st != MECOM_STATUS_OK, "truncated frame of %u bytes accepted", i);
     }
     /* Garbage of every size up to a few KiB fails cleanly. */
@@ -311,7 +317,8 @@ int main(void)
         for (k = 0; k < i; k++) {
             frame[k] = (uint8_t)next();
         }
-        st = mecom_decoder_decode(dec, frame, i, dst, offsets, NPAGES, NULL);
+        st = mecom_decoder_decode(dec, frame, i, dst, DSTLEN, offsets, NPAGES,
+                                  NULL);
         CHECK(st != MECOM_STATUS_OK, "garbage accepted");
     }
 
@@ -320,7 +327,7 @@ int main(void)
     /* NULLs and bad configurations are statuses, not crashes. */
     CHECK(mecom_encoder_encode(NULL, src, offsets, 1, NULL, frame, cap, &len) ==
           MECOM_STATUS_NULL_PARAMETER, "NULL encoder");
-    CHECK(mecom_decoder_decode(dec, NULL, 0, dst, offsets, 1, NULL) ==
+    CHECK(mecom_decoder_decode(dec, NULL, 0, dst, DSTLEN, offsets, 1, NULL) ==
           MECOM_STATUS_NULL_PARAMETER, "NULL frame");
     cfg.page_size = 1000;
     {
