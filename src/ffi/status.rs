@@ -134,7 +134,7 @@ impl mecom_status {
             }
             mecom_status::Unbound => c"frame is not bound to its packet header",
             mecom_status::BaseMismatch => {
-                c"delta page does not match the destination's version of the page"
+                c"delta or dedup page does not match the destination's version of its base page"
             }
             mecom_status::StreamLost => {
                 c"zstd group continues a stream the channel's decoder does not hold"
