@@ -380,9 +380,10 @@ impl Batch {
         let ps = self.page_size;
         self.hashes.clear();
         self.hashes.resize(n, None);
-        if !self.dedup.is_on() {
+        if !self.dedup.wants_batch() {
             return;
         }
+        let (mut hashed, mut found) = (0, 0);
         for (i, route) in self.routes.iter_mut().enumerate() {
             if !matches!(route, Route::Codec(_)) {
                 continue;
@@ -390,13 +391,16 @@ impl Batch {
             let page = &self.pages[i * ps..(i + 1) * ps];
             let hash = xxhash_rust::xxh3::xxh3_64(page);
             self.hashes[i] = Some(hash);
+            hashed += 1;
             let key = c.keys[i];
             if let Some(src) = self.dedup.find(hash, key.block) {
                 if src != key && c.cache.holds(src, page) {
                     *route = Route::Dedup(src);
+                    found += 1;
                 }
             }
         }
+        self.dedup.account(hashed, found);
     }
 
     /// Pass 2: zstd groups, timed one by one.
