@@ -71,6 +71,10 @@ def harness_opts(args, extra):
         argv += ["--image", args.image]
     if args.mix:
         argv += ["--mix", args.mix]
+    if workload == "memwrite":
+        # memwrite's default mix, plus a tenth of pages copied from a small
+        # pool, so that the `dedup` kind finds frames with dedup pages
+        argv += ["--data", args.data]
     for p in args.param:
         argv += ["--param", p]
     return M.parse_opts(argv + extra)
@@ -600,6 +604,9 @@ def main(argv=None):
         s.add_argument("--image", default=None, metavar="FILE",
                        help="RAM image of the replay workload (file or corpus name, e.g. compile)")
         s.add_argument("--mix", default=None, help="replay: replace:W,slice:W,words:W")
+        s.add_argument("--data", default="int:30,ptr:25,text:25,rand:10,sparse:8,zero:2,dup:10",
+                       help="memwrite: its data mix (default: memwrite's own mix plus a "
+                            "tenth of pages copied from a pool of 16, for the dedup kind)")
         s.add_argument("--channels", type=int, default=2, help="multifd channels (default 2)")
         s.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="extra migrate-set-parameters member, both sides")

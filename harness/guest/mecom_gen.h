@@ -228,16 +228,16 @@ static int weights_pick(const unsigned *w, int n, unsigned total)
 }
 
 /* ---- data mix ------------------------------------------------------ */
-enum { K_INT, K_PTR, K_TEXT, K_RAND, K_SPARSE, K_ZERO, K_NKIND };
+enum { K_INT, K_PTR, K_TEXT, K_RAND, K_SPARSE, K_ZERO, K_DUP, K_NKIND };
 static const char *const KIND_NAMES[K_NKIND] = {
-    "int", "ptr", "text", "rand", "sparse", "zero"
+    "int", "ptr", "text", "rand", "sparse", "zero", "dup"
 };
 static unsigned mix_w[K_NKIND];
 static unsigned mix_total;
 
 /*
  * spec: "mixed" | "random" | "text" | "ints" | "ptrs" | "sparse" | "zero"
- *       or explicit weights "int:30,ptr:25,text:25,rand:10,sparse:10"
+ *       | "dup" or explicit weights "int:30,ptr:25,text:25,rand:10,dup:10"
  * returns 0 on success.
  */
 static int mix_parse(const char *spec)
@@ -258,6 +258,8 @@ static int mix_parse(const char *spec)
         mix_w[K_SPARSE] = 1;
     } else if (!strcmp(spec, "zero")) {
         mix_w[K_ZERO] = 1;
+    } else if (!strcmp(spec, "dup")) {
+        mix_w[K_DUP] = 1;
     } else {
         return (mix_total = weights_parse(spec, KIND_NAMES, mix_w, K_NKIND)) ? 0 : -1;
     }
@@ -272,6 +274,28 @@ static int mix_pick(void)
     return weights_pick(mix_w, K_NKIND, mix_total);
 }
 
+/*
+ * "dup": a copy of one of DUP_POOL pages of text, the same in every run,
+ * so that many pages of RAM are equal (what dedup finds)
+ */
+#define DUP_POOL 16
+static void gen_dup(uint8_t *dst, size_t n)
+{
+    static uint8_t pool[DUP_POOL][4096];
+    static int made;
+
+    if (!made) {
+        uint64_t saved = rng_state;
+
+        rng_state = 0x5eedd00dull;
+        for (int i = 0; i < DUP_POOL; i++)
+            gen_text(pool[i], sizeof pool[i]);
+        rng_state = saved;
+        made = 1;
+    }
+    memcpy(dst, pool[rndn(DUP_POOL)], n < 4096 ? n : 4096);
+}
+
 static void gen_kind(int kind, uint8_t *dst, size_t n)
 {
     switch (kind) {
@@ -280,6 +304,7 @@ static void gen_kind(int kind, uint8_t *dst, size_t n)
     case K_TEXT:   gen_text(dst, n); break;
     case K_RAND:   gen_random(dst, n); break;
     case K_SPARSE: gen_sparse(dst, n); break;
+    case K_DUP:    gen_dup(dst, n); break;
     default:       memset(dst, 0, n); break;
     }
 }
