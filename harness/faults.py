@@ -191,9 +191,15 @@ def unfired_kinds(kinds, results):
             for k in kinds if not any(r["kind"] == k and r.get("injected") for r in results)]
 
 
+# Kinds whose packets are rarer than --max-trigger allows for: in 10 dedup
+# trials a trigger of 90 fired and one of 101 did not (the migration held
+# fewer packets with a dedup page), so their trigger is drawn from fewer.
+KIND_MAX_TRIGGER = {"dedup": 60}
+
+
 def one_trial(src, opts, g, workdir, run_id, kind, trial, channels, rng, max_trigger):
     name = f"dst-{kind}-{trial}"
-    trigger = rng.randint(1, max_trigger)
+    trigger = rng.randint(1, min(max_trigger, KIND_MAX_TRIGGER.get(kind, max_trigger)))
     seed = rng.randrange(1 << 30)
     res = {"kind": kind, "trial": trial, "trigger": trigger, "seed": seed, "ok": False}
     dst, port = new_destination(opts, g, workdir, run_id, name, channels)
