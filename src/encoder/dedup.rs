@@ -45,14 +45,21 @@ const HIT_SHARE: u32 = 32;
 /// Batches that hash nothing after a window in which dedup did not pay.
 const REST_BATCHES: u32 = 256;
 
-#[derive(Debug, Clone, Copy, Default)]
+/// One slot: 32 bytes.  An empty slot has epoch 0, which no index has.
+#[derive(Debug, Clone, Copy)]
 struct Source {
     /// xxh3-64 of the page's bytes as sent.
     hash: u64,
-    key: Option<PageKey>,
+    key: PageKey,
     /// The sync epoch the page was sent in.
     epoch: u64,
 }
+
+const EMPTY: Source = Source {
+    hash: 0,
+    key: PageKey { block: 0, index: 0 },
+    epoch: 0,
+};
 
 /// Hash -> page sent since the channel's last sync point.
 #[derive(Debug, Default)]
@@ -81,7 +88,7 @@ impl DedupIndex {
             .map_err(|_| Error::InvalidConfig {
                 reason: "dedup index too large for this host",
             })?;
-        slots.resize(n, Source::default());
+        slots.resize(n, EMPTY);
         Ok(DedupIndex {
             slots,
             epoch: 1,
@@ -135,10 +142,7 @@ impl DedupIndex {
             return None;
         }
         let s = self.slots[self.slot(hash)];
-        match s.key {
-            Some(key) if s.epoch == self.epoch && s.hash == hash && key.block == block => Some(key),
-            _ => None,
-        }
+        (s.epoch == self.epoch && s.hash == hash && s.key.block == block).then_some(s.key)
     }
 
     /// Records that `key` was just sent with bytes hashing to `hash`.
@@ -149,7 +153,7 @@ impl DedupIndex {
         let i = self.slot(hash);
         self.slots[i] = Source {
             hash,
-            key: Some(key),
+            key,
             epoch: self.epoch,
         };
     }
@@ -194,6 +198,13 @@ mod tests {
             .take_while(|_| !ix.wants_batch())
             .count();
         assert_eq!(rested, REST_BATCHES as usize);
+    }
+
+    #[test]
+    fn a_slot_is_32_bytes_and_an_empty_one_matches_nothing() {
+        assert_eq!(std::mem::size_of::<Source>(), 32);
+        let ix = DedupIndex::new(4).unwrap();
+        assert_eq!(ix.find(0, 0), None);
     }
 
     #[test]
