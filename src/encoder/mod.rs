@@ -102,7 +102,8 @@ impl Encoder {
     pub fn set_dedup(&mut self, on: bool) -> Result<()> {
         let entries = match (&self.cache, on) {
             // Four slots per cached page keep hash collisions in the
-            // direct-mapped index rare (1 in 8 pages at 1 slot per page).
+            // direct-mapped index rare (at one per page, tests/ffi.rs lost
+            // 2 of 24 sources to them).
             (Some(cache), true) => cache.slots().saturating_mul(4),
             (None, true) => {
                 return Err(Error::InvalidArgument {
