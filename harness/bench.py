@@ -93,9 +93,11 @@ SCENARIOS = {
     # Where does a method stop converging?  Random data at the highest rate
     # TCG reaches (~300 MiB/s, over the 1 Gbit/s link's 119 MiB/s) and the
     # compressible default mix at its highest rate (~20 MiB/s), on 1 Gbit/s
-    # and on 100 Mbit/s (11.9 MiB/s, below the mix's dirty rate).
+    # and on 100 Mbit/s (11.9 MiB/s, below the mix's dirty rate); and
+    # in-place word updates of a 48 MiB working set (random data) at 250 000
+    # pages/s, whose re-sent pages every method but a delta sends whole.
     "nonconv": {
-        "workloads": ["memwrite:random:0", "memwrite:mixed:0"],
+        "workloads": ["memwrite:random:0", "memwrite:mixed:0", "memwrite:random:250000p:word:48"],
         "links": "1g,100m",
         "methods": ["none", "zstd-1", "cbc-adaptive"],
         "repeats": 1,
@@ -132,7 +134,10 @@ def workload_spec(name, low_rate=LOW_RATE, high_rate=HIGH_RATE, image=None):
     """Benchmark workload name -> dict(workload, rate, data, image).
 
     idle | compile | sort | memwrite-low | memwrite-high |
-    memwrite:<data>:<rate>  (rate in MiB/s, 0 = as fast as the guest can) |
+    memwrite:<data>:<rate>[:<dirty>[:<wss>]]  (rate in MiB/s or <N>p pages/s,
+        0 = as fast as the guest can; dirty = partial (default), full or word:
+        what each write rewrites; wss = the working set in MiB, default half
+        the guest's RAM) |
     replay:<image>  (a corpus name such as compile, or a file) |
     replay  (the image of --image)."""
     if name in ("idle", "compile", "sort"):
@@ -148,10 +153,10 @@ def workload_spec(name, low_rate=LOW_RATE, high_rate=HIGH_RATE, image=None):
     if name == "memwrite-high":
         return {"name": name, "workload": "memwrite", "rate": str(high_rate), "data": "random",
                 "image": None}
-    m = re.fullmatch(r"memwrite:([A-Za-z0-9:,_]+?):(\d+p?)", name)
+    m = re.fullmatch(r"memwrite:([A-Za-z0-9:,_]+?):(\d+p?)(?::(partial|full|word))?(?::(\d+))?", name)
     if m:
         return {"name": name, "workload": "memwrite", "rate": m.group(2), "data": m.group(1),
-                "image": None}
+                "image": None, "dirty": m.group(3), "wss": int(m.group(4)) if m.group(4) else None}
     raise ValueError(f"unknown workload {name!r}")
 
 
@@ -791,6 +796,7 @@ def run_matrix(args, groups, links_bps, csv_path):
         for gi, gr in enumerate(groups, 1):
             spec = workload_spec(gr["workload"], args.low_rate, args.high_rate, args.image)
             opts.rate, opts.data = spec["rate"], spec["data"]
+            opts.dirty, opts.wss = spec.get("dirty"), spec.get("wss")
             opts.image_raw = Q.raw_image(Q.resolve_image(spec["image"])) if spec["image"] else None
             if spec["image"] and args.replay_rate is not None:
                 opts.rate = args.replay_rate
@@ -879,7 +885,8 @@ def build_parser():
                    help="maxbw: QEMU max-bandwidth on loopback; tc: netns + veth + tbf (root)")
     p.add_argument("--links", default=None, help="comma list of link rates (1g = 1 Gbit/s; default by scenario)")
     p.add_argument("--workloads", default=None,
-                   help="comma list: idle,compile,sort,memwrite-low,memwrite-high,memwrite:<data>:<MiB/s>")
+                   help="comma list: idle,compile,sort,memwrite-low,memwrite-high,"
+                        "memwrite:<data>:<MiB/s|Np>[:<partial|full|word>[:<wss MiB>]],replay:<image>")
     p.add_argument("--methods", default=None, help=f"comma list of {','.join(METHOD_ORDER)}")
     p.add_argument("--repeats", type=int, default=None, help="repeats (default: 3 main, 1 nonconv)")
     p.add_argument("--quick", action="store_true",

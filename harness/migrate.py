@@ -205,7 +205,9 @@ def save_diff_pages(a, b, offsets, dest):
 
 def kernel_append(opts, workload):
     mix = getattr(opts, "mix", None) if workload == "replay" else None
-    cmdline = kernel_cmdline(workload, wss=opts.wss, rate=opts.rate, data=opts.data, mix=mix)
+    dirty = getattr(opts, "dirty", None) if workload == "memwrite" else None
+    cmdline = kernel_cmdline(workload, wss=opts.wss, rate=opts.rate, data=opts.data, mix=mix,
+                             dirty=dirty)
     return f"{cmdline} {opts.append}" if opts.append else cmdline
 
 

@@ -46,6 +46,12 @@ class ParseTest(unittest.TestCase):
         x = bench.workload_spec("memwrite:mixed:0")
         self.assertEqual((x["rate"], x["data"]), ("0", "mixed"))
         self.assertEqual(bench.workload_spec("memwrite:int:30,text:70:5000p")["data"], "int:30,text:70")
+        w = bench.workload_spec("memwrite:random:80000p:word:48")
+        self.assertEqual((w["data"], w["rate"], w["dirty"], w["wss"]), ("random", "80000p", "word", 48))
+        self.assertEqual(bench.workload_spec("memwrite:random:8:full")["dirty"], "full")
+        self.assertIsNone(bench.workload_spec("memwrite:random:8")["dirty"])
+        with self.assertRaises(ValueError):
+            bench.workload_spec("memwrite:random:8:sideways")
         with self.assertRaises(ValueError):
             bench.workload_spec("bogus")
 

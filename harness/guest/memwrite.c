@@ -4,12 +4,15 @@
  *
  * usage: memwrite wss=<MiB> rate=<MiB/s | Np (pages/s) | 0 = unlimited>
  *                 data=<mixed|random|text|ints|ptrs|sparse|zero|k:w,...>
- *                 dirty=<partial|full> seed=<n> stats=<seconds>
+ *                 dirty=<partial|full|word> seed=<n> stats=<seconds>
  *
  * Fills the whole working set first (every page gets a "kind" drawn from the
  * data mix and content of that kind), prints MECOM-WORKLOAD-READY, then
  * forever: pick a random page, rewrite part of it (partial, default: a random
- * 64..4096-byte slice) or all of it (full) with fresh content of its kind.
+ * 64..4096-byte slice), all of it (full) or one aligned 8-byte word of it
+ * (word: an in-place update such as a counter or a pointer, the change a
+ * delta against the destination's copy sends in a few bytes) with fresh
+ * content of its kind.
  */
 #include "mecom_gen.h"
 #include "mecom_rate.h"
@@ -31,6 +34,11 @@ int main(int argc, char **argv)
     }
     double pages_per_s = rate_pages_per_s(rate_s);
     int full = !strcmp(dirty, "full");
+    int word = !strcmp(dirty, "word");
+    if (!full && !word && strcmp(dirty, "partial")) {
+        fprintf(stderr, "memwrite: bad dirty=%s\n", dirty);
+        return 2;
+    }
     rng_seed(seed);
 
     size_t npages = (size_t)wss_mib * 1024 * 1024 / PAGE;
@@ -60,6 +68,8 @@ int main(int argc, char **argv)
             uint8_t *pg = mem + p * PAGE;
             if (full) {
                 gen_kind(kind[p], pg, PAGE);
+            } else if (word) {
+                gen_kind(kind[p], pg + (rndn(PAGE / 8) * 8), 8);
             } else {
                 uint32_t len = 64 + rndn(PAGE - 64 + 1);
                 uint32_t off = rndn(PAGE - len + 1) & ~7u;
