@@ -98,6 +98,16 @@ const LINK_FULL: f64 = 0.9;
 /// every encode nanosecond costs the host another.  At 1 Gbit/s a raw
 /// page takes 2 channels 65 µs, several times any codec's time.
 const CONTENTION: f64 = 2.0;
+/// A raw page's time on the link (the channels share it) at or above
+/// which an all-raw batch still sends the pages the page cache holds as
+/// deltas ([`Policy::deltas_in_raw_batches`]).  Trying a delta costs a
+/// cache lookup, an XOR and a sparse or LZ4 pass, 1-3 µs a page (XOR+LZ4
+/// at 1.5-3.9 GB/s on real re-sent pages, `docs/results/replay/delta.md`),
+/// and such a batch copies every page into the cache; a page re-dirtied in
+/// place then costs tens of bytes instead of a page.  16 µs is 2 channels
+/// on a link up to about 4 Gbit/s; at 10 Gbit/s (6.5 µs) a raw batch stays
+/// one copy and one hash per page.
+const RAW_DELTA_WIRE_NS: f64 = 16_000.0;
 /// Weight of a new sample in the observed link rate.
 const RATE_WEIGHT: f64 = 0.25;
 /// Weight of a new batch in the busy fraction.
@@ -637,6 +647,30 @@ impl Policy {
             && self.transport.sampled()
             && !self.transport.backlogged()
             && self.link_estimate().is_none()
+    }
+
+    /// Whether the pages of an all-raw batch that the page cache holds go
+    /// as deltas (the encoder asks after [`Policy::next_plan`]).  A plan is
+    /// all raw when the link outruns every codec, and also when the pages
+    /// do not compress (random data, [`RAW_ENOUGH`]): a page re-dirtied in
+    /// place is then still tens of bytes as a delta, and a link that the
+    /// deltas leave idle is what made raw look free.  Without this, a
+    /// guest updating words of random pages at 250 000 pages/s sent 3.5 M
+    /// pages raw and 21 k as deltas at 1 Gbit/s and did not converge in
+    /// 120 s, in one run of three (`docs/benchmark.md`, *The
+    /// non-convergence scenario*).  So deltas go on unless the link is
+    /// fast ([`RAW_DELTA_WIRE_NS`]), the channel is measuring it with raw
+    /// pages, or the batch is a raw probe (whose figure must be raw's).
+    /// With no figure of the link at all, the bytes decide: deltas.
+    pub fn deltas_in_raw_batches(&self) -> bool {
+        if self.measuring_link() || self.probe.probing() {
+            return false;
+        }
+        let Some(link) = self.link_estimate() else {
+            return true;
+        };
+        let channels = f64::from(self.stats.channels.max(1));
+        f64::from(self.page_size) * channels * 1e9 / link >= RAW_DELTA_WIRE_NS
     }
 
     /// Whether the classes `codecs` compress (fill included) made up less

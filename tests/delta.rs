@@ -23,6 +23,8 @@ struct Migration {
     enc: Encoder,
     dec: Decoder,
     round: u64,
+    /// The link's rate QEMU reports (`max-bandwidth`), bytes/s; 0 = none.
+    link: u64,
 }
 
 impl Migration {
@@ -40,13 +42,26 @@ impl Migration {
             enc,
             dec: Decoder::new(fixed()).unwrap(),
             round: 0,
+            link: 0,
         }
     }
 
     fn next_round(&mut self) {
         self.round += 1;
+        self.stats();
+    }
+
+    /// A link of `bandwidth` bytes/s shared by 2 channels.
+    fn set_link(&mut self, bandwidth: u64) {
+        self.link = bandwidth;
+        self.stats();
+    }
+
+    fn stats(&mut self) {
         self.enc.update_stats(LinkStats {
             dirty_sync_count: self.round,
+            bandwidth: self.link,
+            channels: 2,
             ..LinkStats::default()
         });
     }
@@ -297,7 +312,9 @@ fn pages_sent_in_an_all_raw_batch_leave_the_cache() {
     let mut m = Migration::new(4, Some(cache.clone()));
     let all = [0, 1, 2, 3];
     m.send(&all, &[]).unwrap();
-    // A link faster than any codec: every page raw, none copied.
+    // A link faster than any codec (10 Gbit/s): every page raw, none
+    // copied, no delta tried.
+    m.set_link(1_250_000_000);
     m.enc.pin_codecs(Some(
         [mecom::policy::Codec::Raw; mecom::classify::PageClass::COUNT],
     ));
@@ -312,6 +329,30 @@ fn pages_sent_in_an_all_raw_batch_leave_the_cache() {
     m.ram[20] ^= 1;
     let (_, methods) = m.send(&all, &[]).unwrap();
     assert!(methods.iter().all(|m| !m.is_delta()), "{methods:?}");
+    assert_eq!(m.dst, m.ram);
+}
+
+#[test]
+fn an_all_raw_batch_on_a_slow_link_sends_the_pages_the_cache_holds_as_deltas() {
+    // Every class raw (pages that do not compress, or a plan that found raw
+    // best) on a 1 Gbit/s link: a page the guest changed in place is still
+    // a few bytes as a delta, and a raw page costs 65 µs of the link.
+    let cache = Arc::new(PageCache::new(4096, 64 * 4096).unwrap());
+    let mut m = Migration::new(4, Some(cache.clone()));
+    m.set_link(125_000_000);
+    m.enc.pin_codecs(Some(
+        [mecom::policy::Codec::Raw; mecom::classify::PageClass::COUNT],
+    ));
+    let all = [0, 1, 2, 3];
+    let (_, methods) = m.send(&all, &[]).unwrap();
+    assert!(methods.iter().all(|&x| x == Method::Raw), "{methods:?}");
+    assert_eq!(cache.counters().inserts, 4, "raw pages enter the cache");
+    m.next_round();
+    m.ram[10] ^= 1;
+    m.ram[3 * PS + 10] ^= 1;
+    let (len, methods) = m.send(&all, &[]).unwrap();
+    assert!(methods.iter().all(|x| x.is_delta()), "{methods:?}");
+    assert!(len < PS / 8, "four deltas of one bit each: {len} bytes");
     assert_eq!(m.dst, m.ram);
 }
 

@@ -290,46 +290,15 @@ impl Batch {
     /// is routed to a delta (its base copied into `bases`).
     fn route(&mut self, n: usize, plan: &Plan, meter: &mut Meter, cache: Option<&CacheUse>) {
         let ps = self.page_size;
-        let zstd_on = self.zstd.is_some();
         self.routes.clear();
         self.keys.clear();
-        let uniform = plan.uniform();
-        for page in self.pages[..n * ps].chunks_exact(ps) {
-            let (fill, class, codec) = match uniform {
-                // Similar and generic take `codec`: only fills, and random
-                // and sparse pages whose classes go elsewhere, need telling
-                // apart.  The rest are booked to the generic class (an
-                // untimed batch keeps no costs), so they form one group.
-                Some(codec) => {
-                    let elsewhere = |c: PageClass| plan.codecs[c.index()] != codec;
-                    let (class, fill) = plan.thresholds.coarse(
-                        page,
-                        elsewhere(PageClass::Random),
-                        elsewhere(PageClass::Sparse),
-                    );
-                    let codec = match class {
-                        PageClass::Random | PageClass::Sparse => plan.codecs[class.index()],
-                        _ => codec,
-                    };
-                    (fill, class, codec)
-                }
-                None => {
-                    let p = classify::profile(page);
-                    let class = plan.thresholds.class(&p, ps);
-                    (p.fill, class, plan.codec(class, meter.classify(class)))
-                }
-            };
-            let codec = if codec == Codec::Zstd && !zstd_on {
-                Codec::Lz
-            } else {
-                codec
-            };
-            self.routes.push(match fill {
-                Some(0) => Route::Zero,
-                Some(word) => Route::Fill(word),
-                None => Route::Codec(codec),
-            });
-            self.keys.push((class, codec));
+        if plan.all_raw() {
+            // Only the cache's deltas can beat raw here: nothing to
+            // classify (the meter keeps no mix of an unclassified batch).
+            self.routes.resize(n, Route::Codec(Codec::Raw));
+            self.keys.resize(n, (PageClass::Random, Codec::Raw));
+        } else {
+            self.classify_routes(n, plan, meter);
         }
         let Some(c) = cache else {
             return;
@@ -369,6 +338,50 @@ impl Batch {
                     None => Route::Codec(Codec::Zstd),
                 }
             };
+        }
+    }
+
+    /// A class, and the codec the plan gives it, for every page.
+    fn classify_routes(&mut self, n: usize, plan: &Plan, meter: &mut Meter) {
+        let ps = self.page_size;
+        let zstd_on = self.zstd.is_some();
+        let uniform = plan.uniform();
+        for page in self.pages[..n * ps].chunks_exact(ps) {
+            let (fill, class, codec) = match uniform {
+                // Similar and generic take `codec`: only fills, and random
+                // and sparse pages whose classes go elsewhere, need telling
+                // apart.  The rest are booked to the generic class (an
+                // untimed batch keeps no costs), so they form one group.
+                Some(codec) => {
+                    let elsewhere = |c: PageClass| plan.codecs[c.index()] != codec;
+                    let (class, fill) = plan.thresholds.coarse(
+                        page,
+                        elsewhere(PageClass::Random),
+                        elsewhere(PageClass::Sparse),
+                    );
+                    let codec = match class {
+                        PageClass::Random | PageClass::Sparse => plan.codecs[class.index()],
+                        _ => codec,
+                    };
+                    (fill, class, codec)
+                }
+                None => {
+                    let p = classify::profile(page);
+                    let class = plan.thresholds.class(&p, ps);
+                    (p.fill, class, plan.codec(class, meter.classify(class)))
+                }
+            };
+            let codec = if codec == Codec::Zstd && !zstd_on {
+                Codec::Lz
+            } else {
+                codec
+            };
+            self.routes.push(match fill {
+                Some(0) => Route::Zero,
+                Some(word) => Route::Fill(word),
+                None => Route::Codec(codec),
+            });
+            self.keys.push((class, codec));
         }
     }
 

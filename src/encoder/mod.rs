@@ -232,6 +232,12 @@ impl Encoder {
         let seed = placement.map_or(0, Placement::seed);
         let plan = self.policy.next_plan();
         let all_raw = plan.all_raw();
+        // An all-raw batch on a link that is not fast still sends the
+        // pages the cache holds as deltas, without classifying any page.
+        let raw_deltas = all_raw
+            && self.cache.is_some()
+            && placement.is_some()
+            && self.policy.deltas_in_raw_batches();
         let classified = !all_raw && plan.uniform().is_none();
         self.meter.start(&plan, classified);
         let cache = match (&self.cache, placement) {
@@ -250,7 +256,7 @@ impl Encoder {
             }
             _ => None,
         };
-        let written = if !all_raw {
+        let written = if !all_raw || raw_deltas {
             self.batch.write(
                 source,
                 seed,
@@ -264,8 +270,9 @@ impl Encoder {
                 cache.as_ref(),
             )
         } else {
-            // A link faster than any codec: no copy into the cache either;
-            // the pages sent raw just leave it.
+            // A fast link (or a raw probe, or the link being measured):
+            // no copy into the cache either; the pages sent raw just leave
+            // it.
             if let Some(c) = cache.as_ref().filter(|c| !c.cache.never_filled()) {
                 for &key in c.keys {
                     c.cache.invalidate(key);
