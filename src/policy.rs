@@ -100,7 +100,7 @@ const LINK_FULL: f64 = 0.9;
 const CONTENTION: f64 = 2.0;
 /// A raw page's time on the link (the channels share it) at or above
 /// which an all-raw batch still sends the pages the page cache holds as
-/// deltas ([`Policy::deltas_in_raw_batches`]).  Trying a delta costs a
+/// deltas ([`Plan::raw_deltas`]).  Trying a delta costs a
 /// cache lookup, an XOR and a sparse or LZ4 pass, 1-3 µs a page (XOR+LZ4
 /// at 1.5-3.9 GB/s on real re-sent pages, `docs/results/replay/delta.md`),
 /// and such a batch copies every page into the cache; a page re-dirtied in
@@ -152,6 +152,11 @@ pub struct Plan {
     pub timed: bool,
     /// The level of the zstd tier.
     pub zstd_level: u8,
+    /// Whether an all-raw plan still sends the pages the page cache holds
+    /// as deltas (only with a cache, see [`Policy::set_deltas`], and on a
+    /// link that is not fast; `docs/DESIGN.md` §6).  Classified batches try
+    /// deltas whenever there is a cache.
+    pub raw_deltas: bool,
 }
 
 impl Plan {
@@ -235,6 +240,8 @@ pub struct Policy {
     last_batch: Option<(u64, u64)>,
     probe: Probe,
     transport: Transport,
+    /// Whether the encoder can send deltas (it has a page cache).
+    deltas: bool,
 }
 
 impl Policy {
@@ -260,7 +267,15 @@ impl Policy {
             last_batch: None,
             probe: Probe::new(),
             transport: Transport::default(),
+            deltas: false,
         }
+    }
+
+    /// Tells the controller whether the encoder can send deltas (it has a
+    /// page cache), which all-raw plans then may use
+    /// ([`Plan::raw_deltas`]).
+    pub fn set_deltas(&mut self, on: bool) {
+        self.deltas = on;
     }
 
     /// Takes the migration's latest statistics; successive samples with a
@@ -610,7 +625,9 @@ impl Policy {
     /// controller (see [`Policy::next_plan`]).
     pub fn plan(&self) -> Plan {
         let codecs = self.decide();
-        self.routed_plan(codecs, self.batches + 1)
+        let mut plan = self.routed_plan(codecs, self.batches + 1);
+        plan.raw_deltas = plan.all_raw() && self.raw_deltas_pay();
+        plan
     }
 
     /// The plan for batch `batch` from the chosen `codecs`: every class
@@ -650,7 +667,7 @@ impl Policy {
     }
 
     /// Whether the pages of an all-raw batch that the page cache holds go
-    /// as deltas (the encoder asks after [`Policy::next_plan`]).  A plan is
+    /// as deltas ([`Plan::raw_deltas`]), given a cache.  A plan is
     /// all raw when the link outruns every codec, and also when the pages
     /// do not compress (random data, [`RAW_ENOUGH`]): a page re-dirtied in
     /// place is then still tens of bytes as a delta, and a link that the
@@ -662,8 +679,8 @@ impl Policy {
     /// fast ([`RAW_DELTA_WIRE_NS`]), the channel is measuring it with raw
     /// pages, or the batch is a raw probe (whose figure must be raw's).
     /// With no figure of the link at all, the bytes decide: deltas.
-    pub fn deltas_in_raw_batches(&self) -> bool {
-        if self.measuring_link() || self.probe.probing() {
+    fn raw_deltas_pay(&self) -> bool {
+        if !self.deltas || self.measuring_link() || self.probe.probing() {
             return false;
         }
         let Some(link) = self.link_estimate() else {
@@ -756,7 +773,10 @@ impl Policy {
                 self.cursor[class.index()] += 1;
             }
         }
-        self.transport.on_batch(plan.all_raw());
+        plan.raw_deltas = plan.all_raw() && self.raw_deltas_pay();
+        // A batch of deltas is no raw interval: its busy time does not
+        // measure the link.
+        self.transport.on_batch(plan.all_raw() && !plan.raw_deltas);
         plan
     }
 
@@ -823,6 +843,7 @@ impl Policy {
             timed: explore.iter().any(Option::is_some)
                 || batch.saturating_sub(1).is_multiple_of(TIMED_EVERY),
             zstd_level: self.zstd_level(),
+            raw_deltas: false,
         }
     }
 

@@ -86,6 +86,7 @@ impl Encoder {
                 reason: "the page cache's page size differs from the encoder's",
             });
         }
+        self.policy.set_deltas(cache.is_some());
         self.cache = cache;
         Ok(())
     }
@@ -234,10 +235,7 @@ impl Encoder {
         let all_raw = plan.all_raw();
         // An all-raw batch on a link that is not fast still sends the
         // pages the cache holds as deltas, without classifying any page.
-        let raw_deltas = all_raw
-            && self.cache.is_some()
-            && placement.is_some()
-            && self.policy.deltas_in_raw_batches();
+        let raw_deltas = plan.raw_deltas && placement.is_some();
         let classified = !all_raw && plan.uniform().is_none();
         self.meter.start(&plan, classified);
         let cache = match (&self.cache, placement) {

@@ -1125,6 +1125,7 @@ fn only_an_untimed_unexplored_plan_with_one_codec_skips_classifying() {
         explore_pages: EXPLORE_PAGES,
         timed,
         zstd_level: 1,
+        raw_deltas: false,
     };
     let none = [None; PageClass::COUNT];
     // The fill class's entry does not count: fills are always tags.
