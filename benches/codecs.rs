@@ -14,7 +14,10 @@
 //! `Encoder::encode` and `Decoder::decode_into` for the `fast` and `ratio`
 //! settings (`cbc-enc/*`, `cbc-dec/*`), and the baselines `lz4_flex`,
 //! `lzo1x` level 1 per page and zstd level 1 per batch (`base-enc/*`,
-//! `base-dec/*`).  A codec that gives up on a page (returns `None`) is
+//! `base-dec/*`).  The `checksum` group times the frame checksum's xxh3-64
+//! as the library computes it (`twox-hash`, vector unit picked at run time)
+//! against `xxhash-rust` (SSE2 on the x86-64 baseline) over one frame's
+//! pages, per page and in one pass.  A codec that gives up on a page (returns `None`) is
 //! timed for the attempt; its decode benchmark covers only the pages it
 //! encoded, and is skipped when there are none.
 //!
@@ -418,8 +421,39 @@ fn bench_baselines(c: &mut Criterion, name: &str, set: &[u8]) {
     g.finish();
 }
 
+/// The checksum's xxh3-64, the library's implementation against
+/// `xxhash-rust`, per page (as delta bases and dedup hashes) and over the
+/// whole frame (as the frame checksum).
+fn bench_checksum(c: &mut Criterion, set: &[u8]) {
+    let mut g = c.benchmark_group("checksum");
+    g.throughput(Throughput::Bytes(set.len() as u64));
+    g.bench_function("twox-hash/page", |b| {
+        b.iter(|| {
+            set.chunks_exact(PS).fold(0, |acc, p| {
+                acc ^ twox_hash::XxHash3_64::oneshot(black_box(p))
+            })
+        })
+    });
+    g.bench_function("xxhash-rust/page", |b| {
+        b.iter(|| {
+            set.chunks_exact(PS)
+                .fold(0, |acc, p| acc ^ xxhash_rust::xxh3::xxh3_64(black_box(p)))
+        })
+    });
+    g.bench_function("twox-hash/frame", |b| {
+        b.iter(|| twox_hash::XxHash3_64::oneshot_with_seed(7, black_box(set)))
+    });
+    g.bench_function("xxhash-rust/frame", |b| {
+        b.iter(|| xxhash_rust::xxh3::xxh3_64_with_seed(black_box(set), 7))
+    });
+    g.finish();
+}
+
 /// Every benchmark on every page set.
 fn benches(c: &mut Criterion) {
+    if let Some((_, set)) = sets().into_iter().find(|(name, _)| *name == "random") {
+        bench_checksum(c, &set);
+    }
     for (name, set) in sets() {
         bench_page_codecs(c, name, &set);
         bench_cbc(c, name, &set);

@@ -69,7 +69,7 @@ impl PageKey {
 
 /// The hash that names a block in [`PageKey`].
 pub(crate) fn block_hash(name: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(name)
+    crate::hash::xxh3_64(name)
 }
 
 /// Slots per stripe (one lock).

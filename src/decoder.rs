@@ -536,8 +536,7 @@ impl Decoder {
         sink: &S,
     ) -> Result<()> {
         self.decode_pages(frame, n, sink)?;
-        let computed =
-            xxhash_rust::xxh3::xxh3_64_with_seed(&self.scratch[..n * self.page_size], seed);
+        let computed = crate::hash::xxh3_64_seeded(&self.scratch[..n * self.page_size], seed);
         if computed != checksum {
             return Err(Error::ChecksumMismatch {
                 expected: checksum,
@@ -752,7 +751,7 @@ impl Decoder {
                 {
                     Err(reason) => Err(reason),
                     Ok(expected) => {
-                        let found = xxhash_rust::xxh3::xxh3_64(page);
+                        let found = crate::hash::xxh3_64(page);
                         if found != expected {
                             return Err(Error::BaseMismatch {
                                 page: i,

@@ -93,7 +93,7 @@ impl Placement<'_> {
     /// zero-page count (u32) and the zero-page offsets (u64 each), all
     /// little-endian (`docs/FORMAT.md` §1.1).
     pub fn seed(&self) -> u64 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut h = crate::hash::Xxh3::with_seed(0);
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
         h.update(&count(self.block.len()));
         h.update(self.block);

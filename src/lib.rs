@@ -56,6 +56,7 @@ mod encoder;
 mod error;
 pub mod ffi;
 pub mod format;
+mod hash;
 mod method;
 pub mod policy;
 

@@ -95,7 +95,7 @@ pub fn encode(
     let xor = &mut scratch.xor[..ps];
     xor_into(xor, page, base);
     let (head, body) = out.split_at_mut(BASE_HASH_LEN);
-    head.copy_from_slice(&xxhash_rust::xxh3::xxh3_64(base).to_le_bytes());
+    head.copy_from_slice(&crate::hash::xxh3_64(base).to_le_bytes());
     if let Some(n) = sparse::encode(xor, body, body_limit.min(ps / SPARSE_MAX_FRACTION)) {
         return Some((Method::DeltaSparse, BASE_HASH_LEN + n));
     }
@@ -117,7 +117,7 @@ pub fn decode(
         .split_first_chunk::<BASE_HASH_LEN>()
         .ok_or(DeltaError::Corrupt("shorter than its base hash"))?;
     let expected = u64::from_le_bytes(*hash);
-    let found = xxhash_rust::xxh3::xxh3_64(page);
+    let found = crate::hash::xxh3_64(page);
     if found != expected {
         return Err(DeltaError::BaseMismatch { expected, found });
     }
@@ -232,7 +232,7 @@ mod tests {
             lz in any::<bool>(),
         ) {
             let mut page = vec![0u8; PS];
-            let mut src = xxhash_rust::xxh3::xxh3_64(&page).to_le_bytes().to_vec();
+            let mut src = crate::hash::xxh3_64(&page).to_le_bytes().to_vec();
             src.extend_from_slice(&body);
             let method = if lz { Method::DeltaLz4 } else { Method::DeltaSparse };
             let mut xor = vec![0u8; PS];

@@ -232,7 +232,7 @@ impl Batch {
         for (i, slot) in payload.chunks_exact_mut(ps).enumerate() {
             source.copy_page(i, slot);
         }
-        let checksum = xxhash_rust::xxh3::xxh3_64_with_seed(payload, seed);
+        let checksum = crate::hash::xxh3_64_seeded(payload, seed);
         let entry = format::pack_entry(Method::Raw.tag(), ps);
         for e in out[HEADER_LEN..table_end].chunks_exact_mut(ENTRY_LEN) {
             e.copy_from_slice(&entry);
@@ -402,7 +402,7 @@ impl Batch {
                 continue;
             }
             let page = &self.pages[i * ps..(i + 1) * ps];
-            let hash = xxhash_rust::xxh3::xxh3_64(page);
+            let hash = crate::hash::xxh3_64(page);
             self.hashes[i] = Some(hash);
             hashed += 1;
             let key = c.keys[i];
@@ -513,7 +513,7 @@ impl Batch {
         let ps = self.page_size;
         let table_end = format::head_len(n);
         let mut pos = table_end;
-        let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(seed);
+        let mut hasher = crate::hash::Xxh3::with_seed(seed);
         self.wrote_delta = false;
         self.wrote_dedup = false;
         for i in 0..n {

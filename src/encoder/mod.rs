@@ -341,7 +341,7 @@ impl Encoder {
             sequence: self.sequence,
             features: FEATURE_PLACEMENT,
             payload_len: 0,
-            checksum: xxhash_rust::xxh3::xxh3_64_with_seed(&[], placement.seed()),
+            checksum: crate::hash::xxh3_64_seeded(&[], placement.seed()),
         }
         .write(head);
         self.sequence = self.sequence.wrapping_add(1);
