@@ -1157,3 +1157,27 @@ fn only_an_untimed_unexplored_plan_with_one_codec_skips_classifying() {
         None
     );
 }
+
+#[test]
+fn an_all_raw_plan_sends_deltas_only_with_a_cache_and_a_link_that_is_not_fast() {
+    let mut p = policy(Mode::Adaptive);
+    p.pin(Some([Codec::Raw; PageClass::COUNT]));
+    p.update_stats(link(GBIT, 0, 2));
+    let plan = p.next_plan();
+    assert!(plan.all_raw());
+    assert!(!plan.raw_deltas, "no cache, nothing to send deltas against");
+    p.set_deltas(true);
+    assert!(p.next_plan().raw_deltas, "1 Gbit/s: a raw page takes 65 µs");
+    assert!(
+        p.plan().raw_deltas,
+        "the plan without advancing says the same"
+    );
+    // 10 Gbit/s: a raw page takes the 2 channels 6.5 µs of the link.
+    p.update_stats(link(10 * GBIT, 0, 2));
+    assert!(!p.next_plan().raw_deltas);
+    // A plan that compresses tries deltas with the cache alone; the flag is
+    // only for all-raw plans.
+    p.update_stats(link(GBIT, 0, 2));
+    p.pin(Some([Codec::Lz; PageClass::COUNT]));
+    assert!(!p.next_plan().raw_deltas);
+}
