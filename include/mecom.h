@@ -450,12 +450,13 @@ typedef struct mecom_cache_stats {
    */
   uint64_t evictions;
   /**
-   * Inserts left out because the slot held a page sent this round.
+   * Inserts left out because both slots of the page's set held pages
+   * sent this round.
    */
   uint64_t overflows;
   /**
    * Entries dropped because the page was sent without the cache (an
-   * all-zero page, or a raw batch).
+   * all-zero page, or a raw batch on a fast link).
    */
   uint64_t invalidations;
   /**

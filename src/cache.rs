@@ -4,10 +4,14 @@
 //! delta against that version.
 //!
 //! One cache serves every channel of a migration, because a page may be
-//! sent on one channel and re-sent on another.  It is direct-mapped: a
-//! page can only live in one slot (`(block hash + page index) mod
-//! slots`), so a page never has two entries and an insert that cannot take
-//! the slot leaves the page with none.  Slots come in stripes of
+//! sent on one channel and re-sent on another.  It is two-way set
+//! associative: a page can only live in one set of [`WAYS`] adjacent
+//! slots (set `(block hash + page index) mod sets`), so a page never has
+//! two entries, and an insert that finds both slots held by pages sent in
+//! the same round leaves the page with none (an overflow).  Direct-mapped
+//! (one slot per page, as XBZRLE's cache), a working set of half the
+//! cache's size lost a quarter of its pages to collisions with each other
+//! every round, and those went whole: DESIGN.md §6.  Slots come in stripes of
 //! [`STRIPE`] under one lock, held for one page copy: consecutive pages (a
 //! batch) share a stripe, and two channels work on different batches, so
 //! they rarely wait for each other; one lock per slot would cost a lock
@@ -44,6 +48,7 @@
 
 use crate::error::{Error, Result};
 use crate::format;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -72,8 +77,13 @@ pub(crate) fn block_hash(name: &[u8]) -> u64 {
     crate::hash::xxh3_64(name)
 }
 
-/// Slots per stripe (one lock).
+/// Slots per stripe (one lock); a multiple of [`WAYS`].
 const STRIPE: usize = 64;
+
+/// Slots a page may live in (adjacent slots of one stripe): a page that
+/// collides with another one sent this round takes the other slot instead
+/// of going without a base (see the module doc).
+const WAYS: usize = 2;
 
 /// Bytes of a page word in the cache's memory.
 const WORD: usize = 8;
@@ -99,8 +109,8 @@ pub struct CacheCounters {
     pub inserts: u64,
     /// Inserts that replaced another page sent in an earlier round.
     pub evictions: u64,
-    /// Inserts that found the slot taken by another page sent in the
-    /// current round, and left the page out.
+    /// Inserts that found both slots of the page's set taken by other
+    /// pages sent in the current round, and left the page out.
     pub overflows: u64,
     /// Entries dropped because the page was sent another way (all-zero,
     /// or raw without the cache).
@@ -136,6 +146,32 @@ pub struct PageCache {
     /// a slot's words are only touched under its stripe's lock.
     words: Box<[AtomicU64]>,
     counters: AtomicCounters,
+}
+
+/// One set of a [`PageCache`], its stripe locked: the slots of the set
+/// are `slots[ways]`, their pages `words` (to be touched only while the
+/// lock is held).  A set is [`WAYS`] adjacent slots (the last may have
+/// fewer), so it never spans two stripes.
+struct Set<'a> {
+    slots: MutexGuard<'a, Box<[Slot]>>,
+    ways: Range<usize>,
+    words: &'a [AtomicU64],
+    /// Words per page.
+    page_words: usize,
+}
+
+impl Set<'_> {
+    /// The way that holds `key`, from 0.
+    fn way_of(&self, key: PageKey) -> Option<usize> {
+        self.slots[self.ways.clone()]
+            .iter()
+            .position(|s| s.key == Some(key))
+    }
+
+    /// The page words of way `way`.
+    fn page(&self, way: usize) -> &[AtomicU64] {
+        &self.words[way * self.page_words..(way + 1) * self.page_words]
+    }
 }
 
 impl PageCache {
@@ -200,36 +236,42 @@ impl PageCache {
         }
     }
 
-    /// The locked slots of `key`'s stripe, the slot's index in them, and
-    /// the slot's page words (to be touched only while the lock is held).
-    fn slot(&self, key: PageKey) -> (MutexGuard<'_, Box<[Slot]>>, usize, &[AtomicU64]) {
-        let i = (key.block.wrapping_add(key.index) % self.slots as u64) as usize;
-        let stripe = &self.stripes[i / STRIPE];
+    /// `key`'s set, locked.
+    fn set(&self, key: PageKey) -> Set<'_> {
+        let sets = self.slots.div_ceil(WAYS) as u64;
+        let first = (key.block.wrapping_add(key.index) % sets) as usize * WAYS;
+        let end = (first + WAYS).min(self.slots);
+        let stripe = &self.stripes[first / STRIPE];
         // A panic while a stripe was locked may have left a page half
         // copied: such a stripe forgets its pages.
-        let guard = stripe.lock().unwrap_or_else(|poisoned| {
+        let slots = stripe.lock().unwrap_or_else(|poisoned| {
             stripe.clear_poison();
             let mut guard = poisoned.into_inner();
             guard.fill(Slot::default());
             guard
         });
         let n = self.page_size / WORD;
-        (guard, i % STRIPE, &self.words[i * n..(i + 1) * n])
+        Set {
+            slots,
+            ways: first % STRIPE..end - first + first % STRIPE,
+            words: &self.words[first * n..end * n],
+            page_words: n,
+        }
     }
 
     /// Copies the last version sent of `key` into `base` (one page);
     /// false when the cache does not hold it.
     pub(crate) fn lookup(&self, key: PageKey, base: &mut [u8]) -> bool {
-        let (slots, j, words) = self.slot(key);
-        if slots[j].key != Some(key) {
-            drop(slots);
+        let set = self.set(key);
+        let Some(way) = set.way_of(key) else {
+            drop(set);
             bump(&self.counters.misses);
             return false;
-        }
-        for (out, word) in base.chunks_exact_mut(WORD).zip(words) {
+        };
+        for (out, word) in base.chunks_exact_mut(WORD).zip(set.page(way)) {
             out.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
         }
-        drop(slots);
+        drop(set);
         bump(&self.counters.hits);
         true
     }
@@ -237,39 +279,58 @@ impl PageCache {
     /// Whether the cache holds `key` with exactly the bytes of `page` (a
     /// dedup source checked before use; not counted as a lookup).
     pub(crate) fn holds(&self, key: PageKey, page: &[u8]) -> bool {
-        let (slots, j, words) = self.slot(key);
-        slots[j].key == Some(key)
-            && words
+        let set = self.set(key);
+        set.way_of(key).is_some_and(|way| {
+            set.page(way)
                 .iter()
                 .zip(page.chunks_exact(WORD))
                 .all(|(word, bytes)| word.load(Ordering::Relaxed).to_ne_bytes() == bytes)
+        })
     }
 
-    /// Records `page` as the version of `key` sent in sync round `round`.
+    /// Records `page` as the version of `key` sent in sync round `round`:
+    /// in the way that holds `key`, else an empty way, else the way whose
+    /// page was sent longest ago, unless that was this round too.
     pub(crate) fn insert(&self, key: PageKey, round: u64, page: &[u8]) {
-        let (mut slots, j, words) = self.slot(key);
-        let slot = &mut slots[j];
-        match slot.key {
-            // The same page again: hot if it was sent the round before.
-            Some(k) if k == key && slot.round + 1 == round => bump(&self.counters.hot),
-            Some(k) if k == key => {}
-            // A page sent this round may be re-sent next round: keep it.
-            Some(_) if slot.round >= round => {
-                drop(slots);
-                bump(&self.counters.overflows);
-                return;
+        let mut set = self.set(key);
+        let ways = set.ways.clone();
+        let slots = &mut set.slots[ways];
+        let way = match slots.iter().position(|s| s.key == Some(key)) {
+            Some(way) => {
+                // The same page again: hot if it was sent the round before.
+                if slots[way].round + 1 == round {
+                    bump(&self.counters.hot);
+                }
+                way
             }
-            Some(_) => bump(&self.counters.evictions),
-            None => {}
-        }
-        slot.key = Some(key);
-        slot.round = round;
-        for (word, bytes) in words.iter().zip(page.chunks_exact(WORD)) {
+            None => match slots.iter().position(|s| s.key.is_none()) {
+                Some(way) => way,
+                None => {
+                    let oldest = (0..slots.len())
+                        .min_by_key(|&w| slots[w].round)
+                        .unwrap_or(0);
+                    // A page sent this round may be re-sent next round:
+                    // keep it.
+                    if slots[oldest].round >= round {
+                        drop(set);
+                        bump(&self.counters.overflows);
+                        return;
+                    }
+                    bump(&self.counters.evictions);
+                    oldest
+                }
+            },
+        };
+        slots[way] = Slot {
+            key: Some(key),
+            round,
+        };
+        for (word, bytes) in set.page(way).iter().zip(page.chunks_exact(WORD)) {
             let mut w = [0u8; WORD];
             w.copy_from_slice(bytes);
             word.store(u64::from_ne_bytes(w), Ordering::Relaxed);
         }
-        drop(slots);
+        drop(set);
         bump(&self.counters.inserts);
     }
 
@@ -283,10 +344,11 @@ impl PageCache {
     /// Forgets `key`: the destination's page changed without this cache
     /// seeing the bytes.
     pub(crate) fn invalidate(&self, key: PageKey) {
-        let (mut slots, j, _) = self.slot(key);
-        if slots[j].key == Some(key) {
-            slots[j].key = None;
-            drop(slots);
+        let mut set = self.set(key);
+        if let Some(way) = set.way_of(key) {
+            let at = set.ways.start + way;
+            set.slots[at].key = None;
+            drop(set);
             bump(&self.counters.invalidations);
         }
     }
@@ -357,19 +419,48 @@ mod tests {
 
     #[test]
     fn a_partial_last_stripe_holds_its_pages() {
+        // 67 slots: 34 sets, the last stripe holds set 32 (slots 64 and 65)
+        // and set 33 (slot 66 alone).  Block hash 7: index i is in set
+        // (7 + i) % 34.
         let slots = STRIPE as u64 + 3;
         let cache = PageCache::new(4096, slots * 4096).unwrap();
         assert_eq!(cache.counters().size, slots * 4096);
-        // Block hash 7: indices slots-7.. land on the last slots.
         let mut base = vec![0u8; PS];
-        for index in 0..slots {
+        for index in [25, 59, 26, 60] {
             cache.insert(key(index), 1, &[index as u8; PS]);
         }
-        for index in 0..slots {
+        for index in [25, 59, 26] {
             assert!(cache.lookup(key(index), &mut base), "{index}");
             assert_eq!(base, [index as u8; PS]);
         }
+        // The one-slot set had room for one of its two pages.
+        assert!(!cache.lookup(key(60), &mut base));
+        assert_eq!(cache.counters().overflows, 1);
+    }
+
+    #[test]
+    fn two_pages_of_one_set_sent_in_one_round_both_stay() {
+        // Two slots, one set: the second page takes the other way; a
+        // third sent in the same round overflows, and next round the page
+        // sent longest ago gives way.
+        let cache = PageCache::new(4096, 2 * 4096).unwrap();
+        let mut base = vec![0u8; PS];
+        // Odd indices: one slot each in a direct-mapped cache of two.
+        cache.insert(key(1), 3, &[1; PS]);
+        cache.insert(key(3), 4, &[3; PS]);
+        cache.insert(key(5), 4, &[5; PS]);
         assert_eq!(cache.counters().overflows, 0);
+        assert!(!cache.lookup(key(1), &mut base), "round 3's page made room");
+        assert_eq!(cache.counters().evictions, 1);
+        cache.insert(key(7), 4, &[7; PS]);
+        assert_eq!(cache.counters().overflows, 1);
+        for index in [3, 5] {
+            assert!(cache.lookup(key(index), &mut base), "{index}");
+            assert_eq!(base, [index as u8; PS]);
+        }
+        cache.invalidate(key(3));
+        assert!(!cache.holds(key(3), &[3; PS]));
+        assert!(cache.holds(key(5), &[5; PS]));
     }
 
     #[test]

@@ -147,10 +147,11 @@ pub struct mecom_cache_stats {
     pub inserts: u64,
     /// Inserts that replaced another page sent in an earlier round.
     pub evictions: u64,
-    /// Inserts left out because the slot held a page sent this round.
+    /// Inserts left out because both slots of the page's set held pages
+    /// sent this round.
     pub overflows: u64,
     /// Entries dropped because the page was sent without the cache (an
-    /// all-zero page, or a raw batch).
+    /// all-zero page, or a raw batch on a fast link).
     pub invalidations: u64,
     /// Inserts of a page also sent in the round before (hot pages).
     pub hot: u64,
