@@ -625,9 +625,7 @@ impl Policy {
     /// controller (see [`Policy::next_plan`]).
     pub fn plan(&self) -> Plan {
         let codecs = self.decide();
-        let mut plan = self.routed_plan(codecs, self.batches + 1);
-        plan.raw_deltas = plan.all_raw() && self.raw_deltas_pay();
-        plan
+        self.routed_plan(codecs, self.batches + 1)
     }
 
     /// The plan for batch `batch` from the chosen `codecs`: every class
@@ -636,13 +634,19 @@ impl Policy {
     /// fill class's entry is left alone: fill pages are tags whenever a
     /// batch classifies, and an all-raw batch does not look at them.
     /// Exploration goes on either way, so the plan's costs and the class
-    /// mix stay known.
+    /// mix stay known.  An all-raw plan says whether it sends the pages
+    /// the cache holds as deltas ([`Plan::raw_deltas`]).
     fn routed_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {
-        if self.probe.sends_raw() || self.raw_in_effect(&codecs) || self.measuring_link() {
-            self.make_plan(raw_but_fill(&codecs), batch, EXPLORE_EVERY_RAW)
-        } else {
-            self.make_plan(codecs, batch, EXPLORE_EVERY)
-        }
+        let mut plan =
+            if self.probe.sends_raw() || self.raw_in_effect(&codecs) || self.measuring_link() {
+                self.make_plan(raw_but_fill(&codecs), batch, EXPLORE_EVERY_RAW)
+            } else {
+                self.make_plan(codecs, batch, EXPLORE_EVERY)
+            };
+        // A probe batch (whose exploration `next_plan` then clears) never
+        // sends deltas: `raw_deltas_pay` is false while probing.
+        plan.raw_deltas = plan.all_raw() && self.raw_deltas_pay();
+        plan
     }
 
     /// Whether the channel sends raw pages until its connection has
@@ -773,7 +777,6 @@ impl Policy {
                 self.cursor[class.index()] += 1;
             }
         }
-        plan.raw_deltas = plan.all_raw() && self.raw_deltas_pay();
         // A batch of deltas is no raw interval: its busy time does not
         // measure the link.
         self.transport.on_batch(plan.all_raw() && !plan.raw_deltas);
