@@ -707,9 +707,12 @@ fn a_slow_link_known_from_busy_time_is_never_probed_raw() {
 /// time gave a figure, and compressed, the link is never full, so a raw
 /// window starts without a figure of the link.  In the window the link
 /// carries raw bytes busy all the time, and the busy time measures it.
-/// Returns the probe batches of 200 batches.
-fn raw_window_without_a_link_figure() -> u64 {
+/// Returns the probe batches of 200 batches.  With `deltas` the channel
+/// has a page cache; each batch's plan goes to `seen`, with whether it was
+/// a raw probe and whether it was the raw start measuring the link.
+fn raw_window_without_a_link_figure(deltas: bool, seen: &mut Vec<(Plan, bool, bool)>) -> u64 {
     let mut p = policy(Mode::Adaptive);
+    p.set_deltas(deltas);
     p.update_stats(LinkStats {
         timestamp_ns: 1,
         channels: 2,
@@ -725,6 +728,7 @@ fn raw_window_without_a_link_figure() -> u64 {
             ..TransportStats::default()
         });
         let plan = p.next_plan();
+        seen.push((plan, p.probe.probing(), p.measuring_link()));
         let out = if plan.all_raw() { 524_832 } else { 131_000 };
         if !plan.all_raw() {
             p.record_mix(&[0, 0, 0, 128, 0]);
@@ -759,7 +763,7 @@ fn a_raw_window_ends_once_its_raw_pages_measure_a_slow_link() {
     // Once the window's raw pages have shown the link (a raw page takes
     // a channel 65 µs, the plan's encode 10 µs), its other batches would
     // only send four times the bytes.
-    let probes = raw_window_without_a_link_figure();
+    let probes = raw_window_without_a_link_figure(false, &mut Vec::new());
     assert!(probes > 0, "a window started");
     assert!(probes <= 3, "{probes} probe batches");
 }
@@ -1180,4 +1184,76 @@ fn an_all_raw_plan_sends_deltas_only_with_a_cache_and_a_link_that_is_not_fast() 
     p.update_stats(link(GBIT, 0, 2));
     p.pin(Some([Codec::Lz; PageClass::COUNT]));
     assert!(!p.next_plan().raw_deltas);
+}
+
+#[test]
+fn raw_probes_and_the_raw_start_send_no_deltas() {
+    // Their figures must be raw pages': a delta batch measures neither the
+    // link nor raw against the plan.  The scenario has both (a raw start,
+    // then a raw window) on a link with no figure, where an all-raw batch
+    // otherwise sends deltas.
+    let mut seen = Vec::new();
+    assert!(raw_window_without_a_link_figure(true, &mut seen) > 0);
+    let probes = seen.iter().filter(|(_, probe, _)| *probe).count();
+    let start = seen.iter().filter(|(_, _, start)| *start).count();
+    assert!(
+        probes > 0 && start > 0,
+        "{probes} probe, {start} raw start batches"
+    );
+    for (plan, probe, start) in &seen {
+        if *probe || *start {
+            assert!(plan.all_raw() && !plan.raw_deltas, "{plan:?}");
+        }
+    }
+    // The same plans without the flags' reasons would send deltas: a
+    // pinned all-raw channel on that link does.
+    let mut p = policy(Mode::Adaptive);
+    p.set_deltas(true);
+    p.pin(Some([Codec::Raw; PageClass::COUNT]));
+    assert!(p.next_plan().raw_deltas);
+}
+
+#[test]
+fn a_batch_of_deltas_is_no_raw_interval() {
+    // A pinned all-raw channel whose connection is busy the whole time:
+    // its raw intervals give raw pages' bytes per busy second (62.5 MB/s)
+    // and verdicts on the bottleneck.  With a page cache the same batches
+    // carry deltas, whose intervals are compressed ones.
+    let transport = |deltas: bool| {
+        let mut p = policy(Mode::Adaptive);
+        p.set_deltas(deltas);
+        p.pin(Some([Codec::Raw; PageClass::COUNT]));
+        p.update_stats(LinkStats {
+            timestamp_ns: 1,
+            channels: 2,
+            ..LinkStats::default()
+        });
+        let period = 8_000_000u64;
+        for batch in 0..100u64 {
+            let now = batch * period;
+            p.update_transport(TransportStats {
+                timestamp_ns: now,
+                busy_us: now / 1000,
+                bytes_acked: batch * 500_000,
+                ..TransportStats::default()
+            });
+            let plan = p.next_plan();
+            assert_eq!(plan.raw_deltas, deltas);
+            p.record_batch(now, 50_000, 128, 500_000);
+        }
+        let t = &p.transport;
+        (
+            t.busy_rate(p.batches, u64::MAX),
+            t.verdicts(),
+            t.compressed_busy(p.batches, u64::MAX),
+        )
+    };
+    let (busy_rate, verdicts, compressed) = transport(false);
+    let rate = busy_rate.expect("raw intervals measure raw pages");
+    assert!((rate / 62.5e6 - 1.0).abs() < 0.05, "{rate}");
+    assert!(verdicts > 0);
+    assert_eq!(compressed, None);
+    let (busy_rate, verdicts, compressed) = transport(true);
+    assert_eq!((busy_rate, verdicts), (None, 0));
+    assert!(compressed.is_some(), "counted as compressed intervals");
 }
