@@ -318,6 +318,9 @@ def row_from_result(res, ctx):
     if total is None and res.get("migrate_wall_s") is not None:
         total = int(res["migrate_wall_s"] * 1000)
     xfer = ram.get("transferred")
+    # cbc's page cache and page counts (query-migrate's `cbc`): whether
+    # re-sent pages went as deltas is what the cache's hits say.
+    cbc = (res.get("method_stats") or {}).get("cbc") or {}
     row = dict(ctx)
     row.update({
         "status": status,
@@ -337,6 +340,11 @@ def row_from_result(res, ctx):
         "dst_cpu_s": (cpu.get("dst") or {}).get("process_s"),
         "ram_identical": None if res.get("ram_identical") is None else int(bool(res["ram_identical"])),
         "diff_pages": (res.get("ram_compare") or {}).get("diff_pages"),
+        "cache_hits": cbc.get("cache-hits"),
+        "cache_misses": cbc.get("cache-misses"),
+        "cache_overflow": cbc.get("cache-overflow"),
+        "pages_delta": cbc.get("pages-delta"),
+        "pages_raw": cbc.get("pages-raw"),
         "ok": int(bool(res.get("ok"))),
         "error": (res.get("error") or "")[:300],
     })
@@ -350,6 +358,7 @@ CSV_FIELDS = [
     "peak_dirty_pps", "guest_dirty_mibs", "src_cpu_s", "src_mig_cpu_s", "dst_cpu_s",
     "ram_identical", "diff_pages", "tc_bytes", "mem_mib", "channels", "timeout_s",
     "downtime_limit_ms", "qemu_version", "error",
+    "cache_hits", "cache_misses", "cache_overflow", "pages_delta", "pages_raw",
 ]
 
 

@@ -451,7 +451,8 @@ typedef struct mecom_cache_stats {
   uint64_t evictions;
   /**
    * Inserts left out because both slots of the page's set held pages
-   * sent this round.
+   * sent this round, or hot pages (sent in consecutive rounds) sent the
+   * round before.
    */
   uint64_t overflows;
   /**

@@ -8,7 +8,8 @@
 //! associative: a page can only live in one set of [`WAYS`] adjacent
 //! slots (set `(block hash + page index) mod sets`), so a page never has
 //! two entries, and an insert that finds both slots held by pages sent in
-//! the same round leaves the page with none (an overflow).  Direct-mapped
+//! the same round, or by hot pages (sent in consecutive rounds) sent the
+//! round before, leaves the page with none (an overflow).  Direct-mapped
 //! (one slot per page, as XBZRLE's cache), a working set of half the
 //! cache's size lost a quarter of its pages to collisions with each other
 //! every round, and those went whole: DESIGN.md §6.  Slots come in stripes of
@@ -31,8 +32,9 @@
 //!
 //! What keeps an entry equal to the destination's page:
 //! - every page an encoder sends under a placement replaces its entry
-//!   (or, when the slot is taken by a page sent in the current round, is
-//!   left out of the cache: an overflow);
+//!   (or, when the slots are taken by pages sent in the current round or
+//!   hot ones sent the round before, is left out of the cache: an
+//!   overflow);
 //! - every page a placement lists as all-zero (sent without the codec)
 //!   loses its entry;
 //! - a cache lives as long as one migration: QEMU makes a new one each
@@ -94,6 +96,18 @@ struct Slot {
     key: Option<PageKey>,
     /// The sync round it was inserted in.
     round: u64,
+    /// Consecutive rounds before `round` that the page was also sent in:
+    /// its hotness.
+    streak: u32,
+}
+
+impl Slot {
+    /// Whether the page is hot and was sent the round before `round`:
+    /// likely to be sent again in `round`, so kept against a page new to
+    /// the cache (see [`PageCache::insert`]).
+    fn protected(&self, round: u64) -> bool {
+        self.streak > 0 && self.round + 1 == round
+    }
 }
 
 /// Running totals of a cache (all channels together).
@@ -110,7 +124,8 @@ pub struct CacheCounters {
     /// Inserts that replaced another page sent in an earlier round.
     pub evictions: u64,
     /// Inserts that found both slots of the page's set taken by other
-    /// pages sent in the current round, and left the page out.
+    /// pages sent in the current round, or hot ones sent the round before,
+    /// and left the page out.
     pub overflows: u64,
     /// Entries dropped because the page was sent another way (all-zero,
     /// or raw without the cache).
@@ -290,40 +305,49 @@ impl PageCache {
 
     /// Records `page` as the version of `key` sent in sync round `round`:
     /// in the way that holds `key`, else an empty way, else the way whose
-    /// page was sent longest ago, unless that was this round too.
+    /// page was sent longest ago, unless that was this round, or the round
+    /// before with the page hot then (sent in consecutive rounds): the
+    /// page is then left out (an overflow).  Evicting the oldest alone, a
+    /// working set larger than the cache evicts its own pages before they
+    /// come round again: with one of 1.5 times the cache, a third to a half
+    /// of the hits were lost that way (DESIGN.md §6, *Hotness*).
     pub(crate) fn insert(&self, key: PageKey, round: u64, page: &[u8]) {
         let mut set = self.set(key);
         let ways = set.ways.clone();
         let slots = &mut set.slots[ways];
-        let way = match slots.iter().position(|s| s.key == Some(key)) {
+        let (way, streak) = match slots.iter().position(|s| s.key == Some(key)) {
             Some(way) => {
                 // The same page again: hot if it was sent the round before.
-                if slots[way].round + 1 == round {
+                let s = slots[way];
+                if s.round + 1 == round {
                     bump(&self.counters.hot);
+                    (way, s.streak.saturating_add(1))
+                } else if s.round == round {
+                    (way, s.streak)
+                } else {
+                    (way, 0)
                 }
-                way
             }
             None => match slots.iter().position(|s| s.key.is_none()) {
-                Some(way) => way,
+                Some(way) => (way, 0),
                 None => {
-                    let oldest = (0..slots.len())
-                        .min_by_key(|&w| slots[w].round)
-                        .unwrap_or(0);
-                    // A page sent this round may be re-sent next round:
-                    // keep it.
-                    if slots[oldest].round >= round {
+                    let victim = (0..slots.len())
+                        .filter(|&w| slots[w].round < round && !slots[w].protected(round))
+                        .min_by_key(|&w| slots[w].round);
+                    let Some(victim) = victim else {
                         drop(set);
                         bump(&self.counters.overflows);
                         return;
-                    }
+                    };
                     bump(&self.counters.evictions);
-                    oldest
+                    (victim, 0)
                 }
             },
         };
         slots[way] = Slot {
             key: Some(key),
             round,
+            streak,
         };
         for (word, bytes) in set.page(way).iter().zip(page.chunks_exact(WORD)) {
             let mut w = [0u8; WORD];
@@ -461,6 +485,41 @@ mod tests {
         cache.invalidate(key(3));
         assert!(!cache.holds(key(3), &[3; PS]));
         assert!(cache.holds(key(5), &[5; PS]));
+    }
+
+    #[test]
+    fn a_hot_page_keeps_its_slot_against_a_page_new_to_the_cache() {
+        // One set of two slots.  Pages 1 and 3 are sent in rounds 1 and 2:
+        // hot.  In round 3 page 5, new to the cache, comes before them and
+        // finds both hot pages sent the round before: it is left out, and
+        // they still hit.  Page 3 is not sent in round 3, so in round 4 it
+        // is no longer protected and gives way to page 5.
+        let cache = PageCache::new(4096, 2 * 4096).unwrap();
+        let mut base = vec![0u8; PS];
+        for round in 1..=2 {
+            for index in [1, 3] {
+                cache.insert(key(index), round, &[index as u8; PS]);
+            }
+        }
+        assert_eq!(cache.counters().hot, 2);
+        cache.insert(key(5), 3, &[5; PS]);
+        assert_eq!(cache.counters().overflows, 1);
+        for index in [1, 3] {
+            assert!(cache.lookup(key(index), &mut base), "{index}");
+        }
+        cache.insert(key(1), 3, &[1; PS]);
+        cache.insert(key(5), 4, &[5; PS]);
+        assert_eq!(cache.counters().evictions, 1);
+        assert!(!cache.lookup(key(3), &mut base));
+        assert!(cache.lookup(key(1), &mut base));
+        // A page sent in one round only is not hot: the next round a new
+        // page takes its slot, although it was sent the round before, and
+        // the hot one stays.
+        cache.insert(key(1), 4, &[1; PS]);
+        cache.insert(key(7), 5, &[7; PS]);
+        assert!(cache.lookup(key(1), &mut base));
+        assert!(cache.lookup(key(7), &mut base));
+        assert!(!cache.lookup(key(5), &mut base));
     }
 
     #[test]

@@ -148,7 +148,8 @@ pub struct mecom_cache_stats {
     /// Inserts that replaced another page sent in an earlier round.
     pub evictions: u64,
     /// Inserts left out because both slots of the page's set held pages
-    /// sent this round.
+    /// sent this round, or hot pages (sent in consecutive rounds) sent the
+    /// round before.
     pub overflows: u64,
     /// Entries dropped because the page was sent without the cache (an
     /// all-zero page, or a raw batch on a fast link).
