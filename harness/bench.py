@@ -345,6 +345,8 @@ def row_from_result(res, ctx):
         "cache_overflow": cbc.get("cache-overflow"),
         "pages_delta": cbc.get("pages-delta"),
         "pages_raw": cbc.get("pages-raw"),
+        "pages_lz4": cbc.get("pages-lz4"),
+        "pages_zstd": cbc.get("pages-zstd"),
         "ok": int(bool(res.get("ok"))),
         "error": (res.get("error") or "")[:300],
     })
@@ -359,6 +361,7 @@ CSV_FIELDS = [
     "ram_identical", "diff_pages", "tc_bytes", "mem_mib", "channels", "timeout_s",
     "downtime_limit_ms", "qemu_version", "error",
     "cache_hits", "cache_misses", "cache_overflow", "pages_delta", "pages_raw",
+    "pages_lz4", "pages_zstd",
 ]
 
 

@@ -181,10 +181,12 @@ class OutputTest(unittest.TestCase):
                        "dst": {"threads_s": {}, "process_s": 0.7}},
                "ram_identical": True, "ram_compare": {"diff_pages": 0},
                "method_stats": {"cbc": {"cache-hits": 7, "cache-misses": 3, "cache-overflow": 1,
-                                        "pages-delta": 6, "pages-raw": 2}}}
+                                        "pages-delta": 6, "pages-raw": 2, "pages-lz4": 4,
+                                        "pages-zstd": 5}}}
         r = bench.row_from_result(res, {"link": "1g", "method": "none"})
         self.assertEqual((r["cache_hits"], r["cache_misses"], r["cache_overflow"],
                           r["pages_delta"], r["pages_raw"]), (7, 3, 1, 6, 2))
+        self.assertEqual((r["pages_lz4"], r["pages_zstd"]), (4, 5))
         self.assertEqual((r["converged"], r["ok"], r["mib"], r["ratio"]), (1, 1, 2.0, 2.0))
         self.assertEqual((r["src_cpu_s"], r["src_mig_cpu_s"], r["dst_cpu_s"]), (2.0, 0.75, 0.7))
         self.assertEqual((r["dirty_syncs"], r["ram_identical"], r["link"]), (4, 1, "1g"))
