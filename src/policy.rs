@@ -552,7 +552,7 @@ impl Policy {
         }
         let channels = f64::from(self.stats.channels.max(1));
         let raw_wire_ns = |link: f64| f64::from(self.page_size) * channels * 1e9 / link;
-        let share = self.transport.link_share(self.batches, u64::MAX);
+        let share = self.full_link_share();
         if let Some(share) = share {
             if self.observed.rate >= LINK_FULL * share * channels {
                 return true;
@@ -568,13 +568,34 @@ impl Policy {
         }
         // Only figures that measure the link's capacity can say raw pages
         // would not get through faster; the wire rate is a lower bound.
+        // The wire rate raises such a figure (it is a lower bound too), but
+        // alone it says nothing of the capacity.
         let capacity = [share, self.transport.busy_rate(self.batches, u64::MAX)]
             .into_iter()
             .flatten()
-            .reduce(f64::max);
+            .reduce(f64::max)
+            .map(|c| c.max(self.observed.rate / channels));
         capacity.is_some_and(|per_channel| {
             raw_wire_ns(per_channel * channels) >= CONTENTION * self.plan_encode_ns(codecs)
         })
+    }
+
+    /// The connection's share of the link (bytes/s) as last measured while
+    /// the link was full, however old, unless the migration's wire rate
+    /// contradicts it: channels that together move more than
+    /// their shares' sum over [`LINK_FULL`] did not fill a link of that
+    /// size.  On a host whose cores are all busy (a TCG vCPU, both QEMUs),
+    /// acknowledgements stall while the data is in flight, so the
+    /// connection counts as busy on the network with little or nothing
+    /// acknowledged: at 10 Gbit/s such intervals gave shares of 0 and
+    /// 24 MB/s while the wire carried 437 MB/s, and a channel took its
+    /// compressed bytes for a full link and never probed raw (twice the
+    /// time of `none`).
+    fn full_link_share(&self) -> Option<f64> {
+        let channels = f64::from(self.stats.channels.max(1));
+        self.transport
+            .link_share(self.batches, u64::MAX)
+            .filter(|&share| share > 0.0 && share * channels >= LINK_FULL * self.observed.rate)
     }
 
     /// The plan's encode time per page (ns), by the cost estimates and

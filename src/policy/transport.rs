@@ -233,10 +233,13 @@ impl Account {
 
     /// The link's bytes/s for this connection, when the account shows the
     /// link full: busy on the network for [`SATURATED_BUSY`] of the time,
-    /// and at most half the delivery rate samples app-limited.
+    /// at most half the delivery rate samples app-limited, and something
+    /// acknowledged (busy with nothing acknowledged is a stalled
+    /// acknowledgement path on a starved host, not a link of 0 bytes/s).
     fn link_share(&self) -> Option<f64> {
         let full = self.network_ns() as f64 >= SATURATED_BUSY * self.wall_ns as f64
-            && 2 * self.app_limited <= self.samples;
+            && 2 * self.app_limited <= self.samples
+            && self.acked > 0;
         (full && self.wall_ns > 0).then(|| self.acked as f64 * 1e9 / self.wall_ns as f64)
     }
 }
@@ -671,6 +674,11 @@ mod tests {
         interval(&mut t, true, acked(120, 101, 8_000_000, false), 8);
         assert_eq!(t.verdict(8, 0), Some(Bottleneck::Network));
         assert_eq!(t.link_share(8, 0), Some(100_000_000.0));
+        // Busy all the time with nothing acknowledged: a stall, no share.
+        interval(&mut t, false, acked(143, 124, 8_000_000, false), 9);
+        assert_eq!(t.compressed_busy(9, 0), Some(1.0));
+        assert_eq!(t.link_share(9, 0), None);
+        assert_eq!(t.link_share(9, 1), Some(100_000_000.0));
     }
 
     #[test]
