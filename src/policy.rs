@@ -302,6 +302,12 @@ impl Policy {
         if stats.timestamp_ns > 0 {
             self.observed.last = Some((stats.timestamp_ns, stats.wire_bytes));
         }
+        // A bitmap sync since the last statistics: the period of the batch
+        // before (closed by the next one) holds the round's end, the sync
+        // and the scan for dirty pages, which neither arm causes.
+        if stats.dirty_sync_count != self.stats.dirty_sync_count && self.stats.timestamp_ns > 0 {
+            self.probe.skip_period();
+        }
         self.stats = stats;
     }
 
