@@ -11,18 +11,51 @@
 //! twice the median batch.  Under callgrind, `--toggle-collect='*raw_path::measured_encode'`
 //! and `'*raw_path::floor'` count the instructions of the two.
 //!
-//! Usage: `cargo run --release --example raw_path -- IMAGE.raw [WARM] [MEASURED]`
-//! (defaults 64 and 256).
+//! `VARIANT` chooses the encoder: `adaptive` (the default, as above);
+//! `pinned`, every class pinned raw, so no batch explores or probes: what
+//! a raw batch itself costs over the floor (timing, counters, header);
+//! `placed`, the adaptive encoder as QEMU drives it on a 10 Gbit/s link
+//! (`max-bandwidth`, 2 channels), with the default 64 MiB page cache,
+//! dedup on, and each batch bound to its placement (the pages' offsets in
+//! the image), so a raw batch also hashes its placement and drops its
+//! pages from the cache (on a compressible image the model may compress:
+//! use randwrite).
+//!
+//! Usage: `cargo run --release --example raw_path -- IMAGE.raw [WARM] [MEASURED] [VARIANT]`
+//! (defaults 64, 256 and `adaptive`).
 
-use mecom::{Config, Encoder, Method};
+use mecom::classify::PageClass;
+use mecom::policy::Codec;
+use mecom::{Config, Encoder, LinkStats, Method, PageCache, Placement};
+use std::sync::Arc;
 use std::time::Instant;
 
 const BATCH: usize = 128;
 
-/// A measured encoder batch.
+/// A measured encoder batch (bound to `offsets` when given).
 #[inline(never)]
-fn measured_encode(enc: &mut Encoder, batch: &[&[u8]], out: &mut [u8]) -> usize {
-    enc.encode(batch, out).expect("encode")
+fn measured_encode(
+    enc: &mut Encoder,
+    batch: &[&[u8]],
+    offsets: Option<&[u64]>,
+    out: &mut [u8],
+) -> usize {
+    encode(enc, batch, offsets, out)
+}
+
+fn encode(enc: &mut Encoder, batch: &[&[u8]], offsets: Option<&[u64]>, out: &mut [u8]) -> usize {
+    match offsets {
+        Some(offsets) => {
+            let placement = Placement {
+                block: b"pc.ram",
+                offsets,
+                zero_offsets: &[],
+            };
+            enc.encode_placed(batch, &placement, out)
+        }
+        None => enc.encode(batch, out),
+    }
+    .expect("encode")
 }
 
 /// The floor: every page copied once, the copies hashed once.
@@ -42,23 +75,45 @@ fn main() {
         .expect("usage: raw_path IMAGE.raw [WARM] [MEASURED]");
     let warm: usize = args.get(2).map_or(64, |s| s.parse().expect("WARM"));
     let measured: usize = args.get(3).map_or(256, |s| s.parse().expect("MEASURED"));
+    let variant = args.get(4).map_or("adaptive", String::as_str);
     let data = std::fs::read(path).expect("read image");
     let ps = 4096;
-    let pages: Vec<&[u8]> = data
+    let (pages, offsets): (Vec<&[u8]>, Vec<u64>) = data
         .chunks_exact(ps)
-        .filter(|p| p.iter().any(|&b| b != 0))
-        .collect();
+        .enumerate()
+        .filter(|(_, p)| p.iter().any(|&b| b != 0))
+        .map(|(i, p)| (p, (i * ps) as u64))
+        .unzip();
     assert!(pages.len() >= BATCH, "fewer than {BATCH} non-zero pages");
     let mut enc = Encoder::new(Config::default()).expect("encoder");
+    let placed = match variant {
+        "adaptive" => false,
+        "pinned" => {
+            enc.pin_codecs(Some([Codec::Raw; PageClass::COUNT]));
+            false
+        }
+        "placed" => {
+            let cache = PageCache::new(ps as u32, 64 << 20).expect("cache");
+            enc.set_cache(Some(Arc::new(cache))).expect("set_cache");
+            enc.set_dedup(true).expect("set_dedup");
+            enc.update_stats(LinkStats {
+                timestamp_ns: 1,
+                bandwidth: 1_250_000_000,
+                channels: 2,
+                ..LinkStats::default()
+            });
+            true
+        }
+        other => panic!("unknown variant {other}: adaptive, pinned or placed"),
+    };
     let mut out = vec![0u8; enc.max_frame_len(BATCH)];
     let mut copy = vec![0u8; BATCH * ps];
-    let batch_at = |b: usize| {
-        let start = (b * BATCH) % (pages.len() - BATCH + 1);
-        &pages[start..start + BATCH]
-    };
+    let start_at = |b: usize| (b * BATCH) % (pages.len() - BATCH + 1);
+    let batch_at = |b: usize| &pages[start_at(b)..start_at(b) + BATCH];
+    let offsets_at = |b: usize| placed.then(|| &offsets[start_at(b)..start_at(b) + BATCH]);
     for b in 0..warm {
         // Not through `measured_encode`, which callgrind counts.
-        enc.encode(batch_at(b), &mut out).expect("encode");
+        encode(&mut enc, batch_at(b), offsets_at(b), &mut out);
     }
     let raw = Method::Raw.counter_slot();
     let raw_before = enc.counters().method_pages[raw];
@@ -72,7 +127,7 @@ fn main() {
     for b in warm..warm + measured {
         let batch = batch_at(b);
         let t = Instant::now();
-        sink ^= measured_encode(&mut enc, batch, &mut out) as u64;
+        sink ^= measured_encode(&mut enc, batch, offsets_at(b), &mut out) as u64;
         let ns = t.elapsed().as_nanos();
         enc_ns += ns;
         batch_ns.push(ns);

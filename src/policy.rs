@@ -49,7 +49,7 @@ mod transport;
 
 pub use clock::{Clock, StepClock, WallClock};
 pub use cost::{candidates, candidates_without_zstd, ClassCost, Codec, CostTable};
-use level::{LADDER, LEVEL_DWELL};
+use level::{LADDER, LEVEL_CHECK, LEVEL_DWELL};
 pub use meter::{Key, Meter, Tally};
 
 use crate::classify::{PageClass, Thresholds};
@@ -57,6 +57,7 @@ use crate::config::{Config, Mode};
 use decide::{Env, Regime, CPU_BOUND_BUSY, OBSERVED_HEADROOM};
 use probe::Probe;
 pub use probe::{PROBE_BATCHES, PROBE_FIRST, PROBE_INTERVAL_MAX, PROBE_TRUST, SWITCH_MARGIN};
+use std::cell::Cell;
 use transport::Transport;
 pub use transport::{Bottleneck, TransportStats, JUDGE_NS, LINUX_TCP_INFO_MIN_LEN, RECEIVER_BOUND};
 
@@ -227,6 +228,10 @@ pub struct Policy {
     /// The tier's rung of [`LADDER`] while it adapts, and the batch it
     /// was taken at.
     rung: (usize, u64),
+    /// The batch the rung was last evaluated at.
+    rung_checked: u64,
+    /// The last choice of [`Policy::decide`] and what it saw.
+    decided: Cell<Option<Decided>>,
     page_size: u32,
     stats: LinkStats,
     table: CostTable,
@@ -255,6 +260,8 @@ impl Policy {
             zstd_level: config.zstd_level,
             adapt_level: config.mode == Mode::Adaptive && config.zstd_level == LADDER[0].level,
             rung: (0, 0),
+            rung_checked: 0,
+            decided: Cell::new(None),
             page_size: config.page_size.max(1),
             stats: LinkStats::default(),
             table: CostTable::new(config.page_size.max(1)),
@@ -812,13 +819,17 @@ impl Policy {
 
     /// Moves the zstd tier to another rung of [`LADDER`] when the link
     /// says it pays (the regime is judged under the routing `codecs`), at
-    /// most once per [`LEVEL_DWELL`] batches; the tier's estimates move
-    /// with it.
+    /// most once per [`LEVEL_DWELL`] batches, looking once per
+    /// [`LEVEL_CHECK`]; the tier's estimates move with it.
     fn adapt_level(&mut self, codecs: &[Codec; PageClass::COUNT]) {
         let (rung, since) = self.rung;
-        if !self.adapt_level || self.batches < since + LEVEL_DWELL {
+        if !self.adapt_level
+            || self.batches < since + LEVEL_DWELL
+            || self.batches < self.rung_checked + LEVEL_CHECK
+        {
             return;
         }
+        self.rung_checked = self.batches;
         let env = self.env();
         let regime = env.regime(&self.table, codecs);
         if !matches!(regime, Regime::Converging | Regime::DirtyBound) {
@@ -887,11 +898,34 @@ impl Policy {
     }
 
     /// The codec per class (fixed, pinned, or chosen by the cost model).
+    /// The choice is a function of what the rules see, so when that is
+    /// what the last choice saw (most batches: costs are timed one batch
+    /// in [`TIMED_EVERY`], and the link and the dirty rate move with the
+    /// migration's statistics and the connection's judgements), the last
+    /// choice stands: scoring every routing of the classes costs about
+    /// 60 k instructions, 490 a page of a 128-page batch, where comparing
+    /// the inputs costs a hundred (callgrind, `examples/raw_path.rs`).
     fn decide(&self) -> [Codec; PageClass::COUNT] {
         if let Some(pinned) = self.pinned {
             return pinned;
         }
         let env = self.env();
+        let seen = Decided {
+            env,
+            table: self.table,
+            current: self.current,
+            codecs: self.current,
+        };
+        if let Some(last) = self.decided.get().filter(|d| d.same_inputs(&seen)) {
+            return last.codecs;
+        }
+        let codecs = self.choose(env);
+        self.decided.set(Some(Decided { codecs, ..seen }));
+        codecs
+    }
+
+    /// [`Policy::decide`]'s choice, made afresh under `env`.
+    fn choose(&self, env: Env) -> [Codec; PageClass::COUNT] {
         let regime = match self.mode {
             Mode::Fixed => return self.fixed_codecs(),
             Mode::Adaptive => env.regime(&self.table, &self.current),
@@ -929,6 +963,21 @@ impl Policy {
 
     fn env(&self) -> Env {
         Env::new(&self.stats, self.measured_link(), f64::from(self.page_size))
+    }
+}
+
+/// A choice of [`Policy::decide`] and what it saw.
+#[derive(Debug, Clone, Copy)]
+struct Decided {
+    env: Env,
+    table: CostTable,
+    current: [Codec; PageClass::COUNT],
+    codecs: [Codec; PageClass::COUNT],
+}
+
+impl Decided {
+    fn same_inputs(&self, other: &Decided) -> bool {
+        self.env == other.env && self.current == other.current && self.table == other.table
     }
 }
 

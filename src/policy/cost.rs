@@ -114,7 +114,7 @@ fn prior(class: PageClass, codec: Codec) -> (f64, f64) {
 
 /// Per-class, per-codec cost estimates (EWMAs seeded with priors), and the
 /// class mix of recent batches.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostTable {
     costs: [[ClassCost; Codec::COUNT]; PageClass::COUNT],
     /// Share of pages in each class, smoothed.

@@ -80,7 +80,7 @@ fn enumerate(
 }
 
 /// What the rules see of the migration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Env {
     /// Channels compressing in parallel (`C_eff`).
     channels: f64,

@@ -51,3 +51,10 @@ pub(super) const LADDER: [Rung; 3] = [
 
 /// Batches between two level changes.
 pub(super) const LEVEL_DWELL: u64 = 64;
+
+/// Batches between two evaluations of the rung.  One scores every routing
+/// of the classes at every rung, about 170 k instructions (callgrind,
+/// `examples/raw_path.rs`): done every batch it was 1.3 k instructions a
+/// page, almost the whole cost of a raw page again, and the costs it
+/// scores change at most once per [`super::TIMED_EVERY`] batches.
+pub(super) const LEVEL_CHECK: u64 = 16;
