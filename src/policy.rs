@@ -77,10 +77,19 @@ pub const EXPLORE_PAGES: u32 = 2;
 /// cores are all busy that CPU is migration time.  32 batches of 128 pages
 /// still notice a change of workload within 16 MiB per channel.
 pub const EXPLORE_EVERY_RAW: u64 = 32;
+/// An all-raw plan's exploring batch classifies one page in this many.
+/// Classifying is most of such a batch's cost (a profile is about 9 k
+/// instructions a page against a raw page's 1.6 k), and the batch only
+/// keeps the class mix fresh: on the corpus a sample of one page in four
+/// gave a batch's share of pages that could compress within 0.007 of the
+/// full count on average, 0.031 at most, and never the other side of
+/// [`RAW_ENOUGH`] (`examples/sample_mix.rs`, `docs/DESIGN.md` §4).
+pub const RAW_SAMPLE_STRIDE: u32 = 4;
 /// Share of recent pages below which the classes a plan compresses (fill
 /// pages included, whose tags save a page each) are not worth classifying
 /// every page for: the batch goes out raw in one pass instead.  The class
-/// mix stays fresh through exploring batches, which always classify.
+/// mix stays fresh through exploring batches, which always classify (a
+/// sample: [`RAW_SAMPLE_STRIDE`]).
 pub const RAW_ENOUGH: f64 = 0.03;
 /// CPU time to classify one page (`classify::profile`: about 1 µs on the
 /// corpus, this host), for [`RAW_ENOUGH`]'s trade.
@@ -153,6 +162,16 @@ pub struct Plan {
     pub timed: bool,
     /// The level of the zstd tier.
     pub zstd_level: u8,
+    /// The batch classifies one page in this many (1: every page), those
+    /// whose index in the batch is [`Plan::classify_phase`] modulo it;
+    /// the others go raw unclassified.  An all-raw plan's exploring batch
+    /// classifies a sample ([`RAW_SAMPLE_STRIDE`]): it is there to keep
+    /// the class mix fresh, and a sample measures the mix.
+    pub classify_stride: u32,
+    /// Which pages of each stride are classified (below
+    /// [`Plan::classify_stride`]); it moves from one sampled batch to the
+    /// next, so that no position in a batch is always in the sample.
+    pub classify_phase: u32,
     /// Whether an all-raw plan still sends the pages the page cache holds
     /// as deltas (only with a cache, see [`Policy::set_deltas`], and on a
     /// link that is not fast; `docs/DESIGN.md` §6).  Classified batches try
@@ -673,7 +692,11 @@ impl Policy {
     fn routed_plan(&self, codecs: [Codec; PageClass::COUNT], batch: u64) -> Plan {
         let mut plan =
             if self.probe.sends_raw() || self.raw_in_effect(&codecs) || self.measuring_link() {
-                self.make_plan(raw_but_fill(&codecs), batch, EXPLORE_EVERY_RAW)
+                let mut plan = self.make_plan(raw_but_fill(&codecs), batch, EXPLORE_EVERY_RAW);
+                plan.classify_stride = RAW_SAMPLE_STRIDE;
+                plan.classify_phase =
+                    ((batch / EXPLORE_EVERY_RAW) % u64::from(RAW_SAMPLE_STRIDE)) as u32;
+                plan
             } else {
                 self.make_plan(codecs, batch, EXPLORE_EVERY)
             };
@@ -884,6 +907,8 @@ impl Policy {
             timed: explore.iter().any(Option::is_some)
                 || batch.saturating_sub(1).is_multiple_of(TIMED_EVERY),
             zstd_level: self.zstd_level(),
+            classify_stride: 1,
+            classify_phase: 0,
             raw_deltas: false,
         }
     }

@@ -6,7 +6,9 @@ mod common;
 
 use common::{page, KINDS};
 use mecom::classify::PageClass;
-use mecom::policy::{Codec, StepClock, EXPLORE_EVERY, TIMED_EVERY};
+use mecom::policy::{
+    Codec, StepClock, EXPLORE_EVERY, EXPLORE_EVERY_RAW, RAW_SAMPLE_STRIDE, TIMED_EVERY,
+};
 use mecom::{Config, Decoder, Encoder, LinkStats, Method, Mode};
 
 fn batch(seed: u64) -> Vec<Vec<u8>> {
@@ -162,24 +164,33 @@ fn probe_batches_send_every_page_raw_and_round_trip() {
 /// `bandwidth` bytes/s: 63 random pages and one fill page each for 80
 /// batches, then text.
 fn rare_compressible_lens(bandwidth: u64) -> Vec<usize> {
+    rare_compressible_frames(bandwidth, 80)
+        .iter()
+        .map(Vec::len)
+        .collect()
+}
+
+/// The frames of [`rare_compressible_lens`], whose random phase lasts
+/// `random` batches (text follows for 60).
+fn rare_compressible_frames(bandwidth: u64, random: u64) -> Vec<Vec<u8>> {
     let config = Config::default();
     let mut enc = Encoder::with_clock(config.clone(), Box::new(StepClock::new(900))).unwrap();
     let mut dec = Decoder::new(config).unwrap();
     let mut lens = Vec::new();
-    for k in 0..140u64 {
+    for k in 0..random + 60 {
         enc.update_stats(LinkStats {
             channels: 2,
             bandwidth,
             ..LinkStats::default()
         });
         let pages: Vec<Vec<u8>> = (0..64u64)
-            .map(|i| match (k < 80, i) {
+            .map(|i| match (k < random, i) {
                 (true, 0) => page(common::Kind::Fill, 4096, k),
                 (true, _) => page(common::Kind::Random, 4096, k * 100 + i),
                 (false, _) => page(common::Kind::Text, 4096, k * 100 + i),
             })
             .collect();
-        lens.push(round_trip(&mut enc, &mut dec, &pages));
+        lens.push(frame_of(&mut enc, &mut dec, &pages));
     }
     lens
 }
@@ -209,6 +220,28 @@ fn rare_compressible_pages_go_raw_in_one_pass_until_the_mix_changes() {
     // batch classifies, and the fill page is a tag.
     let lens = rare_compressible_lens(12_500_000);
     assert!(lens[..80].iter().all(|&l| l < full), "{:?}", &lens[..80]);
+}
+
+#[test]
+fn an_all_raw_exploring_batch_classifies_one_page_in_four() {
+    // The random phase of the test above, made longer: once all raw, an
+    // exploring batch (one in 32) classifies one page in four, a different
+    // one of each four from one exploring batch to the next, and sends the
+    // rest raw unclassified.  So the batch's fill page 0 is a tag in one
+    // exploring batch of four; classifying every page, it was in each.
+    let frames = rare_compressible_frames(1_250_000_000, 400);
+    let fill = Method::Fill as u8;
+    let tagged: Vec<usize> = (64..400).filter(|&k| tags(&frames[k])[0] == fill).collect();
+    // Frame k is the encoder's batch k + 1.
+    let exploring = (64..400)
+        .filter(|k| (k + 1) % EXPLORE_EVERY_RAW as usize == 0)
+        .count();
+    assert_eq!(exploring, 10);
+    let stride = RAW_SAMPLE_STRIDE as usize;
+    assert!(
+        (exploring / stride..=exploring.div_ceil(stride)).contains(&tagged.len()),
+        "fill page tagged in batches {tagged:?}"
+    );
 }
 
 /// The page table's tags of a frame.

@@ -346,7 +346,15 @@ impl Batch {
         let ps = self.page_size;
         let zstd_on = self.zstd.is_some();
         let uniform = plan.uniform();
-        for page in self.pages[..n * ps].chunks_exact(ps) {
+        let stride = plan.classify_stride.max(1) as usize;
+        let phase = plan.classify_phase as usize % stride;
+        for (i, page) in self.pages[..n * ps].chunks_exact(ps).enumerate() {
+            if i % stride != phase {
+                // Outside the sample: raw, as an all-raw batch sends it.
+                self.routes.push(Route::Codec(Codec::Raw));
+                self.keys.push((PageClass::Random, Codec::Raw));
+                continue;
+            }
             let (fill, class, codec) = match uniform {
                 // Similar and generic take `codec`: only fills, and random
                 // and sparse pages whose classes go elsewhere, need telling

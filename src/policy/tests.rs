@@ -1166,6 +1166,8 @@ fn only_an_untimed_unexplored_plan_with_one_codec_skips_classifying() {
         explore_pages: EXPLORE_PAGES,
         timed,
         zstd_level: 1,
+        classify_stride: 1,
+        classify_phase: 0,
         raw_deltas: false,
     };
     let none = [None; PageClass::COUNT];
