@@ -100,6 +100,9 @@ pub const VERDICT_TRUST: u64 = PROBE_TRUST;
 /// Share of the link (as measured while it was full) the wire rate must
 /// reach for the link to count as full with compressed pages.
 const LINK_FULL: f64 = 0.9;
+/// Share of the wire rate below which the channels' link shares summed
+/// are contradicted by it (see `Policy::full_link_share`).
+const SHARE_CONTRADICTED: f64 = 0.5;
 /// How many times a plan's encode time a raw page's time on the link
 /// must be for raw pages to count as unable to win without a probe.  A
 /// compressing channel's page can take more wall time than its encode
@@ -614,20 +617,24 @@ impl Policy {
 
     /// The connection's share of the link (bytes/s) as last measured while
     /// the link was full, however old, unless the migration's wire rate
-    /// contradicts it: channels that together move more than
-    /// their shares' sum over [`LINK_FULL`] did not fill a link of that
-    /// size.  On a host whose cores are all busy (a TCG vCPU, both QEMUs),
-    /// acknowledgements stall while the data is in flight, so the
-    /// connection counts as busy on the network with little or nothing
-    /// acknowledged: at 10 Gbit/s such intervals gave shares of 0 and
-    /// 24 MB/s while the wire carried 437 MB/s, and a channel took its
-    /// compressed bytes for a full link and never probed raw (twice the
-    /// time of `none`).
+    /// contradicts it: channels that together move more than twice their
+    /// shares' sum did not fill a link of that size.  On a host whose
+    /// cores are all busy (a TCG vCPU, both QEMUs), acknowledgements stall
+    /// while the data is in flight, so the connection counts as busy on
+    /// the network with little or nothing acknowledged: at 10 Gbit/s such
+    /// intervals gave shares of 0 and 24 MB/s while the wire carried
+    /// 437 MB/s, and a channel took its compressed bytes for a full link
+    /// and never probed raw (twice the time of `none`).  Per connection a
+    /// share is noisy, so only a large contradiction counts: at 1 Gbit/s,
+    /// where shares are the link's, leaving out those below 90 % of the
+    /// wire rate let raw probes through and cost 10-25 % more bytes.
     fn full_link_share(&self) -> Option<f64> {
         let channels = f64::from(self.stats.channels.max(1));
         self.transport
             .link_share(self.batches, u64::MAX)
-            .filter(|&share| share > 0.0 && share * channels >= LINK_FULL * self.observed.rate)
+            .filter(|&share| {
+                share > 0.0 && share * channels >= SHARE_CONTRADICTED * self.observed.rate
+            })
     }
 
     /// The plan's encode time per page (ns), by the cost estimates and

@@ -679,8 +679,9 @@ fn a_fast_link_whose_channels_wait_for_pages_stays_raw() {
     fresh.update_transport(TransportStats::default());
     assert!(fresh.next_plan().all_raw());
     assert!(!policy(Mode::Adaptive).next_plan().all_raw());
-    // A link that falls a raw batch behind ends the raw start before the
-    // busy time measures it (no busy time is given here).
+    // A link that falls a raw batch behind, and further behind at the next
+    // sample, ends the raw start before the busy time measures it (no busy
+    // time is given here).
     let mut slow = policy(Mode::Adaptive);
     let at = |ms: u64, acked: u64| TransportStats {
         timestamp_ns: ms * 1_000_000,
@@ -688,7 +689,7 @@ fn a_fast_link_whose_channels_wait_for_pages_stays_raw() {
         ..TransportStats::default()
     };
     slow.update_transport(at(0, 0));
-    for (ms, acked) in [(1, 400_000), (2, 600_000), (3, 650_000)] {
+    for (ms, acked) in [(1, 400_000), (2, 600_000), (3, 650_000), (4, 700_000)] {
         assert!(slow.next_plan().all_raw(), "{ms} ms");
         slow.record_batch(ms * 1_000_000, 100_000, 128, 524_832);
         slow.update_transport(at(ms, acked));

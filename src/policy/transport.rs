@@ -275,11 +275,14 @@ pub(super) struct Transport {
     busy: Account,
     busy_rate: Stamped,
     /// Bytes the channel wrote since the connection's first sample, the
-    /// peer's acknowledged count then, the latest batch's bytes, and
-    /// whether a sample found the link behind by more than that batch.
+    /// peer's acknowledged count then, the latest batch's bytes, how far
+    /// the previous sample found the link behind when that was more than
+    /// its latest batch, and whether the link fell behind for good (see
+    /// [`Transport::backlogged`]).
     written: u64,
     acked_base: u64,
     last_written: u64,
+    behind: Option<u64>,
     backlogged: bool,
 }
 
@@ -306,6 +309,7 @@ impl Transport {
         let Some(last) = self.last.replace(s) else {
             self.acked_base = s.bytes_acked;
             self.written = 0;
+            self.behind = None;
             return;
         };
         let went_back = s.timestamp_ns < last.timestamp_ns
@@ -318,11 +322,18 @@ impl Transport {
             self.busy = Account::default();
             self.acked_base = s.bytes_acked;
             self.written = 0;
+            self.behind = None;
             return;
         }
         let acked = s.bytes_acked - self.acked_base;
-        if self.written.saturating_sub(acked) > self.last_written {
-            self.backlogged = true;
+        let behind = self.written.saturating_sub(acked);
+        if behind > self.last_written {
+            if self.behind.is_some_and(|before| behind > before) {
+                self.backlogged = true;
+            }
+            self.behind = Some(behind);
+        } else {
+            self.behind = None;
         }
         if raw {
             self.raw.add(&last, &s);
@@ -397,11 +408,16 @@ impl Transport {
         self.last_written = bytes;
     }
 
-    /// Whether a sample found more of the channel's bytes unacknowledged
-    /// than its latest batch: the link did not take one batch before the
-    /// next was written.  Byte counters, not jiffies: at 10 Gbit/s raw
-    /// batches were acknowledged before the next sample (a few kB behind),
-    /// at 1 Gbit/s the third raw batch found 0.65 MB behind.
+    /// Whether two samples in a row found more of the channel's bytes
+    /// unacknowledged than its latest batch, the second more than the
+    /// first: the link did not take one batch before the next was written,
+    /// and fell further behind.  Byte counters, not jiffies.  A single
+    /// sample is not enough: instrumented at 10 Gbit/s on a host whose
+    /// cores were all busy, raw batches of 525 kB were 0-559 kB behind,
+    /// up and down (acknowledgements stall, then catch up), and one of
+    /// them ended a channel's raw start (it then compressed blind); at
+    /// 1 Gbit/s they were 439, 605 and 566, 898 kB behind on two channels,
+    /// growing with every batch.
     pub(super) fn backlogged(&self) -> bool {
         self.backlogged
     }
@@ -527,7 +543,18 @@ mod tests {
             ..TransportStats::default()
         };
         t.on_sample(at(1_000), 0);
-        for (acked, behind) in [(400_000, false), (600_000, false), (650_000, true)] {
+        // 125, 450 and 924 kB behind: more than a batch once.  Then 49 kB:
+        // the link caught up after a stall.  Then 544 kB, more than a
+        // batch once again, and 1,049 kB: further behind, backlogged.
+        let steps = [
+            (400_000, false),
+            (600_000, false),
+            (650_000, false),
+            (2_050_000, false),
+            (2_080_000, false),
+            (2_100_000, true),
+        ];
+        for (acked, behind) in steps {
             t.on_batch(true);
             t.on_written(524_832);
             t.on_sample(at(1_000 + acked), 1);
