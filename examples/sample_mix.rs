@@ -10,20 +10,23 @@
 //! ...) for K = 2, 4, 8: the mean absolute difference in the share of
 //! pages that are not random (the ones a plan could compress), the
 //! largest, and the share of batches where the two disagree on whether
-//! that share is under 3 %.  Under callgrind the classifying costs one
-//! `profile` per classified page, so one in K costs 1/K.
+//! that share is under 3 %.  Classifying costs one `profile` per
+//! classified page, so one in K costs 1/K of it.
 //!
 //! Usage: `cargo run --release --example sample_mix -- IMAGE.raw...`
 
 use mecom::classify::{profile, PageClass, Thresholds};
+use mecom::policy::RAW_ENOUGH;
+use mecom::Config;
 
 const BATCH: usize = 128;
-const RAW_ENOUGH: f64 = 0.03;
 
 fn main() {
+    let config = Config::default();
     let thresholds = Thresholds {
-        sparse: 75,
-        similarity: 75,
+        sparse: config.sparse_threshold,
+        similarity: config.similarity_threshold,
+        // The policy's random-page bound (`RAW_DISTINCT_BYTES`, private).
         random_distinct_bytes: 140,
     };
     println!("| image | batches | K | mean abs. diff. | largest | decision differs |");

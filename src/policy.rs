@@ -252,8 +252,8 @@ pub struct Policy {
     rung: (usize, u64),
     /// The batch the rung was last evaluated at.
     rung_checked: u64,
-    /// The last choice of [`Policy::decide`] and what it saw.
-    decided: Cell<Option<Decided>>,
+    /// What [`Policy::decide`] last saw, and what it chose.
+    decided: Cell<Option<(Inputs, [Codec; PageClass::COUNT])>>,
     page_size: u32,
     stats: LinkStats,
     table: CostTable,
@@ -935,25 +935,26 @@ impl Policy {
     /// in [`TIMED_EVERY`], and the link and the dirty rate move with the
     /// migration's statistics and the connection's judgements), the last
     /// choice stands: scoring every routing of the classes costs about
-    /// 60 k instructions, 490 a page of a 128-page batch, where comparing
-    /// the inputs costs a hundred (callgrind, `examples/raw_path.rs`).
+    /// 60 k instructions, 490 a page of a 128-page batch (callgrind,
+    /// `examples/raw_path.rs`; with this, the whole choice costs 220).
     fn decide(&self) -> [Codec; PageClass::COUNT] {
         if let Some(pinned) = self.pinned {
             return pinned;
         }
         let env = self.env();
-        let seen = Decided {
+        let inputs = Inputs {
             env,
             table: self.table,
             current: self.current,
-            codecs: self.current,
         };
-        if let Some(last) = self.decided.get().filter(|d| d.same_inputs(&seen)) {
-            return last.codecs;
+        match self.decided.get() {
+            Some((seen, codecs)) if seen == inputs => codecs,
+            _ => {
+                let codecs = self.choose(env);
+                self.decided.set(Some((inputs, codecs)));
+                codecs
+            }
         }
-        let codecs = self.choose(env);
-        self.decided.set(Some(Decided { codecs, ..seen }));
-        codecs
     }
 
     /// [`Policy::decide`]'s choice, made afresh under `env`.
@@ -998,19 +999,12 @@ impl Policy {
     }
 }
 
-/// A choice of [`Policy::decide`] and what it saw.
-#[derive(Debug, Clone, Copy)]
-struct Decided {
+/// Everything [`Policy::decide`]'s choice depends on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Inputs {
     env: Env,
     table: CostTable,
     current: [Codec; PageClass::COUNT],
-    codecs: [Codec; PageClass::COUNT],
-}
-
-impl Decided {
-    fn same_inputs(&self, other: &Decided) -> bool {
-        self.env == other.env && self.current == other.current && self.table == other.table
-    }
 }
 
 /// `codecs` with every class but fill sent raw (fill pages cost four

@@ -48,6 +48,11 @@ use crate::policy::{Clock, Codec, Key, Meter, Plan};
 /// whose zero runs cost almost nothing.
 const SPARSE_MAX_FRACTION: usize = 8;
 
+/// The cost key of a raw page nobody classified (an all-raw batch, or a
+/// page outside a sampled batch's sample): a raw page costs the same in
+/// any class, and an unclassified page counts in no class mix.
+const UNCLASSIFIED_RAW: Key = (PageClass::Random, Codec::Raw);
+
 /// Where the encoder's pages come from.  The FFI implements it over guest
 /// memory with a copy; the safe API over slices.
 pub(crate) trait PageSource {
@@ -296,7 +301,7 @@ impl Batch {
             // Only the cache's deltas can beat raw here: nothing to
             // classify (the meter keeps no mix of an unclassified batch).
             self.routes.resize(n, Route::Codec(Codec::Raw));
-            self.keys.resize(n, (PageClass::Random, Codec::Raw));
+            self.keys.resize(n, UNCLASSIFIED_RAW);
         } else {
             self.classify_routes(n, plan, meter);
         }
@@ -352,7 +357,7 @@ impl Batch {
             if i % stride != phase {
                 // Outside the sample: raw, as an all-raw batch sends it.
                 self.routes.push(Route::Codec(Codec::Raw));
-                self.keys.push((PageClass::Random, Codec::Raw));
+                self.keys.push(UNCLASSIFIED_RAW);
                 continue;
             }
             let (fill, class, codec) = match uniform {

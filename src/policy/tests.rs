@@ -820,7 +820,8 @@ fn a_cpu_bound_channel_whose_codec_still_wins_probes_rarely() {
 
 #[test]
 fn an_idle_gap_inside_a_probe_only_delays_raw() {
-    // One second of idle (a bitmap sync) inside the measured half of the
+    // One second of idle (a CPU wait; the period of a bitmap sync counts
+    // for no arm, see the next test) inside the measured half of the
     // first raw window makes raw look slow there: the figures are sums, so
     // a gap counts against the arm it falls in (the safe side).  The next
     // window, 32 batches later, finds the fast link.
