@@ -210,6 +210,11 @@ impl Account {
     fn add(&mut self, last: &TransportStats, s: &TransportStats) {
         let wall = s.timestamp_ns - last.timestamp_ns;
         // Jiffies accounting can exceed the wall time of a short interval.
+        // The clamp also drops most of a 4 ms step that lands in an
+        // interval of 0.2-3 ms (a 10 Gbit/s channel's), so such channels
+        // count a fraction of their busy time; counting the steps in full
+        // was measured slower at 10 Gbit/s (`docs/DESIGN.md` §4, "Host
+        // stalls").
         let busy = (s.busy_us - last.busy_us).saturating_mul(1000).min(wall);
         let receiver = (s.receiver_limited_us - last.receiver_limited_us)
             .saturating_mul(1000)
