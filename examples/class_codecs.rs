@@ -24,8 +24,9 @@
 //!
 //! (`docs/DESIGN.md` §5 has the results.)
 
-use mecom::classify::{profile, PageClass, Thresholds};
+use mecom::classify::{profile, PageClass};
 use mecom::codecs::{lz4_decode, lz4_encode, lz4_max_len, lzo_decode, lzo_encode, wkdm};
+use mecom::policy::Policy;
 use mecom::Config;
 use std::hint::black_box;
 use std::time::Instant;
@@ -131,13 +132,8 @@ fn run(codec: Codec, pages: &[&[u8]]) -> (Vec<Option<usize>>, u128, u128) {
 }
 
 fn classify(data: &[u8]) -> Vec<(PageClass, &[u8])> {
-    let config = Config::default();
-    let thresholds = Thresholds {
-        sparse: config.sparse_threshold,
-        similarity: config.similarity_threshold,
-        // The policy's random-page bound (`RAW_DISTINCT_BYTES`, private).
-        random_distinct_bytes: 140,
-    };
+    // The encoder's own thresholds, as its plans carry them.
+    let thresholds = Policy::new(&Config::default()).plan().thresholds;
     data.chunks_exact(PS)
         .filter(|p| p.iter().any(|&b| b != 0))
         .map(|p| (thresholds.class(&profile(p), PS), p))

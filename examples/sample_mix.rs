@@ -15,20 +15,15 @@
 //!
 //! Usage: `cargo run --release --example sample_mix -- IMAGE.raw...`
 
-use mecom::classify::{profile, PageClass, Thresholds};
-use mecom::policy::RAW_ENOUGH;
+use mecom::classify::{profile, PageClass};
+use mecom::policy::{Policy, RAW_ENOUGH};
 use mecom::Config;
 
 const BATCH: usize = 128;
 
 fn main() {
-    let config = Config::default();
-    let thresholds = Thresholds {
-        sparse: config.sparse_threshold,
-        similarity: config.similarity_threshold,
-        // The policy's random-page bound (`RAW_DISTINCT_BYTES`, private).
-        random_distinct_bytes: 140,
-    };
+    // The encoder's own thresholds, as its plans carry them.
+    let thresholds = Policy::new(&Config::default()).plan().thresholds;
     println!("| image | batches | K | mean abs. diff. | largest | decision differs |");
     println!("|---|---:|---:|---:|---:|---:|");
     for path in std::env::args().skip(1) {

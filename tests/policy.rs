@@ -176,7 +176,7 @@ fn rare_compressible_frames(bandwidth: u64, random: u64) -> Vec<Vec<u8>> {
     let config = Config::default();
     let mut enc = Encoder::with_clock(config.clone(), Box::new(StepClock::new(900))).unwrap();
     let mut dec = Decoder::new(config).unwrap();
-    let mut lens = Vec::new();
+    let mut frames = Vec::new();
     for k in 0..random + 60 {
         enc.update_stats(LinkStats {
             channels: 2,
@@ -190,9 +190,9 @@ fn rare_compressible_frames(bandwidth: u64, random: u64) -> Vec<Vec<u8>> {
                 (false, _) => page(common::Kind::Text, 4096, k * 100 + i),
             })
             .collect();
-        lens.push(frame_of(&mut enc, &mut dec, &pages));
+        frames.push(frame_of(&mut enc, &mut dec, &pages));
     }
-    lens
+    frames
 }
 
 #[test]
